@@ -1,0 +1,284 @@
+//! Static configuration: the TOML file of `flowgate serve --config`.
+//!
+//! The pipeline is `file → sections (serde, spans kept) → semantic checks → Config`.
+//! Every section is deserialized on its own so that one run reports every mistake in the
+//! file, each naming its field (`listen.public`, `routes[2].origin`) and, where the parser
+//! knows it, its line. A `Config` value is therefore always valid: nothing downstream
+//! re-checks it.
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, ConfigErrors};
+
+/// The validated static configuration of one proxy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config was read from; error messages and relative paths use it.
+    pub file: PathBuf,
+    /// The region this proxy belongs to; it reads this row of the traffic table.
+    pub region: String,
+    /// The initial traffic table (absolute path); a newer persisted table wins.
+    pub table: Option<PathBuf>,
+    pub listen: Listen,
+    pub admin: Admin,
+    /// Origins by name, in name order.
+    pub origins: BTreeMap<String, Origin>,
+    /// Peer regions by name.
+    pub peers: BTreeMap<String, Peer>,
+    /// Routes in file order; the router orders them by specificity.
+    pub routes: Vec<Route>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub drain: Drain,
+    pub log: Log,
+    pub runtime: Runtime,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Every problem found is returned at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        load::load(path)
+    }
+
+    /// Parses and validates config text; `file` names it in errors and anchors relative paths.
+    pub fn from_toml(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        load::parse(file, text)
+    }
+}
+
+/// `[listen]`: the data-plane listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Clients: HTTP/1.1 and HTTP/2 with prior knowledge on one port.
+    pub public: SocketAddr,
+    /// Clients over TLS (ALPN `h2`, `http/1.1`); needs `tls_cert` and `tls_key`.
+    pub public_tls: Option<SocketAddr>,
+    /// PEM certificate chain for `public_tls`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `public_tls`.
+    pub tls_key: Option<PathBuf>,
+    /// Traffic forwarded by other regions' proxies.
+    pub peer: Option<SocketAddr>,
+}
+
+/// `[admin]`: the control endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Loopback by default: the admin listener must not be reachable by accident.
+    pub listen: SocketAddr,
+    /// Environment variable holding the bearer token required for every change.
+    pub token_env: String,
+    /// Where the last applied table survives restarts.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            token_env: "FLOWGATE_ADMIN_TOKEN".to_owned(),
+            state_dir: None,
+        }
+    }
+}
+
+/// The protocol an origin speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 with pooled keep-alive connections.
+    #[default]
+    #[serde(rename = "http1", alias = "h1", alias = "http/1.1")]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), as gRPC services speak it.
+    #[serde(rename = "h2", alias = "http2")]
+    Http2,
+}
+
+/// `[origins.NAME]`: a backend service served in this region.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// `host:port` entries; names are resolved again for every new connection.
+    pub endpoints: Vec<String>,
+    /// Path probed by active health checks.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    /// Requests in flight to this origin beyond which new ones are refused with 503.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Overrides `timeouts.connect` for this origin.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Overrides `timeouts.request` for this origin.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+}
+
+fn default_health_path() -> String {
+    "/healthz".to_owned()
+}
+
+fn default_max_concurrency() -> usize {
+    2000
+}
+
+/// `[peers.REGION]`: how to reach another region's fleet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The region's load balancer in front of its proxies.
+    #[serde(default)]
+    pub lb: Vec<String>,
+    /// The region's proxies, reached directly when the load balancer is bypassed.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+}
+
+/// `[[routes]]`: host + path prefix → origin.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// `api.example.com`, `*.example.com` (any subdomain) or `*`.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// The longest matching prefix wins.
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    pub origin: String,
+}
+
+fn default_host() -> String {
+    "*".to_owned()
+}
+
+fn default_prefix() -> String {
+    "/".to_owned()
+}
+
+/// `[timeouts]`: every wait the proxy does on someone else has a bound.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect to an upstream endpoint.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// From a request's first byte to its last header byte (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    pub header_read: Duration,
+    /// From the request's arrival to the upstream's response headers. Body streaming after
+    /// that is not bounded by it, so long downloads are not cut.
+    #[serde(with = "humantime_serde")]
+    pub request: Duration,
+    /// A client connection with no request in flight is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    /// How long an unused pooled upstream connection is kept.
+    #[serde(with = "humantime_serde")]
+    pub upstream_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            header_read: Duration::from_secs(10),
+            request: Duration::from_secs(60),
+            idle: Duration::from_secs(75),
+            upstream_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[limits]`: sizes and counts that protect the process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head (request line + headers) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
+    /// Client connections open at once across all data-plane listeners; beyond it the
+    /// proxy stops accepting until one closes.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per client connection.
+    pub max_concurrent_streams: u32,
+    /// Idle pooled connections kept per upstream endpoint.
+    pub upstream_pool_idle: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_connections: 50_000,
+            max_concurrent_streams: 256,
+            upstream_pool_idle: 256,
+        }
+    }
+}
+
+/// `[drain]`: what SIGTERM / SIGINT do, in the order load balancers expect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Drain {
+    /// `/readyz` is 503 at once; listeners keep accepting this long so load balancers can
+    /// deregister the instance without refused connections.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    /// After the listeners close, in-flight requests get this long; the rest are cut.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain { delay: Duration::from_secs(5), timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `tracing` filter directive; `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+    /// One line per request on target `flowgate::access`.
+    pub access: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".to_owned(), format: LogFormat::Text, access: false }
+    }
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}

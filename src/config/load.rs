@@ -1,0 +1,218 @@
+//! Reading the TOML file section by section, collecting every error with its field and line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::{Admin, Config, Drain, Limits, Listen, Log, Origin, Peer, Route, Runtime, Timeouts};
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {field}: {message}{}", file.display(), line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the field at fault (`listen.public`, `routes[1].origin`); empty when
+    /// the whole file is at fault.
+    pub field: String,
+    /// 1-based line, when the parser knows it.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub(super) fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            field: String::new(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Collects errors while the sections are read, so one run reports them all.
+pub(super) struct Errors<'a> {
+    file: &'a Path,
+    text: &'a str,
+    pub(super) list: Vec<ConfigError>,
+}
+
+impl<'a> Errors<'a> {
+    pub(super) fn push(
+        &mut self,
+        field: impl Into<String>,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) {
+        let line = span.map(|s| line_of(self.text, s.start));
+        self.list.push(ConfigError {
+            file: self.file.to_owned(),
+            field: field.into(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes one value, recording an error (with the inner field path) on failure.
+    fn section<T: DeserializeOwned>(&mut self, path: &str, value: Spanned<DeValue<'_>>) -> Option<T> {
+        let outer = value.span();
+        let de = ValueDeserializer::from(value);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                let inner = err.path().to_string();
+                let field = if inner.is_empty() || inner == "." {
+                    path.to_owned()
+                } else if inner.starts_with('[') {
+                    format!("{path}{inner}")
+                } else {
+                    format!("{path}.{inner}")
+                };
+                let source = err.into_inner();
+                let span = source.span().or(Some(outer));
+                self.push(field, span, source.message().trim().to_owned());
+                None
+            }
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Sections as read, before cross-field checks; `None` where a section failed to parse.
+#[derive(Default)]
+pub(super) struct Sections {
+    pub region: Option<String>,
+    pub table: Option<String>,
+    pub listen: Option<Listen>,
+    pub admin: Option<Admin>,
+    pub origins: BTreeMap<String, Origin>,
+    pub peers: BTreeMap<String, Peer>,
+    pub routes: Vec<Option<Route>>,
+    pub timeouts: Option<Timeouts>,
+    pub limits: Option<Limits>,
+    pub drain: Option<Drain>,
+    pub log: Option<Log>,
+    pub runtime: Option<Runtime>,
+    /// Whether a required section was present at all.
+    pub saw_region: bool,
+    pub saw_listen: bool,
+}
+
+pub(super) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut errors = Errors { file, text, list: Vec::new() };
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            errors.push("", e.span(), e.message().trim().to_owned());
+            return Err(ConfigErrors(errors.list));
+        }
+    };
+    let mut s = Sections::default();
+    for (key, value) in doc.into_inner() {
+        let key_span = key.span();
+        let name = key.into_inner();
+        match name.as_ref() {
+            "region" => {
+                s.saw_region = true;
+                s.region = errors.section("region", value);
+            }
+            "table" => s.table = errors.section("table", value),
+            "listen" => {
+                s.saw_listen = true;
+                s.listen = errors.section("listen", value);
+            }
+            "admin" => s.admin = errors.section("admin", value),
+            "origins" => read_map(&mut errors, "origins", value, &mut s.origins),
+            "peers" => read_map(&mut errors, "peers", value, &mut s.peers),
+            "routes" => read_routes(&mut errors, value, &mut s.routes),
+            "timeouts" => s.timeouts = errors.section("timeouts", value),
+            "limits" => s.limits = errors.section("limits", value),
+            "drain" => s.drain = errors.section("drain", value),
+            "log" => s.log = errors.section("log", value),
+            "runtime" => s.runtime = errors.section("runtime", value),
+            other => errors.push(
+                other.to_owned(),
+                Some(key_span),
+                format!(
+                    "unknown field `{other}`, expected one of region, table, listen, admin, \
+                     origins, peers, routes, timeouts, limits, drain, log, runtime"
+                ),
+            ),
+        }
+    }
+    super::validate::finish(errors, s)
+}
+
+/// Reads `[name.KEY]` tables one entry at a time, so a bad entry does not hide the others.
+fn read_map<T: DeserializeOwned>(
+    errors: &mut Errors<'_>,
+    section: &str,
+    value: Spanned<DeValue<'_>>,
+    out: &mut BTreeMap<String, T>,
+) {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Table(table) => {
+            for (key, entry) in table {
+                let name = key.into_inner().into_owned();
+                let path = format!("{section}.{name}");
+                if let Some(v) = errors.section(&path, entry) {
+                    out.insert(name, v);
+                }
+            }
+        }
+        _ => errors.push(section, Some(span), "expected a table"),
+    }
+}
+
+fn read_routes(errors: &mut Errors<'_>, value: Spanned<DeValue<'_>>, out: &mut Vec<Option<Route>>) {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(errors.section(&format!("routes[{i}]"), item));
+            }
+        }
+        _ => errors.push("routes", Some(span), "expected an array of tables ([[routes]])"),
+    }
+}
+
+impl Errors<'_> {
+    pub(super) fn file(&self) -> &Path {
+        self.file
+    }
+
+    /// The line of the first occurrence of `needle` in the file, for checks made after
+    /// deserialization where spans are gone.
+    pub(super) fn span_of(&self, needle: &str) -> Option<Range<usize>> {
+        self.text.find(needle).map(|start| start..start + needle.len())
+    }
+}

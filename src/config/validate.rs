@@ -1,0 +1,283 @@
+//! Cross-field checks that serde cannot express, and the final `Config` assembly.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::Config;
+use super::load::{ConfigErrors, Errors, Sections};
+
+pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, ConfigErrors> {
+    let base = errors.file().parent().map(Path::to_owned).unwrap_or_default();
+    let resolve = |p: &Path| -> PathBuf { if p.is_absolute() { p.to_owned() } else { base.join(p) } };
+
+    if !s.saw_region {
+        errors.push("region", None, "missing field `region`");
+    }
+    if let Some(region) = &s.region
+        && let Err(why) = check_name(region)
+    {
+        let span = errors.span_of("region");
+        errors.push("region", span, format!("invalid region name {region:?}: {why}"));
+    }
+    if !s.saw_listen {
+        errors.push("listen", None, "missing table `[listen]` (at least `public`)");
+    }
+    let mut listen = s.listen;
+    if let Some(l) = &mut listen {
+        check_listen(&mut errors, l, &resolve);
+    }
+    let mut admin = s.admin.unwrap_or_default();
+    admin.state_dir = admin.state_dir.as_deref().map(resolve);
+    if let Some(l) = &listen {
+        let mut seen = vec![("admin.listen", admin.listen)];
+        let named =
+            [("listen.public", Some(l.public)), ("listen.public_tls", l.public_tls), ("listen.peer", l.peer)];
+        for (field, addr) in named {
+            let Some(addr) = addr else { continue };
+            if addr.port() != 0
+                && let Some((other, _)) = seen.iter().find(|(_, a)| *a == addr)
+            {
+                let span = errors.span_of(field.rsplit('.').next().unwrap_or(field));
+                errors.push(field, span, format!("address {addr} is already used by {other}"));
+            }
+            seen.push((field, addr));
+        }
+    }
+    for (name, origin) in &s.origins {
+        if let Err(why) = check_name(name) {
+            errors.push(
+                format!("origins.{name}"),
+                errors.span_of(name),
+                format!("invalid origin name: {why}"),
+            );
+        }
+        if origin.endpoints.is_empty() {
+            errors.push(
+                format!("origins.{name}.endpoints"),
+                errors.span_of(name),
+                "needs at least one endpoint",
+            );
+        }
+        for (i, ep) in origin.endpoints.iter().enumerate() {
+            if let Err(why) = check_host_port(ep) {
+                errors.push(
+                    format!("origins.{name}.endpoints[{i}]"),
+                    errors.span_of(ep),
+                    format!("{ep:?}: {why}"),
+                );
+            }
+        }
+        if !origin.health_path.starts_with('/') {
+            errors.push(
+                format!("origins.{name}.health_path"),
+                errors.span_of(&origin.health_path),
+                "must start with `/`",
+            );
+        }
+        if origin.max_concurrency == 0 {
+            errors.push(format!("origins.{name}.max_concurrency"), None, "must be at least 1");
+        }
+        for (field, d) in
+            [("connect_timeout", origin.connect_timeout), ("request_timeout", origin.request_timeout)]
+        {
+            if d == Some(Duration::ZERO) {
+                errors.push(format!("origins.{name}.{field}"), None, "must be greater than 0");
+            }
+        }
+    }
+    for (name, peer) in &s.peers {
+        if let Err(why) = check_name(name) {
+            errors.push(format!("peers.{name}"), errors.span_of(name), format!("invalid region name: {why}"));
+        }
+        if s.region.as_deref() == Some(name.as_str()) {
+            errors.push(format!("peers.{name}"), errors.span_of(name), "a region cannot be its own peer");
+        }
+        if peer.lb.is_empty() && peer.proxies.is_empty() {
+            errors.push(format!("peers.{name}"), errors.span_of(name), "needs `lb` or `proxies` addresses");
+        }
+        for (kind, list) in [("lb", &peer.lb), ("proxies", &peer.proxies)] {
+            for (i, ep) in list.iter().enumerate() {
+                if let Err(why) = check_host_port(ep) {
+                    errors.push(
+                        format!("peers.{name}.{kind}[{i}]"),
+                        errors.span_of(ep),
+                        format!("{ep:?}: {why}"),
+                    );
+                }
+            }
+        }
+    }
+    let mut routes = Vec::with_capacity(s.routes.len());
+    for (i, route) in s.routes.into_iter().enumerate() {
+        let Some(route) = route else { continue };
+        if let Err(why) = check_host_pattern(&route.host) {
+            errors.push(format!("routes[{i}].host"), errors.span_of(&route.host), why);
+        }
+        if !route.path_prefix.starts_with('/') {
+            errors.push(
+                format!("routes[{i}].path_prefix"),
+                errors.span_of(&route.path_prefix),
+                "must start with `/`",
+            );
+        }
+        if !s.origins.contains_key(&route.origin) {
+            let needle = format!("\"{}\"", route.origin);
+            let known: Vec<&str> = s.origins.keys().map(String::as_str).collect();
+            errors.push(
+                format!("routes[{i}].origin"),
+                errors.span_of(&needle),
+                format!("unknown origin `{}` (known: {})", route.origin, known.join(", ")),
+            );
+        }
+        routes.push(route);
+    }
+    let timeouts = s.timeouts.unwrap_or_default();
+    let named_timeouts = [
+        ("timeouts.connect", timeouts.connect),
+        ("timeouts.header_read", timeouts.header_read),
+        ("timeouts.request", timeouts.request),
+        ("timeouts.idle", timeouts.idle),
+        ("timeouts.upstream_idle", timeouts.upstream_idle),
+    ];
+    for (field, d) in named_timeouts {
+        if d.is_zero() {
+            errors.push(field, None, "must be greater than 0");
+        }
+    }
+    let limits = s.limits.unwrap_or_default();
+    // hyper's smallest read buffer; the head must fit in it.
+    if limits.max_header_bytes < 8192 {
+        errors.push("limits.max_header_bytes", None, "must be at least 8192");
+    }
+    for (field, v) in [
+        ("limits.max_headers", limits.max_headers),
+        ("limits.max_connections", limits.max_connections),
+        ("limits.max_concurrent_streams", limits.max_concurrent_streams as usize),
+    ] {
+        if v == 0 {
+            errors.push(field, None, "must be at least 1");
+        }
+    }
+    let log = s.log.unwrap_or_default();
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log.level) {
+        errors.push("log.level", errors.span_of(&log.level), format!("invalid filter: {e}"));
+    }
+
+    if !errors.list.is_empty() {
+        return Err(ConfigErrors(errors.list));
+    }
+    let (Some(region), Some(listen)) = (s.region, listen) else {
+        return Err(ConfigErrors(errors.list));
+    };
+    Ok(Config {
+        file: errors.file().to_owned(),
+        region,
+        table: s.table.map(|t| resolve(Path::new(&t))),
+        listen,
+        admin,
+        origins: s.origins,
+        peers: s.peers,
+        routes,
+        timeouts,
+        limits,
+        drain: s.drain.unwrap_or_default(),
+        log,
+        runtime: s.runtime.unwrap_or_default(),
+    })
+}
+
+fn check_listen(errors: &mut Errors<'_>, l: &mut super::Listen, resolve: &impl Fn(&Path) -> PathBuf) {
+    l.tls_cert = l.tls_cert.as_deref().map(resolve);
+    l.tls_key = l.tls_key.as_deref().map(resolve);
+    if l.public_tls.is_some() {
+        for (field, path) in [("listen.tls_cert", &l.tls_cert), ("listen.tls_key", &l.tls_key)] {
+            match path {
+                None => errors.push(field, errors.span_of("public_tls"), "required when `public_tls` is set"),
+                Some(p) => {
+                    if let Err(e) = std::fs::metadata(p) {
+                        let span = errors.span_of(field.rsplit('.').next().unwrap_or(field));
+                        errors.push(field, span, format!("{}: {e}", p.display()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Region and origin names go into headers, metric labels and URLs: keep them plain.
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err("only lowercase letters, digits, `-` and `_` are allowed");
+    }
+    Ok(())
+}
+
+/// `host:port`, where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+pub(crate) fn check_host_port(s: &str) -> Result<(), &'static str> {
+    let authority: http::uri::Authority = s.parse().map_err(|_| "not a valid host:port")?;
+    if authority.as_str().contains('@') {
+        return Err("user info is not allowed");
+    }
+    match authority.port_u16() {
+        Some(0) => Err("port must not be 0"),
+        Some(_) if !authority.host().is_empty() => Ok(()),
+        Some(_) => Err("host is empty"),
+        None => Err("missing port (host:port)"),
+    }
+}
+
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    if host == "*" {
+        return Ok(());
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || name.contains('*') {
+        return Err(format!("{host:?}: use an exact host, `*.suffix` or `*`"));
+    }
+    if !name.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || b == b'-'
+            || b == b'.'
+            || b == b'_'
+            || b == b':'
+            || b == b'['
+            || b == b']'
+    }) {
+        return Err(format!("{host:?}: not a valid host name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_rules() {
+        assert!(check_host_port("10.0.0.1:9000").is_ok());
+        assert!(check_host_port("api.internal:9000").is_ok());
+        assert!(check_host_port("[::1]:80").is_ok());
+        assert_eq!(check_host_port("api.internal"), Err("missing port (host:port)"));
+        assert!(check_host_port("a b:1").is_err());
+        assert_eq!(check_host_port("x:0"), Err("port must not be 0"));
+    }
+
+    #[test]
+    fn names_are_plain() {
+        assert!(check_name("us-east-1").is_ok());
+        assert!(check_name("US").is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert!(check_host_pattern("*").is_ok());
+        assert!(check_host_pattern("*.example.com").is_ok());
+        assert!(check_host_pattern("api.example.com").is_ok());
+        assert!(check_host_pattern("a.*.com").is_err());
+        assert!(check_host_pattern("*.").is_err());
+    }
+}

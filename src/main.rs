@@ -1,0 +1,106 @@
+//! The `flowgate` binary: parse the command line, install the crypto provider, start
+//! logging and the runtime, dispatch.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use flowgate::cli::{Cli, Command, EXIT_BAD_INPUT, EXIT_FAILED};
+use flowgate::config::Config;
+use flowgate::server::Server;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors.
+            return if e.use_stderr() { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS };
+        }
+    };
+    // One provider for the whole process, before any TLS config is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Validate { config } => validate(config.as_deref()),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        ExitCode::from(EXIT_BAD_INPUT)
+    })
+}
+
+fn validate(config: Option<&std::path::Path>) -> ExitCode {
+    let Some(path) = config else {
+        eprintln!("error: nothing to validate: give --config FILE");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    match load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok (region {}, {} origins, {} routes)",
+                path.display(),
+                cfg.region,
+                cfg.origins.len(),
+                cfg.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    flowgate::telemetry::init(&cfg.log);
+    let runtime = match cfg.runtime.workers {
+        // One worker: a current-thread runtime avoids cross-thread wakeups entirely.
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(async {
+        let server = match Server::bind(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::from(EXIT_FAILED);
+            }
+        };
+        server.run(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; falling back to ctrl-c");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

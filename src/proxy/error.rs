@@ -1,0 +1,129 @@
+//! Responses the proxy makes itself, each saying why in `x-flowgate-error`.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
+/// Why the proxy answered instead of an origin. The code is the `x-flowgate-error` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this host and path")]
+    NoRoute,
+    #[error("the origin has no endpoint")]
+    NoEndpoint,
+    #[error("the origin is at its concurrency limit")]
+    OriginBusy,
+    #[error("could not connect to the upstream")]
+    ConnectFailed,
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("the upstream closed or reset the connection before answering")]
+    UpstreamReset,
+    #[error("the upstream's answer was not valid HTTP")]
+    UpstreamProtocol,
+    #[error("the request could not be forwarded")]
+    BadRequest,
+    #[error("the proxy is draining")]
+    Draining,
+}
+
+impl ProxyError {
+    /// The value of `x-flowgate-error`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no-route",
+            ProxyError::NoEndpoint => "no-healthy-target",
+            ProxyError::OriginBusy => "shed",
+            ProxyError::ConnectFailed => "upstream-connect-failed",
+            ProxyError::ConnectTimeout => "connect-timeout",
+            ProxyError::Timeout => "timeout",
+            ProxyError::UpstreamReset => "upstream-reset",
+            ProxyError::UpstreamProtocol => "upstream-protocol",
+            ProxyError::BadRequest => "bad-request",
+            ProxyError::Draining => "draining",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::NoEndpoint | ProxyError::OriginBusy | ProxyError::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::ConnectFailed | ProxyError::UpstreamReset | ProxyError::UpstreamProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::ConnectTimeout | ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Classifies a failure of the pooled client. Connect errors are told apart from
+    /// failures after the request was sent, which matters for retry safety later.
+    pub fn from_client(err: &hyper_util::client::legacy::Error) -> ProxyError {
+        if err.is_connect() {
+            if source_chain_has(err, |e| {
+                e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            }) {
+                return ProxyError::ConnectTimeout;
+            }
+            return ProxyError::ConnectFailed;
+        }
+        let mut source = std::error::Error::source(err);
+        while let Some(e) = source {
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_parse() || h.is_parse_status() {
+                    return ProxyError::UpstreamProtocol;
+                }
+                if h.is_timeout() {
+                    return ProxyError::Timeout;
+                }
+            }
+            source = e.source();
+        }
+        ProxyError::UpstreamReset
+    }
+
+    /// The response sent to the client: a short text body and the reason header.
+    pub fn response<B: From<Bytes>>(self) -> Response<B> {
+        let mut resp = Response::new(B::from(Bytes::from_static(self.body())));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert("x-flowgate-error", HeaderValue::from_static(self.code()));
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if self == ProxyError::OriginBusy || self == ProxyError::Draining {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+
+    fn body(self) -> &'static [u8] {
+        match self {
+            ProxyError::NoRoute => b"no route\n",
+            ProxyError::NoEndpoint => b"no healthy target\n",
+            ProxyError::OriginBusy => b"origin at capacity\n",
+            ProxyError::ConnectFailed => b"upstream connect failed\n",
+            ProxyError::ConnectTimeout => b"upstream connect timeout\n",
+            ProxyError::Timeout => b"upstream timeout\n",
+            ProxyError::UpstreamReset => b"upstream reset\n",
+            ProxyError::UpstreamProtocol => b"upstream protocol error\n",
+            ProxyError::BadRequest => b"bad request\n",
+            ProxyError::Draining => b"draining\n",
+        }
+    }
+}
+
+fn source_chain_has(
+    err: &(dyn std::error::Error + 'static),
+    pred: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if pred(e) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}

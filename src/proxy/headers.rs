@@ -1,0 +1,229 @@
+//! Header hygiene between client, proxy and upstream (RFC 9110 section 7.6).
+//!
+//! Hop-by-hop fields describe one connection and must not cross the proxy; the
+//! `x-flowgate-*` fields steer the fleet and must never be taken from a client; the
+//! forwarding fields tell the origin who asked and through what.
+
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FLOWGATE_REGION: HeaderName = HeaderName::from_static("x-flowgate-region");
+pub static X_FLOWGATE_ERROR: HeaderName = HeaderName::from_static("x-flowgate-error");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+const FLOWGATE_PREFIX: &[u8] = b"x-flowgate-";
+
+/// Longest client-supplied request id kept; a longer one is replaced so logs stay sane.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes hop-by-hop fields: those named in `Connection` and the fixed list. When
+/// `upgrade` is set (a protocol switch in progress) `Upgrade` and `Connection: upgrade`
+/// survive, since the switch is itself hop-by-hop and must reach the next hop.
+pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    if h.contains_key(&CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(&CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            if upgrade && name == UPGRADE {
+                continue;
+            }
+            // Never let a client make us drop the fields we are about to set ourselves.
+            if name == X_FORWARDED_FOR || name == X_REQUEST_ID || name == VIA {
+                continue;
+            }
+            h.remove(&name);
+        }
+        h.remove(&CONNECTION);
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
+    h.remove(&TRANSFER_ENCODING);
+    if let Some(te) = h.remove(&TE) {
+        // `TE: trailers` is how a gRPC client says it understands trailers; the origin
+        // needs to see it, and HTTP/2 allows exactly this one value.
+        if te.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))) {
+            h.insert(&TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    if upgrade {
+        h.insert(&CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(&UPGRADE);
+    }
+}
+
+/// Removes every `x-flowgate-*` field: only the fleet sets them.
+pub fn strip_flowgate(h: &mut HeaderMap) {
+    // Most requests carry none; find that out without allocating.
+    if !h.keys().any(is_flowgate) {
+        return;
+    }
+    let names: Vec<HeaderName> = h.keys().filter(|n| is_flowgate(n)).cloned().collect();
+    for n in names {
+        h.remove(&n);
+    }
+}
+
+fn is_flowgate(n: &HeaderName) -> bool {
+    n.as_str().as_bytes().starts_with(FLOWGATE_PREFIX)
+}
+
+/// What the proxy knows about the hop a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientHop<'a> {
+    pub client_ip: IpAddr,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    /// True on public listeners: forwarding fields from the client are not trusted.
+    pub untrusted: bool,
+    pub version: Version,
+    /// `flowgate-REGION`, this proxy's pseudonym in `Via`.
+    pub pseudonym: &'a str,
+}
+
+/// Sets `x-forwarded-for`, `x-forwarded-proto`, `x-request-id` and `via` on a request
+/// about to go upstream. Returns the request id, for logs.
+pub fn add_forwarding(h: &mut HeaderMap, hop: &ClientHop<'_>) -> HeaderValue {
+    let ip = hop.client_ip.to_string();
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        h.insert(&X_FORWARDED_FOR, v);
+    }
+    if hop.untrusted || !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    }
+    let id = match h.get(&X_REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.to_str().is_ok() => v.clone(),
+        _ => {
+            let id = new_request_id();
+            h.insert(&X_REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let via = format!("{} {}", via_version(hop.version), hop.pseudonym);
+    if let Ok(v) = HeaderValue::try_from(via) {
+        h.append(&VIA, v);
+    }
+    id
+}
+
+fn via_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// 128 random bits in hex: unique enough to join logs across the fleet.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = rand::random();
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Whether a request asks to switch protocols (WebSocket and friends, HTTP/1.1 only).
+pub fn is_upgrade_request(version: Version, h: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && h.contains_key(&UPGRADE)
+        && h.get_all(&CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn te_trailers_and_upgrade_survive_when_meant() {
+        let mut h = map(&[("te", "trailers"), ("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn connection_cannot_remove_forwarding_fields() {
+        let mut h = map(&[("connection", "x-forwarded-for, via"), ("x-forwarded-for", "1.2.3.4")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4");
+    }
+
+    #[test]
+    fn flowgate_fields_stripped() {
+        let mut h = map(&[("x-flowgate-hops", "0"), ("X-Flowgate-Source-Region", "x"), ("x-other", "1")]);
+        strip_flowgate(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarding_fields() {
+        let mut h = map(&[("x-forwarded-for", "9.9.9.9"), ("x-forwarded-proto", "https"), ("via", "1.1 lb")]);
+        let hop = ClientHop {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            proto: "http",
+            untrusted: true,
+            version: Version::HTTP_11,
+            pseudonym: "flowgate-us-east-1",
+        };
+        let id = add_forwarding(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "9.9.9.9, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-request-id"], id);
+        assert_eq!(id.len(), 32);
+        let via: Vec<_> = h.get_all("via").iter().collect();
+        assert_eq!(via, ["1.1 lb", "1.1 flowgate-us-east-1"]);
+        let mut h2 = map(&[("x-request-id", "abc")]);
+        assert_eq!(add_forwarding(&mut h2, &hop), "abc");
+    }
+}

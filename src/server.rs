@@ -1,0 +1,173 @@
+//! Listeners and the process life cycle: bind, serve, drain.
+//!
+//! Drain follows what load balancers expect: on the shutdown signal `/readyz` turns 503
+//! at once; the listeners keep accepting for `drain.delay` while the instance is
+//! deregistered; then they close (new connections are refused), open connections are told
+//! to go (`Connection: close` on HTTP/1.1, GOAWAY on HTTP/2), in-flight requests get
+//! `drain.timeout` to finish, and whatever is left is cut.
+
+mod accept;
+pub mod conn_watch;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, Readiness};
+use crate::config::Config;
+use crate::proxy::{ListenerKind, Proxy};
+use accept::ConnShared;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{field}: cannot listen on {addr}: {source}")]
+    Bind { field: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("listen.tls_cert / listen.tls_key: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("region: {0}")]
+    Region(#[from] http::header::InvalidHeaderValue),
+}
+
+/// The addresses actually bound (port 0 in the config picks a free one).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    pub public: SocketAddr,
+    pub public_tls: Option<SocketAddr>,
+    pub peer: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+struct Bound {
+    listener: TcpListener,
+    kind: ListenerKind,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A proxy with its sockets bound, ready to run.
+pub struct Server {
+    cfg: Arc<Config>,
+    proxy: Arc<Proxy>,
+    listeners: Vec<Bound>,
+    admin: TcpListener,
+    addrs: BoundAddrs,
+    readiness: Arc<Readiness>,
+}
+
+async fn bind(field: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { field, addr, source })
+}
+
+fn local(field: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+    l.local_addr().map_err(|source| ServeError::Bind { field, addr, source })
+}
+
+impl Server {
+    /// Binds every configured listener; fails without serving anything if one cannot be.
+    pub async fn bind(cfg: Config) -> Result<Server, ServeError> {
+        let proxy = Arc::new(Proxy::new(&cfg)?);
+        let mut listeners = Vec::new();
+        let l = bind("listen.public", cfg.listen.public).await?;
+        let public = local("listen.public", &l, cfg.listen.public)?;
+        listeners.push(Bound { listener: l, kind: ListenerKind::Public, tls: None });
+        let mut public_tls = None;
+        if let (Some(addr), Some(cert), Some(key)) =
+            (cfg.listen.public_tls, &cfg.listen.tls_cert, &cfg.listen.tls_key)
+        {
+            let acceptor = tls::acceptor(cert, key)?;
+            let l = bind("listen.public_tls", addr).await?;
+            public_tls = Some(local("listen.public_tls", &l, addr)?);
+            listeners.push(Bound { listener: l, kind: ListenerKind::PublicTls, tls: Some(acceptor) });
+        }
+        let mut peer = None;
+        if let Some(addr) = cfg.listen.peer {
+            let l = bind("listen.peer", addr).await?;
+            peer = Some(local("listen.peer", &l, addr)?);
+            listeners.push(Bound { listener: l, kind: ListenerKind::Peer, tls: None });
+        }
+        let admin = bind("admin.listen", cfg.admin.listen).await?;
+        let admin_addr = local("admin.listen", &admin, cfg.admin.listen)?;
+        Ok(Server {
+            cfg: Arc::new(cfg),
+            proxy,
+            listeners,
+            admin,
+            addrs: BoundAddrs { public, public_tls, peer, admin: admin_addr },
+            readiness: Arc::new(Readiness::default()),
+        })
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let cfg = self.cfg;
+        let graceful = CancellationToken::new();
+        let cut = CancellationToken::new();
+        let stop_accepting = CancellationToken::new();
+        let shared = Arc::new(ConnShared {
+            proxy: self.proxy.clone(),
+            http: accept::http_builder(&cfg),
+            header_timeout: cfg.timeouts.header_read,
+            idle_timeout: cfg.timeouts.idle,
+            graceful: graceful.clone(),
+            cut: cut.clone(),
+            tracker: TaskTracker::new(),
+            slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+        });
+        let mut accepting = Vec::new();
+        for b in self.listeners {
+            if let Ok(addr) = b.listener.local_addr() {
+                tracing::info!(listener = b.kind.name(), %addr, "listening");
+            }
+            accepting.push(tokio::spawn(accept::accept_loop(
+                b.listener,
+                b.kind,
+                b.tls,
+                shared.clone(),
+                stop_accepting.clone(),
+            )));
+        }
+        let admin_stop = CancellationToken::new();
+        tracing::info!(listener = "admin", addr = %self.addrs.admin, "listening");
+        let admin_task = tokio::spawn(admin::serve(self.admin, self.readiness.clone(), admin_stop.clone()));
+        self.readiness.set_ready();
+        tracing::info!(region = %cfg.region, "ready");
+
+        shutdown.await;
+        self.readiness.set_draining();
+        tracing::info!(delay = ?cfg.drain.delay, "draining: readiness is now 503, still accepting");
+        tokio::time::sleep(cfg.drain.delay).await;
+
+        stop_accepting.cancel();
+        for task in accepting {
+            let _ = task.await;
+        }
+        tracing::info!(timeout = ?cfg.drain.timeout, "listeners closed; asking connections to finish");
+        graceful.cancel();
+        shared.tracker.close();
+        let deadline = tokio::time::sleep(cfg.drain.timeout);
+        tokio::pin!(deadline);
+        let finished = tokio::select! {
+            _ = async { tokio::join!(shared.tracker.wait(), self.proxy.drain_tunnels(std::future::pending())) } => true,
+            _ = &mut deadline => false,
+        };
+        if !finished {
+            tracing::warn!("drain timeout reached; cutting the remaining connections");
+            cut.cancel();
+            self.proxy.drain_tunnels(std::future::ready(())).await;
+            shared.tracker.wait().await;
+        }
+        admin_stop.cancel();
+        let _ = admin_task.await;
+        tracing::info!("drained");
+    }
+}

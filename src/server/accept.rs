@@ -1,0 +1,160 @@
+//! Accept loops and the life of one client connection: TLS handshake, HTTP/1.1 or HTTP/2
+//! on the same socket, the watchdog, graceful close on drain and the hard cut after it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::conn_watch::{ConnActivity, Expired, Watched};
+use crate::config::Config;
+use crate::proxy::{ConnCtx, ListenerKind, Proxy};
+
+/// Everything a connection task needs, shared by all of them.
+pub(super) struct ConnShared {
+    pub proxy: Arc<Proxy>,
+    pub http: auto::Builder<TokioExecutor>,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Fires when connections must be told to go (drain).
+    pub graceful: CancellationToken,
+    /// Fires when the drain timeout is over and whatever is left is cut.
+    pub cut: CancellationToken,
+    pub tracker: TaskTracker,
+    /// Caps open client connections across listeners.
+    pub slots: Arc<Semaphore>,
+}
+
+pub(super) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        // Our watchdog owns the header deadline; see conn_watch for why. The read buffer
+        // cap is what bounds the request head: a longer one is answered 431.
+        .header_read_timeout(None)
+        .max_buf_size(cfg.limits.max_header_bytes)
+        .max_headers(cfg.limits.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.limits.max_concurrent_streams)
+        .max_header_list_size(cfg.limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Accepts until `stop` fires; the listener is dropped on return, so the kernel refuses
+/// new connections from then on.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    kind: ListenerKind,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<ConnShared>,
+    stop: CancellationToken,
+) {
+    loop {
+        // Waiting for a slot before accepting leaves excess connections in the kernel's
+        // backlog instead of accepting and dropping them.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = shared.slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = kind.name(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared2 = shared.clone();
+        let tls = tls.clone();
+        shared.tracker.spawn(async move {
+            let _permit = permit;
+            let activity = ConnActivity::new();
+            let ctx = Arc::new(ConnCtx { listener: kind, remote, activity: activity.clone() });
+            match tls {
+                None => serve(Watched::new(stream, activity), ctx, &shared2).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(shared2.header_timeout, acceptor.accept(stream));
+                    let stream = tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%remote, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        _ = shared2.graceful.cancelled() => return,
+                    };
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        activity.set_h2();
+                    }
+                    serve(Watched::new(stream, activity), ctx, &shared2).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve<I>(io: I, ctx: Arc<ConnCtx>, shared: &ConnShared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let proxy = shared.proxy.clone();
+    let ctx2 = ctx.clone();
+    let svc = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let ctx = ctx2.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(&ctx, req).await) }
+    });
+    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let expired = ctx.activity.expired(shared.header_timeout, shared.idle_timeout);
+    tokio::pin!(expired);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(remote = %ctx.remote, error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        why = &mut expired => {
+            if why == Expired::HeaderTimeout {
+                tracing::debug!(remote = %ctx.remote, "request head not received in time; closing");
+                return;
+            }
+            tracing::trace!(remote = %ctx.remote, "idle connection closed");
+        }
+        _ = shared.graceful.cancelled() => {}
+    }
+    // HTTP/1.1: the next response says `Connection: close` (an idle connection closes
+    // now); HTTP/2: GOAWAY, and streams under way finish.
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shared.cut.cancelled() => {}
+    }
+}

@@ -1,0 +1,220 @@
+//! Per-connection timers: the request-header deadline (slowloris) and the idle timeout.
+//!
+//! hyper's own HTTP/1 header timer also runs while a keep-alive connection waits for its
+//! next request, so an idle timeout longer than the header timeout would be impossible
+//! with it: a load balancer keeping connections warm would see them closed under it, and
+//! answer its clients 502. So the proxy keeps its own books: the socket wrapper notes the
+//! first byte that arrives while no request is in flight, requests note when they start
+//! and end, and one watchdog per connection sleeps until the nearest deadline.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// No timestamp recorded.
+const NONE: u64 = u64::MAX;
+
+/// What a connection's requests and socket report to its watchdog.
+#[derive(Debug)]
+pub struct ConnActivity {
+    start: Instant,
+    /// Requests whose response has not finished.
+    inflight: AtomicU32,
+    /// Milliseconds since `start` when the connection last became idle.
+    idle_since: AtomicU64,
+    /// Milliseconds since `start` of the first byte received while idle; `NONE` if none.
+    first_byte: AtomicU64,
+    /// HTTP/2 sends frames (SETTINGS, PING) between requests; only the idle timer applies.
+    h2: AtomicBool,
+}
+
+/// Why the watchdog ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// A request head did not arrive in time: the connection is closed at once.
+    HeaderTimeout,
+    /// No request for the idle timeout: the connection is closed politely.
+    Idle,
+}
+
+impl ConnActivity {
+    pub fn new() -> Arc<ConnActivity> {
+        Arc::new(ConnActivity {
+            start: Instant::now(),
+            inflight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            first_byte: AtomicU64::new(NONE),
+            h2: AtomicBool::new(false),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Marks a request head as fully received; the returned guard ends it.
+    pub fn begin(self: &Arc<Self>) -> ActiveRequest {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.first_byte.store(NONE, Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+
+    pub fn set_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
+    }
+
+    fn on_bytes(&self, data: &[u8]) {
+        if self.inflight.load(Ordering::Relaxed) == 0 && self.first_byte.load(Ordering::Relaxed) == NONE {
+            if data.starts_with(b"PRI * HTTP/2.0") {
+                self.set_h2();
+            }
+            self.first_byte.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves when the connection must end. Cheap while requests are in flight: it
+    /// checks back at a fraction of the header timeout.
+    pub async fn expired(&self, header_timeout: Duration, idle_timeout: Duration) -> Expired {
+        let header_ms = header_timeout.as_millis() as u64;
+        let idle_ms = idle_timeout.as_millis() as u64;
+        loop {
+            let now = self.now_ms();
+            let wait = if self.inflight.load(Ordering::Relaxed) > 0 {
+                (header_ms / 2).max(1)
+            } else {
+                let first = self.first_byte.load(Ordering::Relaxed);
+                if first != NONE && !self.h2.load(Ordering::Relaxed) {
+                    let deadline = first.saturating_add(header_ms);
+                    if now >= deadline {
+                        return Expired::HeaderTimeout;
+                    }
+                    deadline - now
+                } else {
+                    let deadline = self.idle_since.load(Ordering::Relaxed).saturating_add(idle_ms);
+                    if now >= deadline {
+                        return Expired::Idle;
+                    }
+                    deadline - now
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+/// One request in flight on a connection; dropping it ends the request.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<ConnActivity>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        let c = &self.0;
+        c.idle_since.store(c.now_ms(), Ordering::Relaxed);
+        c.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A socket (plain or TLS) that reports received bytes to its connection's watchdog.
+    pub struct Watched<T> {
+        #[pin]
+        inner: T,
+        activity: Arc<ConnActivity>,
+    }
+}
+
+impl<T> Watched<T> {
+    pub fn new(inner: T, activity: Arc<ConnActivity>) -> Watched<T> {
+        Watched { inner, activity }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Watched<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let res = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.on_bytes(&buf.filled()[before..]);
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Watched<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_expires_after_idle_timeout() {
+        let a = ConnActivity::new();
+        let t0 = Instant::now();
+        let why = a.expired(Duration::from_secs(1), Duration::from_secs(5)).await;
+        assert_eq!(why, Expired::Idle);
+        assert!(t0.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_head_expires_after_header_timeout() {
+        let a = ConnActivity::new();
+        a.on_bytes(b"GET / HTTP/1.1\r\n");
+        let t0 = Instant::now();
+        assert_eq!(a.expired(Duration::from_secs(1), Duration::from_secs(5)).await, Expired::HeaderTimeout);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn h2_preface_only_idles() {
+        let a = ConnActivity::new();
+        a.on_bytes(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert_eq!(a.expired(Duration::from_secs(1), Duration::from_secs(5)).await, Expired::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_connection_never_expires() {
+        let a = ConnActivity::new();
+        let req = a.begin();
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            a.expired(Duration::from_secs(1), Duration::from_secs(5)),
+        )
+        .await;
+        assert!(r.is_err(), "a connection with a request in flight must not expire");
+        drop(req);
+        let t0 = Instant::now();
+        assert_eq!(a.expired(Duration::from_secs(1), Duration::from_secs(5)).await, Expired::Idle);
+        assert!(t0.elapsed() >= Duration::from_secs(4));
+    }
+}

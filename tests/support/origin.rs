@@ -1,0 +1,174 @@
+//! A real origin for tests: a hyper server (HTTP/1.1 and h2c) on 127.0.0.1:0.
+//!
+//! Paths:
+//! - `/headers`: JSON object of the request headers (values joined with ", ").
+//! - `/echo`: streams the request body back (works for chunked uploads).
+//! - `/count`: reads the whole body in a stream, answers its length in bytes.
+//! - `/bytes/N`: streams N bytes in 64 KiB chunks, without holding them all.
+//! - `/slow/MS`: answers after MS milliseconds.
+//! - `/hang`: never answers.
+//! - `/trailers`: body `hello` then trailers `grpc-status: 0`, `grpc-message: ok`.
+//! - `/ws`: WebSocket echo.
+//! - anything else: `ok`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    /// Requests received so far.
+    pub hits: Arc<AtomicUsize>,
+}
+
+/// Starts an origin that serves until the test ends.
+pub async fn start() -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let hits2 = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let hits = hits2.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    handle(req)
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Origin { addr, hits }
+}
+
+/// An address where nothing listens: connections to it are refused.
+pub async fn refusing_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    addr
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+pub fn headers_json(h: &HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for name in h.keys() {
+        let joined: Vec<String> =
+            h.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        map.insert(name.to_string(), joined.join(", ").into());
+    }
+    map.into()
+}
+
+async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let resp = if path == "/headers" {
+        Response::new(full(headers_json(req.headers()).to_string()))
+    } else if path == "/echo" {
+        let body =
+            req.into_body().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed();
+        Response::new(body)
+    } else if path == "/count" {
+        let mut body = req.into_body();
+        let mut n: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => n += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+                Err(_) => break,
+            }
+        }
+        Response::new(full(n.to_string()))
+    } else if let Some(n) = path.strip_prefix("/bytes/") {
+        let total: u64 = n.parse().unwrap_or(0);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let stream = futures_util::stream::unfold(total, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let n = left.min(chunk.len() as u64);
+                Some((
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(chunk.slice(..n as usize))),
+                    left - n,
+                ))
+            }
+        });
+        let mut r = Response::new(BoxBody::new(StreamBody::new(stream)));
+        r.headers_mut().insert("content-length", HeaderValue::from(total));
+        r
+    } else if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        Response::new(full("slow ok"))
+    } else if path == "/hang" {
+        std::future::pending::<()>().await;
+        Response::new(full(""))
+    } else if path == "/trailers" {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", HeaderValue::from_static("ok"));
+        let frames = vec![
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from_static(b"hello"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let mut r = Response::new(BoxBody::new(StreamBody::new(futures_util::stream::iter(frames))));
+        r.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
+        r
+    } else if path == "/ws" {
+        let key = req.headers().get("sec-websocket-key").cloned();
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                    None,
+                )
+                .await;
+                let (mut tx, mut rx) = ws.split();
+                while let Some(Ok(msg)) = rx.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        if tx.send(msg).await.is_err() {
+                            break;
+                        }
+                    } else if msg.is_close() {
+                        break;
+                    }
+                }
+            }
+        });
+        let accept = key
+            .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+            .unwrap_or_default();
+        let mut r = Response::new(full(""));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+        r.headers_mut().insert("connection", HeaderValue::from_static("upgrade"));
+        r.headers_mut().insert("sec-websocket-accept", HeaderValue::from_str(&accept).expect("accept key"));
+        r
+    } else {
+        Response::new(full("ok"))
+    };
+    Ok(resp)
+}

@@ -78,26 +78,45 @@ impl<'a> Errors<'a> {
     }
 
     /// Deserializes one value, recording an error (with the inner field path) on failure.
+    /// An unknown key is recorded, removed and the value read again, so that one stray
+    /// field does not hide a bad value beside it.
     fn section<T: DeserializeOwned>(&mut self, path: &str, value: Spanned<DeValue<'_>>) -> Option<T> {
-        let outer = value.span();
-        let de = ValueDeserializer::from(value);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(v) => Some(v),
-            Err(err) => {
-                let inner = err.path().to_string();
-                let field = if inner.is_empty() || inner == "." {
-                    path.to_owned()
-                } else if inner.starts_with('[') {
-                    format!("{path}{inner}")
-                } else {
-                    format!("{path}.{inner}")
-                };
-                let source = err.into_inner();
-                let span = source.span().or(Some(outer));
-                self.push(field, span, source.message().trim().to_owned());
-                None
+        let mut value = value;
+        // Bounded: each round removes one key of a finite table.
+        for _ in 0..64 {
+            let outer = value.span();
+            let de = ValueDeserializer::from(value.clone());
+            let err = match serde_path_to_error::deserialize::<_, T>(de) {
+                Ok(v) => return Some(v),
+                Err(err) => err,
+            };
+            let inner = err.path().to_string();
+            let field = if inner.is_empty() || inner == "." {
+                path.to_owned()
+            } else if inner.starts_with('[') {
+                format!("{path}{inner}")
+            } else {
+                format!("{path}.{inner}")
+            };
+            let source = err.into_inner();
+            let message = source.message().trim().to_owned();
+            let unknown = message.starts_with("unknown field").then_some(inner);
+            self.push(field, source.span().or(Some(outer)), message);
+            match (unknown, value.get_mut()) {
+                (Some(key), DeValue::Table(table)) if !key.contains(['.', '[']) => {
+                    let before = table.len();
+                    *table = std::mem::take(table)
+                        .into_iter()
+                        .filter(|(k, _)| k.get_ref().as_ref() != key.as_str())
+                        .collect();
+                    if table.len() == before {
+                        return None;
+                    }
+                }
+                _ => return None,
             }
         }
+        None
     }
 }
 

@@ -1,0 +1,81 @@
+//! Criterion benches for the per-request hot paths.
+//!
+//! - `route/*`: host + longest-prefix match over a route table of realistic size.
+//! - `headers/upstream`: the full request header rewrite (hop-by-hop strip, `x-flowgate-*`
+//!   strip, forwarding fields) on a typical browser request.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use flowgate::config::Route;
+use flowgate::proxy::headers::{self, ClientHop};
+use flowgate::proxy::route::Router;
+use http::{HeaderMap, HeaderValue, Version};
+
+fn routes() -> Vec<Route> {
+    let mut r = Vec::new();
+    for i in 0..20 {
+        r.push(Route { host: format!("svc{i}.example.com"), path_prefix: "/".into(), origin: "a".into() });
+        r.push(Route {
+            host: format!("svc{i}.example.com"),
+            path_prefix: format!("/v{i}/"),
+            origin: "b".into(),
+        });
+    }
+    r.push(Route { host: "*.example.com".into(), path_prefix: "/".into(), origin: "a".into() });
+    r.push(Route { host: "*".into(), path_prefix: "/static/".into(), origin: "b".into() });
+    r.push(Route { host: "*".into(), path_prefix: "/".into(), origin: "a".into() });
+    r
+}
+
+fn bench_route(c: &mut Criterion) {
+    let router = Router::new(&routes(), |n| if n == "a" { Some(0) } else { Some(1) });
+    c.bench_function("route/exact_host", |b| {
+        b.iter(|| router.route(black_box("svc17.example.com"), black_box("/v17/users/42")))
+    });
+    c.bench_function("route/catch_all", |b| {
+        b.iter(|| router.route(black_box("other.org"), black_box("/static/app.js")))
+    });
+}
+
+fn browser_request() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("connection", "keep-alive"),
+        ("cookie", "session=abcdef0123456789"),
+        ("x-forwarded-for", "203.0.113.7"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn bench_headers(c: &mut Criterion) {
+    let template = browser_request();
+    let hop = ClientHop {
+        client_ip: "198.51.100.1".parse().expect("ip"),
+        proto: "https",
+        untrusted: true,
+        version: Version::HTTP_11,
+        pseudonym: "flowgate-us-east-1",
+    };
+    c.bench_function("headers/upstream", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |h| {
+                headers::strip_flowgate(h);
+                headers::strip_hop_by_hop(h, false);
+                headers::add_forwarding(h, &hop)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench_route, bench_headers);
+criterion_main!(benches);

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// No timestamp recorded.
@@ -32,6 +33,9 @@ pub struct ConnActivity {
     first_byte: AtomicU64,
     /// HTTP/2 sends frames (SETTINGS, PING) between requests; only the idle timer applies.
     h2: AtomicBool,
+    /// Wakes the watchdog when a request head begins on an idle connection: it is then
+    /// asleep until the idle deadline, and the header deadline is usually much sooner.
+    head_started: Notify,
 }
 
 /// Why the watchdog ended a connection.
@@ -51,6 +55,7 @@ impl ConnActivity {
             idle_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(NONE),
             h2: AtomicBool::new(false),
+            head_started: Notify::new(),
         })
     }
 
@@ -75,6 +80,8 @@ impl ConnActivity {
                 self.set_h2();
             }
             self.first_byte.store(self.now_ms(), Ordering::Relaxed);
+            // notify_one keeps a permit if the watchdog is not waiting yet: no lost wakeup.
+            self.head_started.notify_one();
         }
     }
 
@@ -103,7 +110,10 @@ impl ConnActivity {
                     deadline - now
                 }
             };
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = self.head_started.notified() => {}
+            }
         }
     }
 }
@@ -193,6 +203,19 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(a.expired(Duration::from_secs(1), Duration::from_secs(5)).await, Expired::HeaderTimeout);
         assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn head_starting_while_the_watchdog_sleeps_expires_after_header_timeout() {
+        let a = ConnActivity::new();
+        let watchdog = a.expired(Duration::from_secs(1), Duration::from_secs(75));
+        tokio::pin!(watchdog);
+        // The watchdog settles into its idle sleep before any byte arrives.
+        assert!(tokio::time::timeout(Duration::from_millis(500), watchdog.as_mut()).await.is_err());
+        a.on_bytes(b"G");
+        let t0 = Instant::now();
+        assert_eq!(watchdog.await, Expired::HeaderTimeout);
+        assert!(t0.elapsed() <= Duration::from_secs(1), "cut after {:?}", t0.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

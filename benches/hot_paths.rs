@@ -57,13 +57,10 @@ fn browser_request() -> HeaderMap {
 
 fn bench_headers(c: &mut Criterion) {
     let template = browser_request();
-    let hop = ClientHop {
-        client_ip: "198.51.100.1".parse().expect("ip"),
-        proto: "https",
-        untrusted: true,
-        version: Version::HTTP_11,
-        pseudonym: "flowgate-us-east-1",
-    };
+    let via = headers::ViaValues::new("us-east-1").expect("region");
+    let ip = headers::ip_header("198.51.100.1".parse().expect("ip"));
+    let hop =
+        ClientHop { client_ip: &ip, proto: "https", untrusted: true, via: via.for_version(Version::HTTP_11) };
     c.bench_function("headers/upstream", |b| {
         b.iter_batched_ref(
             || template.clone(),

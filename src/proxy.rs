@@ -60,13 +60,21 @@ impl ListenerKind {
 pub struct ConnCtx {
     pub listener: ListenerKind,
     pub remote: SocketAddr,
+    /// `remote`'s IP as a header value, made once for all the connection's requests.
+    pub client_ip: HeaderValue,
     pub activity: Arc<ConnActivity>,
+}
+
+impl ConnCtx {
+    pub fn new(listener: ListenerKind, remote: SocketAddr, activity: Arc<ConnActivity>) -> ConnCtx {
+        ConnCtx { listener, remote, client_ip: headers::ip_header(remote.ip()), activity }
+    }
 }
 
 /// Shared, immutable request-path state.
 pub struct Proxy {
-    /// `flowgate-REGION`, this proxy's name in `Via`.
-    pseudonym: String,
+    /// This proxy's `Via` entries.
+    via: headers::ViaValues,
     /// Precomputed `x-flowgate-region` value.
     region_header: HeaderValue,
     router: Router,
@@ -87,7 +95,7 @@ impl Proxy {
             .collect();
         let router = Router::new(&cfg.routes, |name| origins.iter().position(|o| &*o.name == name));
         Ok(Proxy {
-            pseudonym: format!("flowgate-{}", cfg.region),
+            via: headers::ViaValues::new(&cfg.region)?,
             region_header: HeaderValue::from_str(&cfg.region)?,
             router,
             origins,
@@ -144,11 +152,10 @@ impl Proxy {
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let hop = ClientHop {
-            client_ip: ctx.remote.ip(),
+            client_ip: &ctx.client_ip,
             proto: ctx.listener.proto(),
             untrusted: ctx.listener.untrusted(),
-            version: req.version(),
-            pseudonym: &self.pseudonym,
+            via: self.via.for_version(req.version()),
         };
         let h = req.headers_mut();
         if hop.untrusted {

@@ -4,8 +4,6 @@
 //! `x-flowgate-*` fields steer the fleet and must never be taken from a client; the
 //! forwarding fields tell the origin who asked and through what.
 
-use std::net::IpAddr;
-
 use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
@@ -82,25 +80,57 @@ fn is_flowgate(n: &HeaderName) -> bool {
 /// What the proxy knows about the hop a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientHop<'a> {
-    pub client_ip: IpAddr,
+    /// The client's address as a header value, made once per connection.
+    pub client_ip: &'a HeaderValue,
     /// `http` or `https`.
     pub proto: &'static str,
     /// True on public listeners: forwarding fields from the client are not trusted.
     pub untrusted: bool,
-    pub version: Version,
-    /// `flowgate-REGION`, this proxy's pseudonym in `Via`.
-    pub pseudonym: &'a str,
+    /// This proxy's `Via` entry for the client's protocol version.
+    pub via: &'a HeaderValue,
+}
+
+/// This proxy's `Via` entries (`1.1 flowgate-REGION`), one per protocol version, made once
+/// so the request path only clones them.
+#[derive(Debug, Clone)]
+pub struct ViaValues {
+    v10: HeaderValue,
+    v11: HeaderValue,
+    v2: HeaderValue,
+}
+
+impl ViaValues {
+    pub fn new(region: &str) -> Result<ViaValues, http::header::InvalidHeaderValue> {
+        let make = |v: &str| HeaderValue::try_from(format!("{v} flowgate-{region}"));
+        Ok(ViaValues { v10: make("1.0")?, v11: make("1.1")?, v2: make("2")? })
+    }
+
+    /// The entry for a request received over `version` (RFC 9110 section 7.6.3).
+    pub fn for_version(&self, version: Version) -> &HeaderValue {
+        match version {
+            Version::HTTP_09 | Version::HTTP_10 => &self.v10,
+            Version::HTTP_2 | Version::HTTP_3 => &self.v2,
+            _ => &self.v11,
+        }
+    }
+}
+
+/// The client address as a header value; an IP address always is one.
+pub fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Sets `x-forwarded-for`, `x-forwarded-proto`, `x-request-id` and `via` on a request
 /// about to go upstream. Returns the request id, for logs.
 pub fn add_forwarding(h: &mut HeaderMap, hop: &ClientHop<'_>) -> HeaderValue {
-    let ip = hop.client_ip.to_string();
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+        Some(prev) if !prev.trim().is_empty() => {
+            let ip = hop.client_ip.to_str().unwrap_or("unknown");
+            HeaderValue::try_from(format!("{prev}, {ip}")).ok()
+        }
+        _ => Some(hop.client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::try_from(xff) {
+    if let Some(v) = xff {
         h.insert(&X_FORWARDED_FOR, v);
     }
     if hop.untrusted || !h.contains_key(&X_FORWARDED_PROTO) {
@@ -114,21 +144,8 @@ pub fn add_forwarding(h: &mut HeaderMap, hop: &ClientHop<'_>) -> HeaderValue {
             id
         }
     };
-    let via = format!("{} {}", via_version(hop.version), hop.pseudonym);
-    if let Ok(v) = HeaderValue::try_from(via) {
-        h.append(&VIA, v);
-    }
+    h.append(&VIA, hop.via.clone());
     id
-}
-
-fn via_version(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
 }
 
 /// 128 random bits in hex: unique enough to join logs across the fleet.
@@ -209,13 +226,15 @@ mod tests {
     #[test]
     fn forwarding_fields() {
         let mut h = map(&[("x-forwarded-for", "9.9.9.9"), ("x-forwarded-proto", "https"), ("via", "1.1 lb")]);
+        let via = ViaValues::new("us-east-1").unwrap();
+        let ip = ip_header("127.0.0.1".parse().unwrap());
         let hop = ClientHop {
-            client_ip: "127.0.0.1".parse().unwrap(),
+            client_ip: &ip,
             proto: "http",
             untrusted: true,
-            version: Version::HTTP_11,
-            pseudonym: "flowgate-us-east-1",
+            via: via.for_version(Version::HTTP_11),
         };
+        assert_eq!(via.for_version(Version::HTTP_2), "2 flowgate-us-east-1");
         let id = add_forwarding(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "9.9.9.9, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");

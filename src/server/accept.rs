@@ -90,7 +90,7 @@ pub(super) async fn accept_loop(
         shared.tracker.spawn(async move {
             let _permit = permit;
             let activity = ConnActivity::new();
-            let ctx = Arc::new(ConnCtx { listener: kind, remote, activity: activity.clone() });
+            let ctx = Arc::new(ConnCtx::new(kind, remote, activity.clone()));
             match tls {
                 None => serve(Watched::new(stream, activity), ctx, &shared2).await,
                 Some(acceptor) => {

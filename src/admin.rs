@@ -1,5 +1,6 @@
 //! The admin listener. Routes: `GET /healthz` and `/livez` (200 while the process runs),
-//! `GET /readyz` (200 when ready to take traffic, 503 while starting or draining).
+//! `GET /readyz` (200 when ready to take traffic, 503 while starting or draining),
+//! `GET /metrics` (Prometheus text format).
 //! The control-endpoint routes (`/v1/table`, `/v1/status`, `/metrics`) build on this.
 
 use std::convert::Infallible;
@@ -15,6 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
 
 const STARTING: u8 = 0;
 const READY: u8 = 1;
@@ -43,7 +46,12 @@ impl Readiness {
 }
 
 /// Serves the admin routes until `stop` fires.
-pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let (stream, _) = tokio::select! {
@@ -58,12 +66,14 @@ pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>, stop: Cance
             },
         };
         let readiness = readiness.clone();
+        let metrics = metrics.clone();
         let builder = builder.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let readiness = readiness.clone();
-                async move { Ok::<_, Infallible>(route(&req, &readiness)) }
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(route(&req, &readiness, &metrics)) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
@@ -75,9 +85,17 @@ pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>, stop: Cance
     }
 }
 
-fn route(req: &Request<Incoming>, readiness: &Readiness) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>, readiness: &Readiness, metrics: &Metrics) -> Response<Full<Bytes>> {
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match (get, req.uri().path()) {
+        (true, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         (true, "/healthz" | "/livez") => text(StatusCode::OK, "ok\n"),
         (true, "/readyz") => match readiness.state() {
             "ready" => text(StatusCode::OK, "ready\n"),

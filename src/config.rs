@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{ConfigError, ConfigErrors};
+pub(crate) use validate::{check_host_pattern, check_name};
 
 /// The validated static configuration of one proxy.
 #[derive(Debug, Clone)]
@@ -40,6 +41,12 @@ pub struct Config {
     pub drain: Drain,
     pub log: Log,
     pub runtime: Runtime,
+    pub health: Health,
+    pub outlier: Outlier,
+    pub balance: Balance,
+    pub retry: Retry,
+    pub forwarding: Forwarding,
+    pub bypass: Bypass,
 }
 
 impl Config {
@@ -144,6 +151,9 @@ pub struct Peer {
     /// The region's proxies, reached directly when the load balancer is bypassed.
     #[serde(default)]
     pub proxies: Vec<String>,
+    /// Protocol between proxies; `[forwarding] peer_protocol` when absent.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
 }
 
 /// `[[routes]]`: host + path prefix → origin.
@@ -281,4 +291,147 @@ impl Default for Log {
 pub struct Runtime {
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+}
+
+/// `[health]`: active probes of origins (`health_path`) and peers (`/.flowgate/health`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Each wait is `interval` ± this share of it, so a fleet's probes do not align.
+    pub jitter: f64,
+    /// Consecutive good probes that make an unhealthy endpoint healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive bad probes that make a healthy endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            jitter: 0.1,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+/// `[outlier]`: passive health from real requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outlier {
+    /// Consecutive connect failures, resets or 5xx that eject an endpoint.
+    pub consecutive_failures: u32,
+    /// First ejection; each further one doubles, up to `max_ejection`.
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// Never eject more than this share of a set at once.
+    pub max_ejected_percent: u32,
+}
+
+impl Default for Outlier {
+    fn default() -> Self {
+        Outlier {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(60),
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+/// `[balance]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Balance {
+    /// Below this share of usable endpoints, a set balances over all of them.
+    pub panic_threshold_percent: u32,
+    /// A returning endpoint or region gets its share back over this window.
+    #[serde(with = "humantime_serde")]
+    pub slow_start: Duration,
+}
+
+impl Default for Balance {
+    fn default() -> Self {
+        Balance { panic_threshold_percent: 50, slow_start: Duration::from_secs(10) }
+    }
+}
+
+/// `[retry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Retries may add at most this percentage of recent requests.
+    pub budget_percent: f64,
+    /// Retries per second always allowed, so a quiet proxy can still retry.
+    pub min_per_second: u32,
+    /// Request bodies up to this size are kept for a retry; larger ones are not retried.
+    pub max_body_bytes: usize,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { budget_percent: 20.0, min_per_second: 10, max_body_bytes: 64 * 1024, max_attempts: 3 }
+    }
+}
+
+/// `[forwarding]`: how requests travel between regions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forwarding {
+    /// A request that arrived with this many hops is served locally, never forwarded.
+    pub max_hops: u32,
+    /// `h2` (multiplexed: one connection per peer endpoint) or `http1`.
+    pub peer_protocol: Protocol,
+    /// How often endpoint names are resolved again for the probes' and pools' sake.
+    #[serde(with = "humantime_serde")]
+    pub resolve_interval: Duration,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding { max_hops: 1, peer_protocol: Protocol::Http2, resolve_interval: Duration::from_secs(30) }
+    }
+}
+
+/// `[bypass]`: when `auto` judges a peer's load balancer overloaded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bypass {
+    /// The sliding window the judgement looks at.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Fewer samples than this in the window: no judgement.
+    pub min_samples: u32,
+    /// Share of connect failures, 502, 503 and 429 that makes it overloaded.
+    pub failure_ratio: f64,
+    /// Latency above `latency_factor` × the direct path's (and above `latency_floor`).
+    pub latency_factor: f64,
+    #[serde(with = "humantime_serde")]
+    pub latency_floor: Duration,
+    /// The load balancer must look well this long before traffic returns to it.
+    #[serde(with = "humantime_serde")]
+    pub recover_after: Duration,
+}
+
+impl Default for Bypass {
+    fn default() -> Self {
+        Bypass {
+            window: Duration::from_secs(10),
+            min_samples: 10,
+            failure_ratio: 0.2,
+            latency_factor: 3.0,
+            latency_floor: Duration::from_millis(100),
+            recover_after: Duration::from_secs(10),
+        }
+    }
 }

@@ -10,11 +10,17 @@
 //!
 //! - Data plane: [`server`] binds the listeners, runs connections (HTTP/1.1, h2c, TLS) and
 //!   drains on shutdown; [`proxy`] is the request path: [`proxy::route`] picks the origin,
-//!   [`proxy::headers`] keeps the header hygiene, [`proxy::forward`] talks to the origin's
-//!   endpoints over pooled connections.
-//! - Control plane: [`admin`] is the admin listener (health, readiness).
+//!   `proxy::target` the region (from the table's row, health and capacity) and runs the
+//!   attempts, [`proxy::balance`] the endpoint (p2c, outlier ejection, slow start),
+//!   [`proxy::forward`] talks to it over pooled connections; [`proxy::headers`] keeps the
+//!   header hygiene; [`proxy::peer`] and [`proxy::bypass`] reach other regions through
+//!   their load balancer or around it; [`proxy::health`] probes everything;
+//!   [`proxy::retry`] holds the retry budget.
+//! - Traffic table: [`table`] parses and validates it, [`table::compile`] turns it into
+//!   per-origin pickers, [`table::store`] holds the one in force (arc-swap).
+//! - Control plane: [`admin`] is the admin listener (health, readiness, metrics).
+//! - Observability: [`metrics`] (Prometheus) and [`telemetry`] (logs).
 //! - Configuration: [`config`] turns the TOML file into a validated [`config::Config`].
-//! - Observability: [`telemetry`] sets up structured logs (and the access log).
 //! - The command line: [`cli`].
 
 #![forbid(unsafe_code)]
@@ -22,6 +28,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod table;
 pub mod telemetry;

@@ -1,32 +1,48 @@
-//! The request path: route → origin → forward, with the phases named as they run.
+//! The request path, in named phases: route (host + path → origin), choose a target region
+//! from the table's row, choose an endpoint, forward, and on failure retry elsewhere when
+//! that is safe and the budget allows.
 //!
-//! A `Proxy` is built once from the config and shared by every connection; it holds no
-//! lock and does one routing lookup per request. Responses it makes itself say why in
-//! `x-flowgate-error`; every response says which region made it in `x-flowgate-region`.
+//! A `Proxy` is built once from the config and shared by every connection. It takes one
+//! atomic load of the traffic table per request and holds no lock. Responses it makes
+//! itself say why in `x-flowgate-error`; every response says which region made it in
+//! `x-flowgate-region`.
 
+pub mod balance;
 pub mod body;
+pub mod bypass;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod health;
+pub mod origin;
+pub mod peer;
+pub mod retry;
 pub mod route;
+mod target;
 mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::server::conn_watch::ConnActivity;
+use crate::table::compile::{CompiledTable, Regions, Target};
+use crate::table::store::TableStore;
+use crate::table::{Known, Table, TableError};
 use body::{ProxyBody, RequestGuard};
 use error::ProxyError;
-use forward::OriginPool;
 use headers::ClientHop;
-use route::Router;
+use origin::OriginPool;
+use peer::PeerRegion;
+use retry::RetryPolicy;
 
 /// Which listener a connection arrived on; it decides what the proxy trusts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,14 +87,41 @@ impl ConnCtx {
     }
 }
 
-/// Shared, immutable request-path state.
+/// Where requests can go: this region's origins (by `OriginId`) and the peer regions (by
+/// peer index, the order of `Regions`).
+#[derive(Debug)]
+pub struct Targets {
+    pub origins: Vec<OriginPool>,
+    pub peers: Vec<PeerRegion>,
+}
+
+/// Why a proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("region: {0}")]
+    Region(#[from] http::header::InvalidHeaderValue),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("table {}: {source}", path.display())]
+    Table { path: std::path::PathBuf, source: TableError },
+    #[error("table {}: {source}", path.display())]
+    TableRead { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// Shared request-path state.
 pub struct Proxy {
-    /// This proxy's `Via` entries.
-    via: headers::ViaValues,
+    pub region: Arc<str>,
     /// Precomputed `x-flowgate-region` value.
     region_header: HeaderValue,
-    router: Router,
-    origins: Vec<OriginPool>,
+    via: headers::ViaValues,
+    pub regions: Regions,
+    pub targets: Arc<Targets>,
+    pub tables: Arc<TableStore>,
+    origin_names: Vec<Arc<str>>,
+    config_routes: Vec<crate::config::Route>,
+    max_hops: u32,
+    retry: RetryPolicy,
+    pub metrics: Metrics,
     access_log: bool,
     /// Protocol-switched connections (WebSocket) outlive their request; drain waits for
     /// them and cuts them at the drain timeout.
@@ -87,84 +130,175 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(cfg: &Config) -> Result<Proxy, http::header::InvalidHeaderValue> {
-        let origins: Vec<OriginPool> = cfg
-            .origins
-            .iter()
-            .map(|(name, o)| OriginPool::new(name, o, &cfg.timeouts, &cfg.limits))
-            .collect();
-        let router = Router::new(&cfg.routes, |name| origins.iter().position(|o| &*o.name == name));
+    pub fn new(cfg: &Config) -> Result<Proxy, BuildError> {
+        let origins: Vec<OriginPool> =
+            cfg.origins.iter().map(|(name, o)| OriginPool::new(name, o, cfg)).collect();
+        let peers: Vec<PeerRegion> =
+            cfg.peers.iter().map(|(name, p)| PeerRegion::new(name, p, cfg)).collect();
+        let regions = Regions {
+            names: std::iter::once(cfg.region.as_str())
+                .chain(cfg.peers.keys().map(String::as_str))
+                .map(Arc::from)
+                .collect(),
+        };
+        let origin_names: Vec<Arc<str>> = origins.iter().map(|o| o.name.clone()).collect();
+        let initial = match &cfg.table {
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|source| BuildError::TableRead { path: path.clone(), source })?;
+                Table::parse(&text)
+                    .and_then(|t| t.validate(&known(&regions, &origin_names)).map(|_| t))
+                    .map_err(|source| BuildError::Table { path: path.clone(), source })?
+            }
+            None => Table::local_only(),
+        };
+        let metrics = Metrics::new()?;
+        metrics.table_version.set(initial.version as i64);
+        let compiled = CompiledTable::compile(initial, &regions, &origin_names, &cfg.routes);
         Ok(Proxy {
-            via: headers::ViaValues::new(&cfg.region)?,
+            region: cfg.region.as_str().into(),
             region_header: HeaderValue::from_str(&cfg.region)?,
-            router,
-            origins,
+            via: headers::ViaValues::new(&cfg.region)?,
+            regions,
+            targets: Arc::new(Targets { origins, peers }),
+            tables: Arc::new(TableStore::new(compiled)),
+            origin_names,
+            config_routes: cfg.routes.clone(),
+            max_hops: cfg.forwarding.max_hops,
+            retry: RetryPolicy::new(&cfg.retry),
+            metrics,
             access_log: cfg.log.access,
             tunnels: TaskTracker::new(),
             tunnel_cut: CancellationToken::new(),
         })
     }
 
+    /// What a pushed table is checked against.
+    pub fn known(&self) -> Known<'_> {
+        known(&self.regions, &self.origin_names)
+    }
+
+    /// Compiles a validated table for this proxy (off the request path).
+    pub fn compile(&self, table: Table) -> CompiledTable {
+        CompiledTable::compile(table, &self.regions, &self.origin_names, &self.config_routes)
+    }
+
     /// Handles one request from a client; never fails: errors become responses.
     pub async fn handle(&self, ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
-        let mut guard = RequestGuard { active: Some(ctx.activity.begin()), permit: None };
-        let started = self.access_log.then(Instant::now);
+        let mut guard = RequestGuard::new(ctx.activity.begin(), &self.metrics.inflight_requests);
+        if ctx.listener == ListenerKind::Peer && req.uri().path() == health::HEALTH_PATH {
+            return self.health_response(guard);
+        }
+        let started = Instant::now();
         let method = self.access_log.then(|| (req.method().clone(), req.uri().path().to_owned()));
-        let mut origin_name = None;
-        let result = self.forward(ctx, req, &mut guard, &mut origin_name).await;
+        let mut outcome = target::Outcome::default();
+        let result = self.forward(ctx, req, &mut guard, &mut outcome).await;
         let mut resp = match result {
             Ok(resp) => resp.map(|b| ProxyBody::upstream(b, guard)),
             Err(e) => {
-                let mut r = e.response::<bytes::Bytes>();
+                if e == ProxyError::OriginBusy {
+                    self.metrics.shed_total.with_label_values(&["origin-concurrency"]).inc();
+                }
+                let mut r = e.response::<Bytes>();
                 let body = std::mem::take(r.body_mut());
                 r.map(|_| ProxyBody::full(body, guard))
             }
         };
-        resp.headers_mut().insert(&headers::X_FLOWGATE_REGION, self.region_header.clone());
-        if let (Some(t0), Some((m, path))) = (started, method) {
+        let target_region = outcome.target.map(|t| self.regions.name(t)).unwrap_or("-");
+        let h = resp.headers_mut();
+        match outcome.target {
+            // A peer's answer names the region that made it; keep it.
+            Some(Target::Peer(_)) if h.contains_key(&headers::X_FLOWGATE_REGION) => {}
+            Some(Target::Peer(_)) => {
+                if let Ok(v) = HeaderValue::from_str(target_region) {
+                    h.insert(&headers::X_FLOWGATE_REGION, v);
+                }
+            }
+            _ => {
+                h.insert(&headers::X_FLOWGATE_REGION, self.region_header.clone());
+            }
+        }
+        if outcome.attempts > 1 {
+            h.insert("x-flowgate-attempts", HeaderValue::from(outcome.attempts));
+        }
+        let origin = outcome.origin.map(|o| &*self.origin_names[o]).unwrap_or("-");
+        let status = resp.status();
+        self.metrics
+            .requests_total
+            .with_label_values(&[ctx.listener.name(), origin, target_region, status.as_str()])
+            .inc();
+        self.metrics
+            .request_duration_seconds
+            .with_label_values(&[origin, target_region])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some((m, path)) = method {
             tracing::info!(
                 target: "flowgate::access",
                 listener = ctx.listener.name(),
                 client = %ctx.remote,
                 method = %m,
                 path = %path,
-                status = resp.status().as_u16(),
-                origin = origin_name.unwrap_or("-"),
+                status = status.as_u16(),
+                origin,
+                target_region,
+                attempts = outcome.attempts,
                 error = resp.headers().get(&headers::X_FLOWGATE_ERROR).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-                ms = t0.elapsed().as_secs_f64() * 1000.0,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
             );
         }
         resp
     }
 
-    async fn forward<'a>(
-        &'a self,
+    fn health_response(&self, guard: RequestGuard) -> Response<ProxyBody> {
+        let report = health::region_health(&self.region, &self.targets);
+        let body = serde_json::to_vec(&report).unwrap_or_default();
+        let mut resp = Response::new(ProxyBody::full(Bytes::from(body), guard));
+        if !report.healthy {
+            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(&headers::X_FLOWGATE_REGION, self.region_header.clone());
+        resp
+    }
+
+    async fn forward(
+        &self,
         ctx: &ConnCtx,
         mut req: Request<Incoming>,
         guard: &mut RequestGuard,
-        origin_name: &mut Option<&'a str>,
+        outcome: &mut target::Outcome,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let id = self.router.route(route::request_host(&req), req.uri().path()).ok_or(ProxyError::NoRoute)?;
-        let origin = self.origins.get(id).ok_or(ProxyError::NoRoute)?;
-        *origin_name = Some(&origin.name);
-        guard.permit = Some(origin.permit()?);
+        let table = self.tables.load();
+        let oid =
+            table.router.route(route::request_host(&req), req.uri().path()).ok_or(ProxyError::NoRoute)?;
+        outcome.origin = Some(oid);
+        let hop = target::HopInfo::read(ctx.listener, req.headers(), &self.region, self.max_hops);
 
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let hop = ClientHop {
+        let client_hop = ClientHop {
             client_ip: &ctx.client_ip,
             proto: ctx.listener.proto(),
             untrusted: ctx.listener.untrusted(),
             via: self.via.for_version(req.version()),
         };
         let h = req.headers_mut();
-        if hop.untrusted {
+        if client_hop.untrusted {
             headers::strip_flowgate(h);
         }
         headers::strip_hop_by_hop(h, upgrade);
-        headers::add_forwarding(h, &hop);
+        headers::add_forwarding(h, &client_hop);
 
-        let mut resp = origin.forward(req).await?;
+        let plan = target::Plan {
+            proxy: self,
+            table: &table,
+            origin: oid,
+            hop: &hop,
+            // A protocol switch cannot ride an HTTP/2 link to a peer: serve it here.
+            local_only: hop.local_only || upgrade,
+        };
+        let mut resp = plan.run(req, guard, outcome).await?;
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switched, client_side) {
             (true, Some(client_side)) => {
@@ -189,5 +323,12 @@ impl Proxy {
                 self.tunnels.wait().await;
             }
         }
+    }
+}
+
+fn known<'a>(regions: &'a Regions, origins: &'a [Arc<str>]) -> Known<'a> {
+    Known {
+        regions: regions.names.iter().map(|n| &**n).collect(),
+        origins: origins.iter().map(|n| &**n).collect(),
     }
 }

@@ -31,8 +31,8 @@ pub enum ServeError {
     Bind { field: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("listen.tls_cert / listen.tls_key: {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("region: {0}")]
-    Region(#[from] http::header::InvalidHeaderValue),
+    #[error(transparent)]
+    Build(#[from] crate::proxy::BuildError),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free one).
@@ -138,7 +138,25 @@ impl Server {
         }
         let admin_stop = CancellationToken::new();
         tracing::info!(listener = "admin", addr = %self.addrs.admin, "listening");
-        let admin_task = tokio::spawn(admin::serve(self.admin, self.readiness.clone(), admin_stop.clone()));
+        let admin_task = tokio::spawn(admin::serve(
+            self.admin,
+            self.readiness.clone(),
+            self.proxy.metrics.clone(),
+            admin_stop.clone(),
+        ));
+        let probes_stop = CancellationToken::new();
+        crate::proxy::health::spawn(
+            self.proxy.targets.clone(),
+            self.proxy.tables.clone(),
+            self.proxy.region.clone(),
+            crate::proxy::health::ProbeCtx {
+                interval: cfg.health.interval,
+                timeout: cfg.health.timeout,
+                jitter: cfg.health.jitter,
+                metrics: self.proxy.metrics.clone(),
+                stop: probes_stop.clone(),
+            },
+        );
         self.readiness.set_ready();
         tracing::info!(region = %cfg.region, "ready");
 
@@ -166,6 +184,7 @@ impl Server {
             self.proxy.drain_tunnels(std::future::ready(())).await;
             shared.tracker.wait().await;
         }
+        probes_stop.cancel();
         admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!("drained");

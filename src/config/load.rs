@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::{Admin, Config, Drain, Limits, Listen, Log, Origin, Peer, Route, Runtime, Timeouts};
+use super::{
+    Admin, Balance, Bypass, Config, Drain, Forwarding, Health, Limits, Listen, Log, Origin, Outlier, Peer,
+    Retry, Route, Runtime, Timeouts,
+};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +143,12 @@ pub(super) struct Sections {
     pub drain: Option<Drain>,
     pub log: Option<Log>,
     pub runtime: Option<Runtime>,
+    pub health: Option<Health>,
+    pub outlier: Option<Outlier>,
+    pub balance: Option<Balance>,
+    pub retry: Option<Retry>,
+    pub forwarding: Option<Forwarding>,
+    pub bypass: Option<Bypass>,
     /// Whether a required section was present at all.
     pub saw_region: bool,
     pub saw_listen: bool,
@@ -177,12 +186,19 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             "drain" => s.drain = errors.section("drain", value),
             "log" => s.log = errors.section("log", value),
             "runtime" => s.runtime = errors.section("runtime", value),
+            "health" => s.health = errors.section("health", value),
+            "outlier" => s.outlier = errors.section("outlier", value),
+            "balance" => s.balance = errors.section("balance", value),
+            "retry" => s.retry = errors.section("retry", value),
+            "forwarding" => s.forwarding = errors.section("forwarding", value),
+            "bypass" => s.bypass = errors.section("bypass", value),
             other => errors.push(
                 other.to_owned(),
                 Some(key_span),
                 format!(
                     "unknown field `{other}`, expected one of region, table, listen, admin, \
-                     origins, peers, routes, timeouts, limits, drain, log, runtime"
+                     origins, peers, routes, timeouts, limits, drain, log, runtime, health, outlier, \
+                     balance, retry, forwarding, bypass"
                 ),
             ),
         }

@@ -158,6 +158,51 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
             errors.push(field, None, "must be at least 1");
         }
     }
+    let health = s.health.unwrap_or_default();
+    let outlier = s.outlier.unwrap_or_default();
+    let balance = s.balance.unwrap_or_default();
+    let retry = s.retry.unwrap_or_default();
+    let forwarding = s.forwarding.unwrap_or_default();
+    let bypass = s.bypass.unwrap_or_default();
+    for (field, d) in [
+        ("health.interval", health.interval),
+        ("health.timeout", health.timeout),
+        ("outlier.base_ejection", outlier.base_ejection),
+        ("bypass.window", bypass.window),
+    ] {
+        if d.is_zero() {
+            errors.push(field, None, "must be greater than 0");
+        }
+    }
+    for (field, v, lo, hi) in [
+        ("health.jitter", health.jitter, 0.0, 0.5),
+        ("retry.budget_percent", retry.budget_percent, 0.0, 100.0),
+        ("bypass.failure_ratio", bypass.failure_ratio, 0.0, 1.0),
+        ("bypass.latency_factor", bypass.latency_factor, 1.0, 1000.0),
+    ] {
+        if !(v.is_finite() && (lo..=hi).contains(&v)) {
+            errors.push(field, None, format!("must be between {lo} and {hi}"));
+        }
+    }
+    for (field, v) in [
+        ("health.healthy_threshold", health.healthy_threshold),
+        ("health.unhealthy_threshold", health.unhealthy_threshold),
+        ("outlier.consecutive_failures", outlier.consecutive_failures),
+        ("retry.max_attempts", retry.max_attempts),
+        ("forwarding.max_hops", forwarding.max_hops),
+    ] {
+        if v == 0 {
+            errors.push(field, None, "must be at least 1");
+        }
+    }
+    for (field, v) in [
+        ("outlier.max_ejected_percent", outlier.max_ejected_percent),
+        ("balance.panic_threshold_percent", balance.panic_threshold_percent),
+    ] {
+        if v > 100 {
+            errors.push(field, None, "must be a percentage (0 to 100)");
+        }
+    }
     let log = s.log.unwrap_or_default();
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log.level) {
         errors.push("log.level", errors.span_of(&log.level), format!("invalid filter: {e}"));
@@ -183,6 +228,12 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
         drain: s.drain.unwrap_or_default(),
         log,
         runtime: s.runtime.unwrap_or_default(),
+        health,
+        outlier,
+        balance,
+        retry,
+        forwarding,
+        bypass,
     })
 }
 
@@ -229,7 +280,7 @@ pub(crate) fn check_host_port(s: &str) -> Result<(), &'static str> {
     }
 }
 
-fn check_host_pattern(host: &str) -> Result<(), String> {
+pub(crate) fn check_host_pattern(host: &str) -> Result<(), String> {
     if host == "*" {
         return Ok(());
     }

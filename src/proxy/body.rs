@@ -9,15 +9,30 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use super::forward::OriginPermit;
+use super::origin::OriginPermit;
 use crate::server::conn_watch::ActiveRequest;
 
 /// Held for as long as a response streams: the connection counts the request as in
-/// flight and the origin counts it against its concurrency limit.
-#[derive(Debug, Default)]
+/// flight, the origin counts it against its concurrency limit, and so does the
+/// `inflight_requests` gauge.
+#[derive(Debug)]
 pub struct RequestGuard {
     pub active: Option<ActiveRequest>,
     pub permit: Option<OriginPermit>,
+    inflight: prometheus::IntGauge,
+}
+
+impl RequestGuard {
+    pub fn new(active: ActiveRequest, inflight: &prometheus::IntGauge) -> RequestGuard {
+        inflight.inc();
+        RequestGuard { active: Some(active), permit: None, inflight: inflight.clone() }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.inflight.dec();
+    }
 }
 
 pin_project_lite::pin_project! {

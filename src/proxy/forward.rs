@@ -1,140 +1,125 @@
-//! Forwarding to an origin: endpoint choice, pooled keep-alive connections, timeouts.
+//! Talking to one set of upstream endpoints over pooled keep-alive connections.
 //!
-//! Each origin owns a pooled hyper client, so its connect timeout and protocol (HTTP/1.1
-//! or h2c) are its own and one origin's slow endpoints never hold another's connections.
-//! Endpoint names are resolved on every new connection (getaddrinfo in a blocking pool
-//! thread), so DNS changes are followed without a restart.
+//! Each `Upstream` owns a hyper-util pooled client, so its connect timeout and protocol
+//! (HTTP/1.1, or h2c with one multiplexed connection per endpoint) are its own and one
+//! set's slow endpoints never hold another's connections. Endpoint names are resolved on
+//! every new connection, so DNS changes are followed without a restart.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::balance::{EndpointSet, SetPolicy};
 use super::error::ProxyError;
-use crate::config::{self, Protocol};
+use crate::config::Protocol;
 
-/// The request body sent upstream: the client's own body, streamed as it arrives.
-pub type UpstreamBody = Incoming;
+/// The request body sent upstream: the client's stream, or bytes kept for a retry.
+pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
 type PooledClient = Client<HttpConnector, UpstreamBody>;
 
-/// One origin: its endpoints, its pool and its limits.
+/// How an upstream set is reached.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub protocol: Protocol,
+    pub connect_timeout: Duration,
+    /// From sending the request to the response head.
+    pub request_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+/// An endpoint set and the pooled client that reaches it.
 #[derive(Debug)]
-pub struct OriginPool {
-    pub name: Arc<str>,
-    endpoints: Vec<Authority>,
-    /// Round-robin cursor over `endpoints`.
-    next: AtomicUsize,
+pub struct Upstream {
+    pub set: EndpointSet,
+    client: PooledClient,
     protocol: Protocol,
     request_timeout: Duration,
-    max_concurrency: usize,
-    /// Requests to this origin whose response has not finished; bounded by `max_concurrency`.
-    inflight: Arc<AtomicUsize>,
-    client: PooledClient,
 }
 
-/// Counts one request against its origin's concurrency until dropped (when the response
-/// body ends or the exchange is abandoned).
-#[derive(Debug)]
-pub struct OriginPermit(Arc<AtomicUsize>);
-
-impl Drop for OriginPermit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+/// A response and what it took.
+pub struct Answer {
+    pub response: Response<Incoming>,
+    pub latency: Duration,
 }
 
-impl OriginPool {
-    pub fn new(
-        name: &str,
-        cfg: &config::Origin,
-        timeouts: &config::Timeouts,
-        limits: &config::Limits,
-    ) -> OriginPool {
+impl Upstream {
+    pub fn new(endpoints: &[String], policy: SetPolicy, s: &UpstreamSettings) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout.unwrap_or(timeouts.connect)));
+        connector.set_connect_timeout(Some(s.connect_timeout));
         connector.set_keepalive(Some(Duration::from_secs(30)));
         connector.enforce_http(true);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(timeouts.upstream_idle)
-            .pool_max_idle_per_host(limits.upstream_pool_idle);
-        if cfg.protocol == Protocol::Http2 {
+            .pool_idle_timeout(s.pool_idle_timeout)
+            .pool_max_idle_per_host(s.pool_max_idle);
+        if s.protocol == Protocol::Http2 {
             builder
                 .http2_only(true)
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .http2_keep_alive_timeout(Duration::from_secs(10))
-                .http2_keep_alive_while_idle(true);
+                .http2_keep_alive_while_idle(true)
+                .http2_adaptive_window(true);
         }
-        OriginPool {
-            name: name.into(),
-            // Validated at config load: every endpoint is a host:port authority.
-            endpoints: cfg.endpoints.iter().filter_map(|e| e.parse().ok()).collect(),
-            next: AtomicUsize::new(0),
-            protocol: cfg.protocol,
-            request_timeout: cfg.request_timeout.unwrap_or(timeouts.request),
-            max_concurrency: cfg.max_concurrency,
-            inflight: Arc::new(AtomicUsize::new(0)),
+        // Validated at config load: every endpoint is a host:port authority.
+        let authorities: Vec<Authority> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+        Upstream {
+            set: EndpointSet::new(authorities, policy),
             client: builder.build(connector),
+            protocol: s.protocol,
+            request_timeout: s.request_timeout,
         }
     }
 
-    /// Takes a concurrency slot, or refuses when the origin is at its limit.
-    pub fn permit(&self) -> Result<OriginPermit, ProxyError> {
-        let prev = self.inflight.fetch_add(1, Ordering::Relaxed);
-        let permit = OriginPermit(self.inflight.clone());
-        if prev >= self.max_concurrency {
-            return Err(ProxyError::OriginBusy);
-        }
-        Ok(permit)
-    }
-
-    fn pick(&self) -> Option<&Authority> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
-    }
-
-    /// Sends the request to the next endpoint and waits for the response head, at most
-    /// the origin's request timeout.
-    pub async fn forward(&self, mut req: Request<UpstreamBody>) -> Result<Response<Incoming>, ProxyError> {
-        let endpoint = self.pick().ok_or(ProxyError::NoEndpoint)?.clone();
+    /// Sends the request to endpoint `i` and waits for the response head, at most the
+    /// request timeout. Outstanding load and passive health are recorded.
+    pub async fn send(&self, i: usize, mut req: Request<UpstreamBody>) -> Result<Answer, ProxyError> {
+        let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
         retarget(&mut req, endpoint, self.protocol)?;
-        match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
+        let _load = self.set.start(i);
+        let t0 = Instant::now();
+        let result = match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+            Ok(Ok(response)) => Ok(Answer { response, latency: t0.elapsed() }),
             Ok(Err(e)) => {
                 let err = ProxyError::from_client(&e);
-                tracing::debug!(origin = %self.name, error = ?e, code = err.code(), "upstream request failed");
+                tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
                 Err(err)
             }
             Err(_) => Err(ProxyError::Timeout),
-        }
+        };
+        let ok = match &result {
+            Ok(a) => !a.response.status().is_server_error(),
+            Err(_) => false,
+        };
+        self.set.record(i, ok);
+        result
     }
 }
 
-/// Points a request at an endpoint, keeping the client's host for HTTP/1.1 origins.
+/// Points a request at an endpoint, keeping the client's host for HTTP/1.1 upstreams.
 fn retarget(
     req: &mut Request<UpstreamBody>,
     endpoint: Authority,
     protocol: Protocol,
 ) -> Result<(), ProxyError> {
-    if protocol == Protocol::Http1 && !req.headers().contains_key(http::header::HOST) {
-        // HTTP/2 clients name the host in the URI only; an HTTP/1.1 origin needs `Host`.
-        if let Some(a) = req.uri().authority() {
-            let host = HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest)?;
-            req.headers_mut().insert(http::header::HOST, host);
-        }
+    if protocol == Protocol::Http1
+        && !req.headers().contains_key(http::header::HOST)
+        && let Some(a) = req.uri().authority()
+    {
+        // HTTP/2 clients name the host in the URI only; an HTTP/1.1 upstream needs `Host`.
+        let host = HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest)?;
+        req.headers_mut().insert(http::header::HOST, host);
     }
     let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
@@ -147,4 +132,45 @@ fn retarget(
         Protocol::Http2 => Version::HTTP_2,
     };
     Ok(())
+}
+
+/// What a health probe saw.
+#[derive(Debug)]
+pub struct ProbeAnswer {
+    pub status: http::StatusCode,
+    /// The answer came from a flowgate proxy (it names its region), not from whatever
+    /// stands in front of it.
+    pub from_flowgate: bool,
+    pub body: Bytes,
+    pub latency: Duration,
+}
+
+/// Largest probe answer read; health documents are small.
+const MAX_PROBE_BODY: usize = 64 * 1024;
+
+impl Upstream {
+    /// `GET path` on endpoint `i` over the set's own pool, so that probes keep the
+    /// connections warm that requests will use. Does not count as passive health.
+    pub async fn probe(&self, i: usize, path: &str, timeout: Duration) -> Result<ProbeAnswer, ProxyError> {
+        use http_body_util::BodyExt;
+        let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
+        let mut req = Request::new(Either::Right(Full::new(Bytes::new())));
+        *req.uri_mut() = Uri::try_from(path).map_err(|_| ProxyError::BadRequest)?;
+        let host = HeaderValue::from_str(endpoint.as_str()).map_err(|_| ProxyError::BadRequest)?;
+        req.headers_mut().insert(http::header::HOST, host);
+        req.headers_mut().insert(http::header::USER_AGENT, HeaderValue::from_static("flowgate-health"));
+        retarget(&mut req, endpoint, self.protocol)?;
+        let t0 = Instant::now();
+        let work = async {
+            let resp = self.client.request(req).await.map_err(|e| ProxyError::from_client(&e))?;
+            let status = resp.status();
+            let from_flowgate = resp.headers().contains_key("x-flowgate-region");
+            let limited = http_body_util::Limited::new(resp.into_body(), MAX_PROBE_BODY);
+            let body = limited.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            Ok::<_, ProxyError>(ProbeAnswer { status, from_flowgate, body, latency: Duration::ZERO })
+        };
+        let mut answer = tokio::time::timeout(timeout, work).await.map_err(|_| ProxyError::Timeout)??;
+        answer.latency = t0.elapsed();
+        Ok(answer)
+    }
 }

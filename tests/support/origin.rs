@@ -31,7 +31,7 @@ type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub struct Origin {
     pub addr: SocketAddr,
-    /// Requests received so far.
+    /// Client requests received so far (health probes at `/healthz` not counted).
     pub hits: Arc<AtomicUsize>,
 }
 
@@ -46,8 +46,11 @@ pub async fn start() -> Origin {
             let Ok((stream, _)) = listener.accept().await else { return };
             let hits = hits2.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    hits.fetch_add(1, Ordering::SeqCst);
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    // The proxy's health probes are not client requests.
+                    if req.uri().path() != "/healthz" {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                    }
                     handle(req)
                 });
                 let _ = auto::Builder::new(TokioExecutor::new())

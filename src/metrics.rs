@@ -1,0 +1,111 @@
+//! The Prometheus families of the contract (prefix `flowgate_`), typed, in one registry
+//! per proxy so that several proxies can live in one process (tests, the demo).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric a proxy exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `{listener, origin, target_region, code}`
+    pub requests_total: IntCounterVec,
+    /// `{origin, target_region}`
+    pub request_duration_seconds: HistogramVec,
+    pub inflight_requests: IntGauge,
+    pub table_version: IntGauge,
+    pub table_applied_total: IntCounter,
+    /// `{reason}`
+    pub table_rejected_total: IntCounterVec,
+    /// `{kind, region, endpoint}`; kind is `origin`, `lb` or `proxies`.
+    pub endpoint_healthy: IntGaugeVec,
+    /// `{region}`
+    pub bypass_active: IntGaugeVec,
+    /// `{reason}`
+    pub retries_total: IntCounterVec,
+    pub retry_budget_exhausted_total: IntCounter,
+    /// `{reason}`
+    pub shed_total: IntCounterVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("flowgate");
+        let m = Metrics {
+            requests_total: IntCounterVec::new(
+                opts(
+                    "requests_total",
+                    "Requests answered, by listener, origin, target region and status code.",
+                ),
+                &["listener", "origin", "target_region", "code"],
+            )?,
+            request_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "request_duration_seconds",
+                    "Time to the response head, by origin and target region.",
+                )
+                .namespace("flowgate")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["origin", "target_region"],
+            )?,
+            inflight_requests: IntGauge::with_opts(opts("inflight_requests", "Requests in flight."))?,
+            table_version: IntGauge::with_opts(opts(
+                "table_version",
+                "Version of the traffic table in force.",
+            ))?,
+            table_applied_total: IntCounter::with_opts(opts(
+                "table_applied_total",
+                "Traffic tables applied.",
+            ))?,
+            table_rejected_total: IntCounterVec::new(
+                opts("table_rejected_total", "Traffic tables refused, by reason."),
+                &["reason"],
+            )?,
+            endpoint_healthy: IntGaugeVec::new(
+                opts("endpoint_healthy", "1 when probes find the endpoint healthy."),
+                &["kind", "region", "endpoint"],
+            )?,
+            bypass_active: IntGaugeVec::new(
+                opts("bypass_active", "1 while requests to the region bypass its load balancer."),
+                &["region"],
+            )?,
+            retries_total: IntCounterVec::new(opts("retries_total", "Retries, by reason."), &["reason"])?,
+            retry_budget_exhausted_total: IntCounter::with_opts(opts(
+                "retry_budget_exhausted_total",
+                "Retries refused because the retry budget was spent.",
+            ))?,
+            shed_total: IntCounterVec::new(
+                opts("shed_total", "Requests refused to protect capacity."),
+                &["reason"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.requests_total.clone()))?;
+        m.registry.register(Box::new(m.request_duration_seconds.clone()))?;
+        m.registry.register(Box::new(m.inflight_requests.clone()))?;
+        m.registry.register(Box::new(m.table_version.clone()))?;
+        m.registry.register(Box::new(m.table_applied_total.clone()))?;
+        m.registry.register(Box::new(m.table_rejected_total.clone()))?;
+        m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
+        m.registry.register(Box::new(m.bypass_active.clone()))?;
+        m.registry.register(Box::new(m.retries_total.clone()))?;
+        m.registry.register(Box::new(m.retry_budget_exhausted_total.clone()))?;
+        m.registry.register(Box::new(m.shed_total.clone()))?;
+        Ok(m)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}

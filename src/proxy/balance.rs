@@ -1,0 +1,378 @@
+//! A set of endpoints and how to choose one: power of two choices on outstanding
+//! requests, skipping endpoints that active health checks or outlier detection took out,
+//! with slow start for returning endpoints and a panic threshold.
+//!
+//! Why p2c on outstanding requests: it needs no global view, costs two random draws, and
+//! steers away from a slow endpoint as soon as its queue grows, where round-robin keeps
+//! feeding it. Why a panic threshold: when most of a set looks unhealthy, the checks are
+//! more likely wrong than the endpoints, and crushing the few survivors turns a partial
+//! outage into a full one (Envoy's `healthy_panic_threshold`).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::uri::Authority;
+use rand::{Rng, RngExt};
+use tokio::time::Instant;
+
+use crate::config;
+
+/// The knobs of one set, taken from `[health]`, `[outlier]` and `[balance]`.
+#[derive(Debug, Clone)]
+pub struct SetPolicy {
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejected_percent: u32,
+    pub panic_threshold_percent: u32,
+    pub slow_start: Duration,
+}
+
+impl SetPolicy {
+    pub fn from_config(cfg: &config::Config) -> SetPolicy {
+        SetPolicy {
+            healthy_threshold: cfg.health.healthy_threshold,
+            unhealthy_threshold: cfg.health.unhealthy_threshold,
+            consecutive_failures: cfg.outlier.consecutive_failures,
+            base_ejection: cfg.outlier.base_ejection,
+            max_ejection: cfg.outlier.max_ejection,
+            max_ejected_percent: cfg.outlier.max_ejected_percent,
+            panic_threshold_percent: cfg.balance.panic_threshold_percent,
+            slow_start: cfg.balance.slow_start,
+        }
+    }
+}
+
+/// One endpoint and what the proxy has seen of it.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub authority: Authority,
+    /// Requests sent and not yet answered (the p2c load).
+    outstanding: AtomicU32,
+    /// Active health: the verdict of the probes.
+    healthy: AtomicBool,
+    probe_ok_streak: AtomicU32,
+    probe_fail_streak: AtomicU32,
+    /// Passive health: consecutive failed requests.
+    failures: AtomicU32,
+    /// Milliseconds since the set's epoch until which the endpoint is ejected (0: not).
+    ejected_until: AtomicU64,
+    /// Ejections so far; the next ejection lasts longer.
+    ejections: AtomicU32,
+    /// Milliseconds since the epoch when it last became usable, for slow start.
+    usable_since: AtomicU64,
+}
+
+/// Counts a request against an endpoint's outstanding load until dropped.
+#[derive(Debug)]
+pub struct Outstanding<'a>(&'a Endpoint);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A set of endpoints serving the same thing (an origin's instances, a peer's proxies).
+#[derive(Debug)]
+pub struct EndpointSet {
+    endpoints: Vec<Endpoint>,
+    policy: SetPolicy,
+    epoch: Instant,
+}
+
+impl EndpointSet {
+    pub fn new(authorities: Vec<Authority>, policy: SetPolicy) -> EndpointSet {
+        let endpoints = authorities
+            .into_iter()
+            .map(|authority| Endpoint {
+                authority,
+                outstanding: AtomicU32::new(0),
+                // Optimistic start: a new proxy serves at once; the first probes correct it.
+                healthy: AtomicBool::new(true),
+                probe_ok_streak: AtomicU32::new(0),
+                probe_fail_streak: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
+                ejections: AtomicU32::new(0),
+                // Usable since before the epoch: no slow start at boot.
+                usable_since: AtomicU64::new(0),
+            })
+            .collect();
+        EndpointSet { endpoints, policy, epoch: Instant::now() }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Offset so that 0 always means "long ago" for `usable_since`.
+        self.epoch.elapsed().as_millis() as u64 + self.policy.slow_start.as_millis() as u64 + 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Endpoint> {
+        self.endpoints.get(i)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.iter()
+    }
+
+    fn usable_at(&self, e: &Endpoint, now: u64) -> bool {
+        e.healthy.load(Ordering::Relaxed) && e.ejected_until.load(Ordering::Relaxed) <= now
+    }
+
+    /// Endpoints that probes call healthy and outlier detection has not ejected.
+    pub fn usable_count(&self) -> usize {
+        let now = self.now_ms();
+        self.endpoints.iter().filter(|e| self.usable_at(e, now)).count()
+    }
+
+    pub fn healthy_count(&self) -> usize {
+        self.endpoints.iter().filter(|e| e.healthy.load(Ordering::Relaxed)).count()
+    }
+
+    /// Whether the set can take traffic at all.
+    pub fn any_usable(&self) -> bool {
+        let now = self.now_ms();
+        self.endpoints.iter().any(|e| self.usable_at(e, now))
+    }
+
+    /// Slow-start factor of the set as a whole, in (0, 1]: the mean over usable endpoints.
+    pub fn warmth(&self) -> f64 {
+        let now = self.now_ms();
+        let (mut sum, mut n) = (0.0, 0u32);
+        for e in &self.endpoints {
+            if self.usable_at(e, now) {
+                sum += self.factor(e, now);
+                n += 1;
+            }
+        }
+        if n == 0 { 0.0 } else { sum / n as f64 }
+    }
+
+    fn factor(&self, e: &Endpoint, now: u64) -> f64 {
+        let window = self.policy.slow_start.as_millis() as u64;
+        let since = e.usable_since.load(Ordering::Relaxed);
+        if window == 0 || now >= since + window {
+            return 1.0;
+        }
+        // Never fully zero, so a lone returning endpoint still gets probed by traffic.
+        ((now - since) as f64 / window as f64).max(0.05)
+    }
+
+    /// Picks an endpoint: p2c on outstanding requests among usable ones (all of them in
+    /// panic mode), never `exclude` unless it is the only one.
+    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R, exclude: Option<usize>) -> Option<usize> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let now = self.now_ms();
+        let usable = self.endpoints.iter().filter(|e| self.usable_at(e, now)).count();
+        let panic = (usable * 100) < n * self.policy.panic_threshold_percent as usize;
+        let eligible = |i: usize| -> bool {
+            Some(i) != exclude && (panic || self.endpoints.get(i).is_some_and(|e| self.usable_at(e, now)))
+        };
+        let count = (0..n).filter(|&i| eligible(i)).count();
+        if count == 0 {
+            return exclude
+                .filter(|&i| panic || self.endpoints.get(i).is_some_and(|e| self.usable_at(e, now)));
+        }
+        let nth = |k: usize| (0..n).filter(|&i| eligible(i)).nth(k);
+        let a = nth(rng.random_range(0..count))?;
+        if count == 1 {
+            return Some(a);
+        }
+        let mut k = rng.random_range(0..count - 1);
+        let b = loop {
+            let b = nth(k)?;
+            if b != a {
+                break b;
+            }
+            k += 1;
+        };
+        let load = |i: usize| -> f64 {
+            let e = &self.endpoints[i];
+            (e.outstanding.load(Ordering::Relaxed) as f64 + 1.0) / self.factor(e, now)
+        };
+        Some(if load(b) < load(a) { b } else { a })
+    }
+
+    /// Counts a request against endpoint `i` until the guard drops.
+    pub fn start(&self, i: usize) -> Option<Outstanding<'_>> {
+        let e = self.endpoints.get(i)?;
+        e.outstanding.fetch_add(1, Ordering::Relaxed);
+        Some(Outstanding(e))
+    }
+
+    /// Passive health: the outcome of one real request. Enough consecutive failures eject
+    /// the endpoint for a time that doubles with each ejection, unless that would take out
+    /// more than `max_ejected_percent` of the set.
+    pub fn record(&self, i: usize, ok: bool) {
+        let Some(e) = self.endpoints.get(i) else { return };
+        if ok {
+            e.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = e.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < self.policy.consecutive_failures {
+            return;
+        }
+        let now = self.now_ms();
+        let ejected = self.endpoints.iter().filter(|x| x.ejected_until.load(Ordering::Relaxed) > now).count();
+        if (ejected + 1) * 100 > self.endpoints.len() * self.policy.max_ejected_percent as usize {
+            return;
+        }
+        let times = e.ejections.fetch_add(1, Ordering::Relaxed).min(16);
+        let backoff = self.policy.base_ejection.saturating_mul(1 << times).min(self.policy.max_ejection);
+        let until = now + backoff.as_millis() as u64;
+        e.ejected_until.store(until, Ordering::Relaxed);
+        e.usable_since.store(until, Ordering::Relaxed);
+        e.failures.store(0, Ordering::Relaxed);
+        tracing::warn!(endpoint = %e.authority, ?backoff, "endpoint ejected after consecutive failures");
+    }
+
+    /// Active health: the outcome of one probe, with thresholds in both directions.
+    /// Returns the new verdict when it changed.
+    pub fn probe_result(&self, i: usize, ok: bool) -> Option<bool> {
+        let e = self.endpoints.get(i)?;
+        if ok {
+            e.probe_fail_streak.store(0, Ordering::Relaxed);
+            let streak = e.probe_ok_streak.fetch_add(1, Ordering::Relaxed) + 1;
+            if streak >= self.policy.healthy_threshold && !e.healthy.swap(true, Ordering::Relaxed) {
+                e.usable_since.store(self.now_ms(), Ordering::Relaxed);
+                // A healthy probe also forgives past ejections.
+                e.ejections.store(0, Ordering::Relaxed);
+                return Some(true);
+            }
+        } else {
+            e.probe_ok_streak.store(0, Ordering::Relaxed);
+            let streak = e.probe_fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
+            if streak >= self.policy.unhealthy_threshold && e.healthy.swap(false, Ordering::Relaxed) {
+                return Some(false);
+            }
+        }
+        None
+    }
+
+    pub fn is_healthy(&self, i: usize) -> bool {
+        self.endpoints.get(i).is_some_and(|e| e.healthy.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn policy() -> SetPolicy {
+        SetPolicy {
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            consecutive_failures: 3,
+            base_ejection: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(60),
+            max_ejected_percent: 50,
+            panic_threshold_percent: 50,
+            slow_start: Duration::ZERO,
+        }
+    }
+
+    fn set(n: usize, p: SetPolicy) -> EndpointSet {
+        EndpointSet::new((0..n).map(|i| format!("10.0.0.{i}:80").parse().unwrap()).collect(), p)
+    }
+
+    #[test]
+    fn p2c_prefers_the_less_loaded() {
+        let s = set(2, policy());
+        let _busy: Vec<_> = (0..10).map(|_| s.start(0).unwrap()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..100 {
+            assert_eq!(s.pick(&mut rng, None), Some(1));
+        }
+    }
+
+    #[test]
+    fn unhealthy_endpoints_are_skipped_until_panic() {
+        let s = set(4, policy());
+        for _ in 0..2 {
+            s.probe_result(0, false);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..200 {
+            assert_ne!(s.pick(&mut rng, None), Some(0));
+        }
+        for i in 1..3 {
+            s.probe_result(i, false);
+            s.probe_result(i, false);
+        }
+        // 1 of 4 usable is below the 50 % panic threshold: all four are used again.
+        let mut seen = [false; 4];
+        for _ in 0..400 {
+            seen[s.pick(&mut rng, None).unwrap()] = true;
+        }
+        assert_eq!(seen, [true; 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outliers_are_ejected_with_growing_backoff_and_a_cap_on_share() {
+        let s = set(4, policy());
+        for _ in 0..3 {
+            s.record(0, false);
+        }
+        assert_eq!(s.usable_count(), 3);
+        for _ in 0..3 {
+            s.record(1, false);
+        }
+        assert_eq!(s.usable_count(), 2);
+        for _ in 0..3 {
+            s.record(2, false);
+        }
+        assert_eq!(s.usable_count(), 2, "never more than half ejected");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(s.usable_count(), 4);
+        for _ in 0..3 {
+            s.record(0, false);
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(s.usable_count(), 3, "second ejection lasts twice as long");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(s.usable_count(), 4);
+    }
+
+    #[test]
+    fn probe_thresholds() {
+        let s = set(1, policy());
+        assert_eq!(s.probe_result(0, false), None);
+        assert_eq!(s.probe_result(0, false), Some(false));
+        assert!(!s.any_usable());
+        assert_eq!(s.probe_result(0, true), None);
+        assert_eq!(s.probe_result(0, true), Some(true));
+        assert!(s.any_usable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_ramps_warmth() {
+        let mut p = policy();
+        p.slow_start = Duration::from_secs(10);
+        let s = set(1, p);
+        assert_eq!(s.warmth(), 1.0);
+        s.probe_result(0, false);
+        s.probe_result(0, false);
+        s.probe_result(0, true);
+        s.probe_result(0, true);
+        assert!(s.warmth() < 0.1);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!((s.warmth() - 0.5).abs() < 0.05, "{}", s.warmth());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(s.warmth(), 1.0);
+    }
+}

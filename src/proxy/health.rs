@@ -1,0 +1,183 @@
+//! Active health: every proxy probes its own origins' endpoints at `health_path`, and each
+//! peer region's load balancer and proxies at `/.flowgate/health`, with thresholds in both
+//! directions and jittered intervals. It also answers that path for its own region.
+//!
+//! A peer's answer is a JSON document of its origins' health; the proxy takes from it
+//! which origins that region can serve, so a region that lost only `video` still gets
+//! `api` traffic. An answer that does not come from a flowgate proxy (a load balancer's
+//! own 503) counts against the load balancer, not the region.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::Targets;
+use super::forward::Upstream;
+use super::peer::PeerRegion;
+use crate::metrics::Metrics;
+use crate::table::store::TableStore;
+
+/// The path every proxy's peer listener answers for its region.
+pub const HEALTH_PATH: &str = "/.flowgate/health";
+
+/// One origin in a region health document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OriginHealth {
+    pub healthy: bool,
+    pub endpoints_healthy: usize,
+    pub endpoints_total: usize,
+}
+
+/// The document at `/.flowgate/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegionHealth {
+    pub region: String,
+    pub healthy: bool,
+    pub origins: std::collections::BTreeMap<String, OriginHealth>,
+}
+
+/// This region's health: healthy only when every origin can be served.
+pub fn region_health(region: &str, targets: &Targets) -> RegionHealth {
+    let origins: std::collections::BTreeMap<String, OriginHealth> = targets
+        .origins
+        .iter()
+        .map(|o| {
+            let set = &o.upstream.set;
+            let h = OriginHealth {
+                healthy: set.any_usable(),
+                endpoints_healthy: set.usable_count(),
+                endpoints_total: set.len(),
+            };
+            (o.name.to_string(), h)
+        })
+        .collect();
+    RegionHealth { region: region.to_owned(), healthy: origins.values().all(|o| o.healthy), origins }
+}
+
+/// What a probe loop needs besides its endpoint.
+#[derive(Clone)]
+pub struct ProbeCtx {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub jitter: f64,
+    pub metrics: Metrics,
+    pub stop: CancellationToken,
+}
+
+impl ProbeCtx {
+    fn next_wait(&self) -> Duration {
+        let j = self.jitter.clamp(0.0, 0.5);
+        let f = if j > 0.0 { rand::rng().random_range(1.0 - j..=1.0 + j) } else { 1.0 };
+        self.interval.mul_f64(f)
+    }
+
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.stop.cancelled() => false,
+        }
+    }
+}
+
+/// Starts one probe loop per endpoint of every origin and peer, and one bypass judge
+/// loop per peer. They end when `ctx.stop` fires.
+pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, ctx: ProbeCtx) {
+    for (oid, origin) in targets.origins.iter().enumerate() {
+        for i in 0..origin.upstream.set.len() {
+            let (targets, ctx, region) = (targets.clone(), ctx.clone(), region.clone());
+            tokio::spawn(async move {
+                let Some(origin) = targets.origins.get(oid) else { return };
+                let label = endpoint_label(&origin.upstream, i);
+                let gauge = ctx.metrics.endpoint_healthy.with_label_values(&["origin", &region, &label]);
+                gauge.set(1);
+                // The first probe goes out at once, so a dead origin is known quickly.
+                let mut wait = Duration::ZERO;
+                while ctx.sleep(wait).await {
+                    let answer = origin.upstream.probe(i, &origin.health_path, ctx.timeout).await;
+                    let ok = matches!(answer, Ok(a) if a.status.is_success());
+                    if let Some(now) = origin.upstream.set.probe_result(i, ok) {
+                        tracing::info!(origin = %origin.name, endpoint = %label, healthy = now, "origin endpoint health changed");
+                    }
+                    gauge.set(origin.upstream.set.is_healthy(i) as i64);
+                    wait = ctx.next_wait();
+                }
+            });
+        }
+    }
+    for (pid, peer) in targets.peers.iter().enumerate() {
+        for (direct, set) in [(false, &peer.lb), (true, &peer.proxies)] {
+            for i in 0..set.set.len() {
+                let (targets, ctx) = (targets.clone(), ctx.clone());
+                tokio::spawn(probe_peer(targets, pid, direct, i, ctx));
+            }
+        }
+        let (targets, tables, ctx) = (targets.clone(), tables.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let Some(peer) = targets.peers.get(pid) else { return };
+            let gauge = ctx.metrics.bypass_active.with_label_values(&[&peer.name]);
+            while ctx.sleep(Duration::from_millis(250)).await {
+                let direct_usable = peer.proxies.set.any_usable();
+                peer.bypass.evaluate(direct_usable);
+                let mode = tables.load().peer_modes.get(pid).copied().unwrap_or_default();
+                let direct = peer.path(mode) == Some(super::peer::Path::Direct);
+                gauge.set(direct as i64);
+            }
+        });
+    }
+}
+
+fn endpoint_label(u: &Upstream, i: usize) -> String {
+    u.set.get(i).map(|e| e.authority.to_string()).unwrap_or_default()
+}
+
+async fn probe_peer(targets: Arc<Targets>, pid: usize, direct: bool, i: usize, ctx: ProbeCtx) {
+    let Some(peer) = targets.peers.get(pid) else { return };
+    let upstream = if direct { &peer.proxies } else { &peer.lb };
+    let kind = if direct { "proxies" } else { "lb" };
+    let label = endpoint_label(upstream, i);
+    let gauge = ctx.metrics.endpoint_healthy.with_label_values(&[kind, &peer.name, &label]);
+    gauge.set(1);
+    let mut wait = Duration::ZERO;
+    while ctx.sleep(wait).await {
+        let answer = upstream.probe(i, HEALTH_PATH, ctx.timeout).await;
+        let (alive, latency) = match &answer {
+            Ok(a) => (a.from_flowgate, a.latency),
+            Err(_) => (false, ctx.timeout),
+        };
+        if let Ok(a) = &answer
+            && a.from_flowgate
+        {
+            apply_report(&targets, peer, &a.body, a.status.is_success());
+        }
+        if direct {
+            peer.bypass.record_direct(!alive, latency);
+        } else {
+            peer.bypass.record_lb(!alive, latency);
+        }
+        if let Some(now) = upstream.set.probe_result(i, alive) {
+            tracing::info!(region = %peer.name, kind, endpoint = %label, healthy = now, "peer endpoint health changed");
+        }
+        gauge.set(upstream.set.is_healthy(i) as i64);
+        wait = ctx.next_wait();
+    }
+}
+
+/// Takes a peer's health document: which of our origins that region can serve.
+fn apply_report(targets: &Targets, peer: &PeerRegion, body: &[u8], all_ok: bool) {
+    match serde_json::from_slice::<RegionHealth>(body) {
+        Ok(report) => {
+            for (oid, origin) in targets.origins.iter().enumerate() {
+                let ok = report.origins.get(&*origin.name).is_some_and(|o| o.healthy);
+                peer.set_origin_ok(oid, ok);
+            }
+        }
+        Err(_) => {
+            for oid in 0..targets.origins.len() {
+                peer.set_origin_ok(oid, all_ok);
+            }
+        }
+    }
+}

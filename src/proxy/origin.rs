@@ -1,0 +1,65 @@
+//! A local origin: its endpoint set, and the concurrency cap that protects it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::balance::SetPolicy;
+use super::forward::{Upstream, UpstreamSettings};
+use crate::config;
+
+/// One origin of this region.
+#[derive(Debug)]
+pub struct OriginPool {
+    pub name: Arc<str>,
+    pub upstream: Upstream,
+    /// Probed by active health checks.
+    pub health_path: String,
+    max_concurrency: usize,
+    /// Requests to this origin whose response has not finished; bounded by `max_concurrency`.
+    inflight: Arc<AtomicUsize>,
+}
+
+/// Counts one request against its origin's concurrency until dropped (when the response
+/// body ends or the exchange is abandoned).
+#[derive(Debug)]
+pub struct OriginPermit(Arc<AtomicUsize>);
+
+impl Drop for OriginPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl OriginPool {
+    pub fn new(name: &str, cfg: &config::Origin, all: &config::Config) -> OriginPool {
+        let settings = UpstreamSettings {
+            protocol: cfg.protocol,
+            connect_timeout: cfg.connect_timeout.unwrap_or(all.timeouts.connect),
+            request_timeout: cfg.request_timeout.unwrap_or(all.timeouts.request),
+            pool_idle_timeout: all.timeouts.upstream_idle,
+            pool_max_idle: all.limits.upstream_pool_idle,
+        };
+        OriginPool {
+            name: name.into(),
+            upstream: Upstream::new(&cfg.endpoints, SetPolicy::from_config(all), &settings),
+            health_path: cfg.health_path.clone(),
+            max_concurrency: cfg.max_concurrency,
+            inflight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes a concurrency slot, or `None` when the origin is at its limit.
+    pub fn permit(&self) -> Option<OriginPermit> {
+        let prev = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let permit = OriginPermit(self.inflight.clone());
+        (prev < self.max_concurrency).then_some(permit)
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.inflight.load(Ordering::Relaxed) < self.max_concurrency
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,250 @@
+//! The traffic table: one versioned JSON document for the whole fleet, saying for each
+//! source region which share of its traffic each target region serves.
+//!
+//! The pipeline mirrors the config's: JSON text → [`Table`] (serde, unknown fields refused,
+//! JSON path of every type error) → [`Table::validate`] against what this proxy knows
+//! (regions, origins) → [`compile::CompiledTable`], the immutable form the request path
+//! reads through [`store::TableStore`] with one atomic load per request.
+
+pub mod compile;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Route;
+
+/// Weights above this are refused: shares are ratios, and sums must not overflow.
+pub const MAX_WEIGHT: u64 = 1_000_000;
+
+/// How a proxy reaches a peer region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerMode {
+    /// Through the peer's load balancer.
+    Lb,
+    /// Straight to the peer's proxies (the bypass).
+    Direct,
+    /// The load balancer, switching to direct while it is judged overloaded or failing.
+    #[default]
+    Auto,
+}
+
+/// One row: target region → weight.
+pub type Row = BTreeMap<String, u64>;
+
+/// The traffic table as pushed and persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    /// Positive, and only ever goes up.
+    pub version: u64,
+    /// Source region → row. A region with no row serves everything locally.
+    #[serde(default)]
+    pub weights: BTreeMap<String, Row>,
+    /// Origin → source region → row, overriding `weights` for that origin.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origins: BTreeMap<String, BTreeMap<String, Row>>,
+    /// When present, replaces the config's routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<Route>>,
+    /// Peer region → how to reach it; `auto` when absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_modes: BTreeMap<String, PeerMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Largest share any row may move against the table in force (0..=1), checked on push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shift: Option<f64>,
+}
+
+/// Why a table was refused; `field` is the JSON path at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct TableError {
+    pub field: String,
+    pub message: String,
+}
+
+impl TableError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> TableError {
+        TableError { field: field.into(), message: message.into() }
+    }
+}
+
+/// What this proxy knows, against which a table is checked.
+#[derive(Debug, Clone)]
+pub struct Known<'a> {
+    /// This proxy's region first, then its peers.
+    pub regions: Vec<&'a str>,
+    pub origins: Vec<&'a str>,
+}
+
+impl Table {
+    /// Parses JSON, naming the JSON path of any type error or unknown field.
+    pub fn parse(text: &[u8]) -> Result<Table, TableError> {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            let inner = e.into_inner();
+            TableError::new(field, inner.to_string())
+        })
+    }
+
+    /// The table a proxy runs with when it has none: everything served locally.
+    pub fn local_only() -> Table {
+        Table {
+            version: 0,
+            weights: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            routes: None,
+            peer_modes: BTreeMap::new(),
+            note: Some("no table: every region serves itself".to_owned()),
+            max_shift: None,
+        }
+    }
+
+    /// Checks every rule of the contract; the first problem found is returned.
+    pub fn validate(&self, known: &Known<'_>) -> Result<(), TableError> {
+        if self.version == 0 {
+            return Err(TableError::new("version", "must be a positive integer"));
+        }
+        let region = |path: String, name: &str| -> Result<(), TableError> {
+            if known.regions.contains(&name) {
+                Ok(())
+            } else {
+                Err(TableError::new(
+                    path,
+                    format!("unknown region `{name}` (known: {})", known.regions.join(", ")),
+                ))
+            }
+        };
+        for (src, row) in &self.weights {
+            region(format!("weights.{src}"), src)?;
+            check_row(&format!("weights.{src}"), row, &region)?;
+        }
+        for (origin, rows) in &self.origins {
+            if !known.origins.contains(&origin.as_str()) {
+                return Err(TableError::new(
+                    format!("origins.{origin}"),
+                    format!("unknown origin `{origin}` (known: {})", known.origins.join(", ")),
+                ));
+            }
+            for (src, row) in rows {
+                let path = format!("origins.{origin}.{src}");
+                region(path.clone(), src)?;
+                check_row(&path, row, &region)?;
+            }
+        }
+        if let Some(routes) = &self.routes {
+            for (i, r) in routes.iter().enumerate() {
+                if !known.origins.contains(&r.origin.as_str()) {
+                    return Err(TableError::new(
+                        format!("routes[{i}].origin"),
+                        format!("unknown origin `{}`", r.origin),
+                    ));
+                }
+                if !r.path_prefix.starts_with('/') {
+                    return Err(TableError::new(format!("routes[{i}].path_prefix"), "must start with `/`"));
+                }
+                crate::config::check_host_pattern(&r.host)
+                    .map_err(|m| TableError::new(format!("routes[{i}].host"), m))?;
+            }
+        }
+        for name in self.peer_modes.keys() {
+            region(format!("peer_modes.{name}"), name)?;
+        }
+        if let Some(s) = self.max_shift
+            && !(s.is_finite() && (0.0..=1.0).contains(&s))
+        {
+            return Err(TableError::new("max_shift", "must be between 0 and 1"));
+        }
+        Ok(())
+    }
+
+    /// Same content, ignoring what only describes the push (`note`, `max_shift`).
+    pub fn same_content(&self, other: &Table) -> bool {
+        self.version == other.version
+            && self.weights == other.weights
+            && self.origins == other.origins
+            && self.routes == other.routes
+            && self.peer_modes == other.peer_modes
+    }
+}
+
+fn check_row(
+    path: &str,
+    row: &Row,
+    region: &impl Fn(String, &str) -> Result<(), TableError>,
+) -> Result<(), TableError> {
+    let mut sum: u64 = 0;
+    for (target, w) in row {
+        region(format!("{path}.{target}"), target)?;
+        if *w > MAX_WEIGHT {
+            return Err(TableError::new(format!("{path}.{target}"), format!("weight above {MAX_WEIGHT}")));
+        }
+        sum += w;
+    }
+    if sum == 0 {
+        return Err(TableError::new(path, "weights sum to 0: the row would send traffic nowhere"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Known<'static> {
+        Known { regions: vec!["us-east-1", "us-west-2", "eu-west-1"], origins: vec!["api", "video"] }
+    }
+
+    fn check(json: &str) -> Result<Table, TableError> {
+        let t = Table::parse(json.as_bytes())?;
+        t.validate(&known())?;
+        Ok(t)
+    }
+
+    #[test]
+    fn contract_example_is_valid() {
+        let t = check(
+            r#"{"version": 7,
+            "weights": {"us-east-1": {"us-east-1": 0, "us-west-2": 60, "eu-west-1": 40},
+                        "us-west-2": {"us-west-2": 100}},
+            "origins": {"video": {"us-east-1": {"us-east-1": 100}}},
+            "routes": [{"host": "*", "path_prefix": "/", "origin": "api"}],
+            "peer_modes": {"us-west-2": "auto"},
+            "note": "evacuate us-east-1, step 6 of 10"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.version, 7);
+    }
+
+    #[test]
+    fn each_invalid_case_names_its_path() {
+        let cases = [
+            (r#"{"version": 1, "weights": {"us-east-1": {"us-west-2": -1}}}"#, "weights.us-east-1.us-west-2"),
+            (
+                r#"{"version": 1, "weights": {"us-east-1": {"us-west-2": 1.5}}}"#,
+                "weights.us-east-1.us-west-2",
+            ),
+            (r#"{"version": 1, "weights": {"us-east-1": {"us-west-2": 0}}}"#, "weights.us-east-1"),
+            (r#"{"version": 1, "weights": {"mars-1": {"us-west-2": 1}}}"#, "weights.mars-1"),
+            (r#"{"version": 1, "weights": {"us-east-1": {"mars-1": 1}}}"#, "weights.us-east-1.mars-1"),
+            (r#"{"version": 1, "origins": {"nope": {}}}"#, "origins.nope"),
+            (r#"{"version": 1, "routes": [{"origin": "nope"}]}"#, "routes[0].origin"),
+            (r#"{"version": 1, "bogus": 1}"#, "bogus"),
+            (r#"{"version": 0}"#, "version"),
+            (r#"{"version": -3}"#, "version"),
+            (r#"{"version": 1, "peer_modes": {"us-west-2": "sideways"}}"#, "peer_modes.us-west-2"),
+        ];
+        for (json, field) in cases {
+            let err = check(json).expect_err(json);
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+        let err = check(r#"{"version": 1, "bogus": 1}"#).unwrap_err();
+        assert!(err.message.contains("bogus"), "{err}");
+    }
+}

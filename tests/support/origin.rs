@@ -33,33 +33,79 @@ pub struct Origin {
     pub addr: SocketAddr,
     /// Client requests received so far (health probes at `/healthz` not counted).
     pub hits: Arc<AtomicUsize>,
+    /// Requests being answered right now (probes not counted).
+    pub active: Arc<AtomicUsize>,
+    /// The most requests ever answered at once.
+    pub peak: Arc<AtomicUsize>,
+    /// The accept loop and every connection task, so that `kill` can end them all.
+    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
-/// Starts an origin that serves until the test ends.
+/// Starts an origin that serves until the test ends (or `kill`).
 pub async fn start() -> Origin {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
     let addr = listener.local_addr().expect("addr");
-    let hits = Arc::new(AtomicUsize::new(0));
-    let hits2 = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let hits = hits2.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    // The proxy's health probes are not client requests.
-                    if req.uri().path() != "/healthz" {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                    }
-                    handle(req)
+    let o = Origin {
+        addr,
+        hits: Arc::new(AtomicUsize::new(0)),
+        active: Arc::new(AtomicUsize::new(0)),
+        peak: Arc::new(AtomicUsize::new(0)),
+        tasks: Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new())),
+    };
+    o.serve(listener);
+    o
+}
+
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Origin {
+    fn serve(&self, listener: TcpListener) {
+        let (hits, active, peak, tasks) =
+            (self.hits.clone(), self.active.clone(), self.peak.clone(), self.tasks.clone());
+        let tasks2 = tasks.clone();
+        tasks.lock().expect("tasks").spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (hits, active, peak) = (hits.clone(), active.clone(), peak.clone());
+                tasks2.lock().expect("tasks").spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        // The proxy's health probes are not client requests.
+                        let guard = (req.uri().path() != "/healthz").then(|| {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            ActiveGuard(active.clone())
+                        });
+                        async move {
+                            let r = handle(req).await;
+                            drop(guard);
+                            r
+                        }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Origin { addr, hits }
+            }
+        });
+    }
+
+    /// Stops listening and drops every open connection: to its clients the origin is gone.
+    pub fn kill(&self) {
+        self.tasks.lock().expect("tasks").abort_all();
+    }
+
+    /// Listens again on the same address after `kill`.
+    pub async fn revive(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind origin");
+        self.serve(listener);
+    }
 }
 
 /// An address where nothing listens: connections to it are refused.

@@ -3,6 +3,8 @@
 //! - `route/*`: host + longest-prefix match over a route table of realistic size.
 //! - `headers/upstream`: the full request header rewrite (hop-by-hop strip, `x-flowgate-*`
 //!   strip, forwarding fields) on a typical browser request.
+//! - `target/*`: one weighted pick over a three-region row, all healthy and with one
+//!   region down (its share redistributed); `table/compile`: a table compiled for a proxy.
 
 use std::hint::black_box;
 
@@ -10,7 +12,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use flowgate::config::Route;
 use flowgate::proxy::headers::{self, ClientHop};
 use flowgate::proxy::route::Router;
+use flowgate::table::Table;
+use flowgate::table::compile::{CompiledTable, Regions, Target};
 use http::{HeaderMap, HeaderValue, Version};
+use rand::SeedableRng;
 
 fn routes() -> Vec<Route> {
     let mut r = Vec::new();
@@ -74,5 +79,30 @@ fn bench_headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_route, bench_headers);
+fn three_regions() -> (Table, Regions, Vec<std::sync::Arc<str>>) {
+    let mut t = Table::local_only();
+    t.version = 2;
+    let row = [("us-east-1", 50u64), ("us-west-2", 30), ("eu-west-1", 20)];
+    t.weights.insert("us-east-1".into(), row.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+    let regions = Regions { names: vec!["us-east-1".into(), "us-west-2".into(), "eu-west-1".into()] };
+    (t, regions, vec!["api".into(), "video".into()])
+}
+
+fn bench_target(c: &mut Criterion) {
+    let (t, regions, origins) = three_regions();
+    let compiled = CompiledTable::compile(t.clone(), &regions, &origins, &routes());
+    let row = compiled.row(0).expect("row");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+    c.bench_function("target/pick_all_healthy", |b| {
+        b.iter(|| row.pick(&mut rng, |_| black_box(1.0), |_| false))
+    });
+    c.bench_function("target/pick_one_down", |b| {
+        b.iter(|| row.pick(&mut rng, |t| if t == Target::Local { 0.0 } else { 1.0 }, |_| false))
+    });
+    c.bench_function("table/compile", |b| {
+        b.iter(|| CompiledTable::compile(black_box(t.clone()), &regions, &origins, &[]))
+    });
+}
+
+criterion_group!(benches, bench_route, bench_headers, bench_target);
 criterion_main!(benches);

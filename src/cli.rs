@@ -25,9 +25,12 @@ pub enum Command {
         #[arg(short, long, default_value = "config/flowgate.toml")]
         config: PathBuf,
     },
-    /// Check a config (and, later, a traffic table) without starting anything.
+    /// Check a config and/or a traffic table without starting anything. With both, the
+    /// table is checked against the config's regions and origins.
     Validate {
         #[arg(short, long)]
         config: Option<PathBuf>,
+        #[arg(short, long)]
+        table: Option<PathBuf>,
     },
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use flowgate::cli::{Cli, Command, EXIT_BAD_INPUT, EXIT_FAILED};
 use flowgate::config::Config;
 use flowgate::server::Server;
+use flowgate::table::{Known, Table};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::Validate { config } => validate(config.as_deref()),
+        Command::Validate { config, table } => validate(config.as_deref(), table.as_deref()),
     }
 }
 
@@ -34,24 +35,50 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn validate(config: Option<&std::path::Path>) -> ExitCode {
-    let Some(path) = config else {
-        eprintln!("error: nothing to validate: give --config FILE");
+fn validate(config: Option<&std::path::Path>, table: Option<&std::path::Path>) -> ExitCode {
+    if config.is_none() && table.is_none() {
+        eprintln!("error: nothing to validate: give --config FILE and/or --table FILE");
         return ExitCode::from(EXIT_BAD_INPUT);
-    };
-    match load(path) {
-        Ok(cfg) => {
-            println!(
-                "{}: ok (region {}, {} origins, {} routes)",
-                path.display(),
-                cfg.region,
-                cfg.origins.len(),
-                cfg.routes.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
     }
+    let cfg = match config.map(load).transpose() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let (Some(cfg), Some(path)) = (&cfg, config) {
+        println!(
+            "{}: ok (region {}, {} origins, {} peers, {} routes)",
+            path.display(),
+            cfg.region,
+            cfg.origins.len(),
+            cfg.peers.len(),
+            cfg.routes.len()
+        );
+    }
+    if let Some(path) = table {
+        let checked = std::fs::read(path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|text| Table::parse(&text).map_err(|e| e.to_string()))
+            .and_then(|t| {
+                let known = match &cfg {
+                    Some(c) => Known {
+                        regions: std::iter::once(c.region.as_str())
+                            .chain(c.peers.keys().map(String::as_str))
+                            .collect(),
+                        origins: c.origins.keys().map(String::as_str).collect(),
+                    },
+                    None => t.self_known(),
+                };
+                t.validate(&known).map(|_| t.version).map_err(|e| e.to_string())
+            });
+        match checked {
+            Ok(version) => println!("{}: ok (version {version})", path.display()),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(path: &std::path::Path) -> ExitCode {

@@ -95,6 +95,31 @@ pub struct Targets {
     pub peers: Vec<PeerRegion>,
 }
 
+/// Names one upstream set of `Targets`, for tasks that outlive a borrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamRef {
+    Origin(usize),
+    Lb(usize),
+    Proxies(usize),
+}
+
+impl Targets {
+    pub fn upstream(&self, which: UpstreamRef) -> Option<&forward::Upstream> {
+        match which {
+            UpstreamRef::Origin(i) => self.origins.get(i).map(|o| &o.upstream),
+            UpstreamRef::Lb(i) => self.peers.get(i).map(|p| &p.lb),
+            UpstreamRef::Proxies(i) => self.peers.get(i).map(|p| &p.proxies),
+        }
+    }
+
+    /// Every upstream set: origins first, then each peer's load balancer and proxies.
+    pub fn upstream_refs(&self) -> Vec<UpstreamRef> {
+        let origins = (0..self.origins.len()).map(UpstreamRef::Origin);
+        let peers = (0..self.peers.len()).flat_map(|i| [UpstreamRef::Lb(i), UpstreamRef::Proxies(i)]);
+        origins.chain(peers).collect()
+    }
+}
+
 /// Why a proxy could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

@@ -157,6 +157,14 @@ impl Server {
                 stop: probes_stop.clone(),
             },
         );
+        for which in self.proxy.targets.upstream_refs() {
+            crate::proxy::health::spawn_resolver(
+                self.proxy.targets.clone(),
+                which,
+                cfg.forwarding.resolve_interval,
+                probes_stop.clone(),
+            );
+        }
         self.readiness.set_ready();
         tracing::info!(region = %cfg.region, "ready");
 

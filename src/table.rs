@@ -164,6 +164,25 @@ impl Table {
         Ok(())
     }
 
+    /// Every region and origin the table names, for checking a table on its own (without a
+    /// config): only the rules that need no outside knowledge can fail then.
+    pub fn self_known(&self) -> Known<'_> {
+        let mut regions: Vec<&str> = Vec::new();
+        let rows = self.weights.iter().chain(self.origins.values().flat_map(|r| r.iter()));
+        for (src, row) in rows {
+            regions.push(src);
+            regions.extend(row.keys().map(String::as_str));
+        }
+        regions.extend(self.peer_modes.keys().map(String::as_str));
+        regions.sort_unstable();
+        regions.dedup();
+        let mut origins: Vec<&str> = self.origins.keys().map(String::as_str).collect();
+        if let Some(routes) = &self.routes {
+            origins.extend(routes.iter().map(|r| r.origin.as_str()));
+        }
+        Known { regions, origins }
+    }
+
     /// Same content, ignoring what only describes the push (`note`, `max_shift`).
     pub fn same_content(&self, other: &Table) -> bool {
         self.version == other.version

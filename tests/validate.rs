@@ -125,3 +125,30 @@ fn example_config_is_valid_and_missing_file_is_named() {
     let (code, _, _) = flowgate(&["validate", "--bogus-flag"]);
     assert_eq!(code, 2, "bad usage is exit 2");
 }
+
+#[test]
+fn tables_are_validated_alone_and_against_a_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/flowgate.toml");
+    let good = write(&dir, "good.json", r#"{"version": 4, "weights": {"us-east-1": {"us-east-1": 100}}}"#);
+    let (code, out, err) = flowgate(&["validate", "--config", config, "--table", &good]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version 4"), "{out}");
+
+    let zero = write(&dir, "zero.json", r#"{"version": 4, "weights": {"a": {"b": 0}}}"#);
+    let (code, _, err) = flowgate(&["validate", "--table", &zero]);
+    assert_eq!(code, 2);
+    assert!(err.contains("zero.json") && err.contains("weights.a"), "{err}");
+
+    let foreign = write(&dir, "foreign.json", r#"{"version": 4, "weights": {"us-east-1": {"mars-1": 1}}}"#);
+    let (code, _, _) = flowgate(&["validate", "--table", &foreign]);
+    assert_eq!(code, 0, "alone, any region name is accepted");
+    let (code, _, err) = flowgate(&["validate", "--config", config, "--table", &foreign]);
+    assert_eq!(code, 2);
+    assert!(err.contains("weights.us-east-1.mars-1") && err.contains("unknown region"), "{err}");
+
+    let negative = write(&dir, "neg.json", r#"{"version": 4, "weights": {"us-east-1": {"us-east-1": -5}}}"#);
+    let (code, _, err) = flowgate(&["validate", "--table", &negative]);
+    assert_eq!(code, 2);
+    assert!(err.contains("weights.us-east-1.us-east-1"), "{err}");
+}

@@ -5,7 +5,10 @@
 //! set's slow endpoints never hold another's connections. Endpoint names are resolved on
 //! every new connection, so DNS changes are followed without a restart.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -40,7 +43,10 @@ pub struct UpstreamSettings {
 #[derive(Debug)]
 pub struct Upstream {
     pub set: EndpointSet,
-    client: PooledClient,
+    /// Swapped for a fresh pool when an endpoint name resolves to new addresses, so that
+    /// long-lived (HTTP/2) connections do not outlive the addresses they were opened to.
+    client: ArcSwap<PooledClient>,
+    settings: UpstreamSettings,
     protocol: Protocol,
     request_timeout: Duration,
 }
@@ -53,6 +59,30 @@ pub struct Answer {
 
 impl Upstream {
     pub fn new(endpoints: &[String], policy: SetPolicy, s: &UpstreamSettings) -> Upstream {
+        // Validated at config load: every endpoint is a host:port authority.
+        let authorities: Vec<Authority> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+        Upstream {
+            set: EndpointSet::new(authorities, policy),
+            client: ArcSwap::from_pointee(build_client(s)),
+            settings: s.clone(),
+            protocol: s.protocol,
+            request_timeout: s.request_timeout,
+        }
+    }
+
+    /// Replaces the connection pool: new requests open new connections (resolving names
+    /// again); requests under way finish on the old ones, which close when done.
+    pub fn refresh_pool(&self) {
+        self.client.store(Arc::new(build_client(&self.settings)));
+    }
+
+    fn client(&self) -> Arc<PooledClient> {
+        self.client.load_full()
+    }
+}
+
+fn build_client(s: &UpstreamSettings) -> PooledClient {
+    {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(s.connect_timeout));
@@ -72,16 +102,11 @@ impl Upstream {
                 .http2_keep_alive_while_idle(true)
                 .http2_adaptive_window(true);
         }
-        // Validated at config load: every endpoint is a host:port authority.
-        let authorities: Vec<Authority> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
-        Upstream {
-            set: EndpointSet::new(authorities, policy),
-            client: builder.build(connector),
-            protocol: s.protocol,
-            request_timeout: s.request_timeout,
-        }
+        builder.build(connector)
     }
+}
 
+impl Upstream {
     /// Sends the request to endpoint `i` and waits for the response head, at most the
     /// request timeout. Outstanding load and passive health are recorded.
     pub async fn send(&self, i: usize, mut req: Request<UpstreamBody>) -> Result<Answer, ProxyError> {
@@ -89,7 +114,7 @@ impl Upstream {
         retarget(&mut req, endpoint, self.protocol)?;
         let _load = self.set.start(i);
         let t0 = Instant::now();
-        let result = match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+        let result = match tokio::time::timeout(self.request_timeout, self.client().request(req)).await {
             Ok(Ok(response)) => Ok(Answer { response, latency: t0.elapsed() }),
             Ok(Err(e)) => {
                 let err = ProxyError::from_client(&e);
@@ -162,7 +187,7 @@ impl Upstream {
         retarget(&mut req, endpoint, self.protocol)?;
         let t0 = Instant::now();
         let work = async {
-            let resp = self.client.request(req).await.map_err(|e| ProxyError::from_client(&e))?;
+            let resp = self.client().request(req).await.map_err(|e| ProxyError::from_client(&e))?;
             let status = resp.status();
             let from_flowgate = resp.headers().contains_key("x-flowgate-region");
             let limited = http_body_util::Limited::new(resp.into_body(), MAX_PROBE_BODY);

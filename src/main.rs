@@ -105,7 +105,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
-                return ExitCode::from(EXIT_FAILED);
+                // A bad table file is bad input, like a bad config; a busy port is not.
+                let bad_input = matches!(
+                    e,
+                    flowgate::server::ServeError::Build(
+                        flowgate::proxy::BuildError::Table { .. } | flowgate::proxy::BuildError::TableRead { .. }
+                    )
+                );
+                return ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED });
             }
         };
         server.run(shutdown_signal()).await;

@@ -1,14 +1,24 @@
-//! The admin listener. Routes: `GET /healthz` and `/livez` (200 while the process runs),
-//! `GET /readyz` (200 when ready to take traffic, 503 while starting or draining),
-//! `GET /metrics` (Prometheus text format).
-//! The control-endpoint routes (`/v1/table`, `/v1/status`, `/metrics`) build on this.
+//! The admin listener: health, readiness, metrics and the control endpoint.
+//!
+//! Routes:
+//! - `GET /healthz`, `GET /livez`: 200 while the process runs.
+//! - `GET /readyz`: 200 when ready for traffic, 503 while starting or draining.
+//! - `GET /metrics`: Prometheus text format.
+//! - `GET /v1/table`: the table in force. `PUT /v1/table`: apply one (bearer token).
+//! - `GET /v1/table/history`: the last applied tables, newest first.
+//! - `GET /v1/status`: region, table version, readiness, rps and error ratio over the last
+//!   minute, and per target region its health, endpoints, mode and bypass.
+
+mod api;
+pub mod auth;
+pub mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -17,7 +27,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::control::Control;
+use auth::Tokens;
 
 const STARTING: u8 = 0;
 const READY: u8 = 1;
@@ -45,16 +56,19 @@ impl Readiness {
     }
 }
 
+/// What the admin routes work with.
+pub struct AdminState {
+    pub readiness: Arc<Readiness>,
+    pub control: Arc<Control>,
+    pub tokens: Tokens,
+    pub started: std::time::Instant,
+}
+
 /// Serves the admin routes until `stop` fires.
-pub async fn serve(
-    listener: TcpListener,
-    readiness: Arc<Readiness>,
-    metrics: Metrics,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -65,15 +79,11 @@ pub async fn serve(
                 }
             },
         };
-        let readiness = readiness.clone();
-        let metrics = metrics.clone();
-        let builder = builder.clone();
-        let stop = stop.clone();
+        let (state, builder, stop) = (state.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let readiness = readiness.clone();
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(route(&req, &readiness, &metrics)) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(req, &state, remote).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
@@ -85,37 +95,48 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, readiness: &Readiness, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let get = req.method() == Method::GET || req.method() == Method::HEAD;
-    match (get, req.uri().path()) {
-        (true, "/metrics") => {
-            let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        }
-        (true, "/healthz" | "/livez") => text(StatusCode::OK, "ok\n"),
-        (true, "/readyz") => match readiness.state() {
+async fn route(
+    req: Request<Incoming>,
+    state: &AdminState,
+    remote: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (_, "/healthz" | "/livez") if read => text(StatusCode::OK, "ok\n"),
+        (_, "/readyz") if read => match state.readiness.state() {
             "ready" => text(StatusCode::OK, "ready\n"),
-            state => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                if state == "starting" { "starting\n" } else { "draining\n" },
-            ),
+            "starting" => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         },
-        (false, "/healthz" | "/livez" | "/readyz") => {
+        (_, "/metrics") if read => {
+            let body = state.control.shared.metrics.render();
+            with_type(Response::new(Full::new(Bytes::from(body))), "text/plain; version=0.0.4; charset=utf-8")
+        }
+        (_, "/v1/table") if read => api::get_table(state),
+        (Method::PUT, "/v1/table") => api::put_table(req, state, remote).await,
+        (_, "/v1/table/history") if read => api::json(StatusCode::OK, &state.control.history()),
+        (_, "/v1/status") if read => api::json(StatusCode::OK, &status::status(state)),
+        (
+            _,
+            "/healthz" | "/livez" | "/readyz" | "/metrics" | "/v1/table" | "/v1/table/history" | "/v1/status",
+        ) => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            r.headers_mut().insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            let allow = if path == "/v1/table" { "GET, HEAD, PUT" } else { "GET, HEAD" };
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
             r
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
+fn with_type(mut r: Response<Full<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
+    with_type(r, "text/plain; charset=utf-8")
 }

@@ -87,6 +87,10 @@ pub struct Admin {
     pub token_env: String,
     /// Where the last applied table survives restarts.
     pub state_dir: Option<PathBuf>,
+    /// A file of named tokens, one `NAME TOKEN` per line (`#` starts a comment).
+    pub token_file: Option<PathBuf>,
+    /// Largest table body accepted by `PUT /v1/table`; larger gets 413.
+    pub max_table_bytes: usize,
 }
 
 impl Default for Admin {
@@ -95,6 +99,8 @@ impl Default for Admin {
             listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
             token_env: "FLOWGATE_ADMIN_TOKEN".to_owned(),
             state_dir: None,
+            token_file: None,
+            max_table_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -410,7 +416,8 @@ pub struct Bypass {
     /// The sliding window the judgement looks at.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// Fewer samples than this in the window: no judgement.
+    /// Fewer samples than this in the window: no judgement. Also the good load-balancer
+    /// samples in a row (probes, while bypassed) needed before the bypass lifts.
     pub min_samples: u32,
     /// Share of connect failures, 502, 503 and 429 that makes it overloaded.
     pub failure_ratio: f64,

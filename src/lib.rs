@@ -18,7 +18,9 @@
 //!   [`proxy::retry`] holds the retry budget.
 //! - Traffic table: [`table`] parses and validates it, [`table::compile`] turns it into
 //!   per-origin pickers, [`table::store`] holds the one in force (arc-swap).
-//! - Control plane: [`admin`] is the admin listener (health, readiness, metrics).
+//! - Control plane: [`control`] applies pushed tables (version rules, safety checks,
+//!   persistence in [`control::persist`], history) and reloads the config on SIGHUP;
+//!   [`admin`] is the admin listener that exposes it (tables, status, metrics, health).
 //! - Observability: [`metrics`] (Prometheus) and [`telemetry`] (logs).
 //! - Configuration: [`config`] turns the TOML file into a validated [`config::Config`].
 //! - The command line: [`cli`].
@@ -28,6 +30,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -109,15 +109,37 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 let bad_input = matches!(
                     e,
                     flowgate::server::ServeError::Build(
-                        flowgate::proxy::BuildError::Table { .. } | flowgate::proxy::BuildError::TableRead { .. }
+                        flowgate::proxy::BuildError::Table { .. }
+                            | flowgate::proxy::BuildError::TableRead { .. }
                     )
                 );
                 return ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED });
             }
         };
+        reload_on_sighup(server.control());
         server.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP re-reads the config; a bad file is refused with a log line and changes nothing.
+fn reload_on_sighup(control: std::sync::Arc<flowgate::control::Control>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; reloads are off");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match control.reload().await {
+                Ok(()) => tracing::info!("SIGHUP: config reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: config refused; keeping the one in force"),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

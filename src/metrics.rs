@@ -1,6 +1,8 @@
 //! The Prometheus families of the contract (prefix `flowgate_`), typed, in one registry
 //! per proxy so that several proxies can live in one process (tests, the demo).
 
+pub mod window;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -28,6 +30,8 @@ pub struct Metrics {
     pub retry_budget_exhausted_total: IntCounter,
     /// `{reason}`
     pub shed_total: IntCounterVec,
+    /// Answered requests per second, for `/v1/status` (`rps`, `error_ratio`).
+    pub rate: std::sync::Arc<window::RateWindow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,7 @@ impl Metrics {
                 opts("shed_total", "Requests refused to protect capacity."),
                 &["reason"],
             )?,
+            rate: Default::default(),
             registry,
         };
         m.registry.register(Box::new(m.requests_total.clone()))?;

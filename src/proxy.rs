@@ -129,6 +129,8 @@ pub enum BuildError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("table {}: {source}", path.display())]
     Table { path: std::path::PathBuf, source: TableError },
+    #[error("the table in force does not fit this config: {0}")]
+    Unfit(TableError),
     #[error("table {}: {source}", path.display())]
     TableRead { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -152,10 +154,33 @@ pub struct Proxy {
     /// them and cuts them at the drain timeout.
     tunnels: TaskTracker,
     tunnel_cut: CancellationToken,
+    /// Stops this generation's probes and resolvers.
+    background: CancellationToken,
+}
+
+/// What outlives one generation of the proxy (a SIGHUP builds a new one): the metrics,
+/// and the tunnels that drain must wait for.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub tunnels: TaskTracker,
+    pub tunnel_cut: CancellationToken,
+}
+
+impl Shared {
+    pub fn new() -> Result<Shared, BuildError> {
+        Ok(Shared {
+            metrics: Metrics::new()?,
+            tunnels: TaskTracker::new(),
+            tunnel_cut: CancellationToken::new(),
+        })
+    }
 }
 
 impl Proxy {
-    pub fn new(cfg: &Config) -> Result<Proxy, BuildError> {
+    /// Builds the request-path state for `cfg`, starting on `initial` (checked here too:
+    /// a table that does not fit this config is refused).
+    pub fn new(cfg: &Config, shared: Shared, initial: Table) -> Result<Proxy, BuildError> {
         let origins: Vec<OriginPool> =
             cfg.origins.iter().map(|(name, o)| OriginPool::new(name, o, cfg)).collect();
         let peers: Vec<PeerRegion> =
@@ -167,18 +192,10 @@ impl Proxy {
                 .collect(),
         };
         let origin_names: Vec<Arc<str>> = origins.iter().map(|o| o.name.clone()).collect();
-        let initial = match &cfg.table {
-            Some(path) => {
-                let text = std::fs::read(path)
-                    .map_err(|source| BuildError::TableRead { path: path.clone(), source })?;
-                Table::parse(&text)
-                    .and_then(|t| t.validate(&known(&regions, &origin_names)).map(|_| t))
-                    .map_err(|source| BuildError::Table { path: path.clone(), source })?
-            }
-            None => Table::local_only(),
-        };
-        let metrics = Metrics::new()?;
-        metrics.table_version.set(initial.version as i64);
+        if initial.version > 0 {
+            initial.validate(&known(&regions, &origin_names)).map_err(BuildError::Unfit)?;
+        }
+        shared.metrics.table_version.set(initial.version as i64);
         let compiled = CompiledTable::compile(initial, &regions, &origin_names, &cfg.routes);
         Ok(Proxy {
             region: cfg.region.as_str().into(),
@@ -191,11 +208,45 @@ impl Proxy {
             config_routes: cfg.routes.clone(),
             max_hops: cfg.forwarding.max_hops,
             retry: RetryPolicy::new(&cfg.retry),
-            metrics,
+            metrics: shared.metrics,
             access_log: cfg.log.access,
-            tunnels: TaskTracker::new(),
-            tunnel_cut: CancellationToken::new(),
+            tunnels: shared.tunnels,
+            tunnel_cut: shared.tunnel_cut,
+            background: CancellationToken::new(),
         })
+    }
+
+    /// Starts the probes and resolvers of this generation; `retire` stops them.
+    pub fn start_background(&self, cfg: &Config) {
+        health::spawn(
+            self.targets.clone(),
+            self.tables.clone(),
+            self.region.clone(),
+            health::ProbeCtx {
+                interval: cfg.health.interval,
+                timeout: cfg.health.timeout,
+                jitter: cfg.health.jitter,
+                metrics: self.metrics.clone(),
+                stop: self.background.clone(),
+            },
+        );
+        for which in self.targets.upstream_refs() {
+            health::spawn_resolver(
+                self.targets.clone(),
+                which,
+                cfg.forwarding.resolve_interval,
+                self.background.clone(),
+            );
+        }
+    }
+
+    /// Stops this generation's background work (after a reload replaced it, or at exit).
+    pub fn retire(&self) {
+        self.background.cancel();
+    }
+
+    pub fn origin_names(&self) -> &[Arc<str>] {
+        &self.origin_names
     }
 
     /// What a pushed table is checked against.
@@ -248,6 +299,7 @@ impl Proxy {
         }
         let origin = outcome.origin.map(|o| &*self.origin_names[o]).unwrap_or("-");
         let status = resp.status();
+        self.metrics.rate.record(status.is_server_error());
         self.metrics
             .requests_total
             .with_label_values(&[ctx.listener.name(), origin, target_region, status.as_str()])
@@ -336,18 +388,6 @@ impl Proxy {
         }
         headers::strip_hop_by_hop(resp.headers_mut(), switched);
         Ok(resp)
-    }
-
-    /// Waits for protocol-switched tunnels to end, cutting them when `cut` fires.
-    pub async fn drain_tunnels(&self, cut: impl std::future::Future<Output = ()>) {
-        self.tunnels.close();
-        tokio::select! {
-            _ = self.tunnels.wait() => {}
-            _ = cut => {
-                self.tunnel_cut.cancel();
-                self.tunnels.wait().await;
-            }
-        }
     }
 }
 

@@ -19,9 +19,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, Readiness};
+use crate::admin::auth::Tokens;
+use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
-use crate::proxy::{ListenerKind, Proxy};
+use crate::control::Control;
+use crate::proxy::ListenerKind;
 use accept::ConnShared;
 
 /// Why the server could not start.
@@ -33,6 +35,13 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Build(#[from] crate::proxy::BuildError),
+    #[error(transparent)]
+    Auth(#[from] crate::admin::auth::AuthError),
+    #[error(
+        "admin.listen: {0} is not a loopback address and no token is configured (set the variable named by \
+         admin.token_env, or admin.token_file): refusing to expose the control endpoint unauthenticated"
+    )]
+    Insecure(SocketAddr),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free one).
@@ -53,7 +62,8 @@ struct Bound {
 /// A proxy with its sockets bound, ready to run.
 pub struct Server {
     cfg: Arc<Config>,
-    proxy: Arc<Proxy>,
+    control: Arc<Control>,
+    tokens: Tokens,
     listeners: Vec<Bound>,
     admin: TcpListener,
     addrs: BoundAddrs,
@@ -71,7 +81,14 @@ fn local(field: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<Socke
 impl Server {
     /// Binds every configured listener; fails without serving anything if one cannot be.
     pub async fn bind(cfg: Config) -> Result<Server, ServeError> {
-        let proxy = Arc::new(Proxy::new(&cfg)?);
+        let tokens = Tokens::load(&cfg.admin.token_env, cfg.admin.token_file.as_deref())?;
+        if tokens.is_empty() && !cfg.admin.listen.ip().is_loopback() {
+            return Err(ServeError::Insecure(cfg.admin.listen));
+        }
+        if tokens.is_empty() {
+            tracing::warn!(token_env = %cfg.admin.token_env, "no admin token configured: table pushes will be refused");
+        }
+        let control = Arc::new(Control::start(&cfg.file, cfg.clone())?);
         let mut listeners = Vec::new();
         let l = bind("listen.public", cfg.listen.public).await?;
         let public = local("listen.public", &l, cfg.listen.public)?;
@@ -95,7 +112,8 @@ impl Server {
         let admin_addr = local("admin.listen", &admin, cfg.admin.listen)?;
         Ok(Server {
             cfg: Arc::new(cfg),
-            proxy,
+            control,
+            tokens,
             listeners,
             admin,
             addrs: BoundAddrs { public, public_tls, peer, admin: admin_addr },
@@ -107,6 +125,11 @@ impl Server {
         self.addrs
     }
 
+    /// The control plane: apply tables, reload the config (SIGHUP).
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let cfg = self.cfg;
@@ -114,7 +137,7 @@ impl Server {
         let cut = CancellationToken::new();
         let stop_accepting = CancellationToken::new();
         let shared = Arc::new(ConnShared {
-            proxy: self.proxy.clone(),
+            proxy: self.control.proxy.clone(),
             http: accept::http_builder(&cfg),
             header_timeout: cfg.timeouts.header_read,
             idle_timeout: cfg.timeouts.idle,
@@ -138,33 +161,14 @@ impl Server {
         }
         let admin_stop = CancellationToken::new();
         tracing::info!(listener = "admin", addr = %self.addrs.admin, "listening");
-        let admin_task = tokio::spawn(admin::serve(
-            self.admin,
-            self.readiness.clone(),
-            self.proxy.metrics.clone(),
-            admin_stop.clone(),
-        ));
-        let probes_stop = CancellationToken::new();
-        crate::proxy::health::spawn(
-            self.proxy.targets.clone(),
-            self.proxy.tables.clone(),
-            self.proxy.region.clone(),
-            crate::proxy::health::ProbeCtx {
-                interval: cfg.health.interval,
-                timeout: cfg.health.timeout,
-                jitter: cfg.health.jitter,
-                metrics: self.proxy.metrics.clone(),
-                stop: probes_stop.clone(),
-            },
-        );
-        for which in self.proxy.targets.upstream_refs() {
-            crate::proxy::health::spawn_resolver(
-                self.proxy.targets.clone(),
-                which,
-                cfg.forwarding.resolve_interval,
-                probes_stop.clone(),
-            );
-        }
+        let admin_state = Arc::new(AdminState {
+            readiness: self.readiness.clone(),
+            control: self.control.clone(),
+            tokens: self.tokens,
+            started: std::time::Instant::now(),
+        });
+        let admin_task = tokio::spawn(admin::serve(self.admin, admin_state, admin_stop.clone()));
+        self.control.proxy.load().start_background(&cfg);
         self.readiness.set_ready();
         tracing::info!(region = %cfg.region, "ready");
 
@@ -183,16 +187,16 @@ impl Server {
         let deadline = tokio::time::sleep(cfg.drain.timeout);
         tokio::pin!(deadline);
         let finished = tokio::select! {
-            _ = async { tokio::join!(shared.tracker.wait(), self.proxy.drain_tunnels(std::future::pending())) } => true,
+            _ = async { tokio::join!(shared.tracker.wait(), self.control.drain_tunnels(std::future::pending())) } => true,
             _ = &mut deadline => false,
         };
         if !finished {
             tracing::warn!("drain timeout reached; cutting the remaining connections");
             cut.cancel();
-            self.proxy.drain_tunnels(std::future::ready(())).await;
+            self.control.drain_tunnels(std::future::ready(())).await;
             shared.tracker.wait().await;
         }
-        probes_stop.cancel();
+        self.control.proxy.load().retire();
         admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!("drained");

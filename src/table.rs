@@ -81,6 +81,18 @@ pub struct Known<'a> {
     pub origins: Vec<&'a str>,
 }
 
+impl<'a> Known<'a> {
+    /// What a proxy with this config knows.
+    pub fn of_config(cfg: &'a crate::config::Config) -> Known<'a> {
+        Known {
+            regions: std::iter::once(cfg.region.as_str())
+                .chain(cfg.peers.keys().map(String::as_str))
+                .collect(),
+            origins: cfg.origins.keys().map(String::as_str).collect(),
+        }
+    }
+}
+
 impl Table {
     /// Parses JSON, naming the JSON path of any type error or unknown field.
     pub fn parse(text: &[u8]) -> Result<Table, TableError> {

@@ -28,6 +28,12 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
     }
     let mut admin = s.admin.unwrap_or_default();
     admin.state_dir = admin.state_dir.as_deref().map(resolve);
+    admin.token_file = admin.token_file.as_deref().map(resolve);
+    if let Some(f) = &admin.token_file
+        && let Err(e) = std::fs::metadata(f)
+    {
+        errors.push("admin.token_file", errors.span_of("token_file"), format!("{}: {e}", f.display()));
+    }
     if let Some(l) = &listen {
         let mut seen = vec![("admin.listen", admin.listen)];
         let named =

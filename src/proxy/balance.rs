@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use rand::{Rng, RngExt};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config;
@@ -63,6 +64,11 @@ pub struct Endpoint {
     ejections: AtomicU32,
     /// Milliseconds since the epoch when it last became usable, for slow start.
     usable_since: AtomicU64,
+    /// Signalled when real requests failed `consecutive_failures` times in a row, so that
+    /// the active probe checks the endpoint now rather than at its next interval. (The
+    /// ejection cap may forbid ejecting it, e.g. the only endpoint of a set; the probe
+    /// verdict then still comes in a fraction of an interval.)
+    suspect: Notify,
 }
 
 /// Counts a request against an endpoint's outstanding load until dropped.
@@ -99,6 +105,7 @@ impl EndpointSet {
                 ejections: AtomicU32::new(0),
                 // Usable since before the epoch: no slow start at boot.
                 usable_since: AtomicU64::new(0),
+                suspect: Notify::new(),
             })
             .collect();
         EndpointSet { endpoints, policy, epoch: Instant::now() }
@@ -226,6 +233,7 @@ impl EndpointSet {
         if failures < self.policy.consecutive_failures {
             return;
         }
+        e.suspect.notify_one();
         let now = self.now_ms();
         let ejected = self.endpoints.iter().filter(|x| x.ejected_until.load(Ordering::Relaxed) > now).count();
         if (ejected + 1) * 100 > self.endpoints.len() * self.policy.max_ejected_percent as usize {
@@ -261,6 +269,15 @@ impl EndpointSet {
             }
         }
         None
+    }
+
+    /// Completes when real requests to endpoint `i` have failed `consecutive_failures`
+    /// times in a row since the last call (never, for an unknown endpoint).
+    pub async fn suspected(&self, i: usize) {
+        match self.endpoints.get(i) {
+            Some(e) => e.suspect.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
     pub fn is_healthy(&self, i: usize) -> bool {

@@ -5,8 +5,8 @@
 //! balancer's failure share (connect failures, 502, 503, 429) and latency with the direct
 //! path's; when the load balancer looks overloaded it switches the peer to direct, and
 //! switches back only after the load balancer has looked well for `recover_after`
-//! (hysteresis, so the path does not flap). The counters are lock-free buckets of one
-//! second each, so recording a sample costs a few atomic adds.
+//! (hysteresis, so the path does not flap). The samples go to lock-free per-second
+//! windows, so recording one costs a few atomic adds.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,75 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config;
-
-const BUCKETS: usize = 64;
-
-#[derive(Debug, Default)]
-struct Bucket {
-    second: AtomicU64,
-    total: AtomicU32,
-    failed: AtomicU32,
-    latency_us: AtomicU64,
-}
-
-/// Samples of one path over the last `BUCKETS` seconds.
-#[derive(Debug)]
-pub struct Window {
-    buckets: Vec<Bucket>,
-}
-
-/// What a window holds over a span.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Stats {
-    pub total: u32,
-    pub failed: u32,
-    pub mean_latency: Duration,
-}
-
-impl Stats {
-    pub fn failure_ratio(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { self.failed as f64 / self.total as f64 }
-    }
-}
-
-impl Window {
-    fn new() -> Window {
-        Window { buckets: (0..BUCKETS).map(|_| Bucket::default()).collect() }
-    }
-
-    fn record(&self, second: u64, failed: bool, latency: Duration) {
-        let b = &self.buckets[(second as usize) % BUCKETS];
-        if b.second.swap(second, Ordering::Relaxed) != second {
-            // A bucket from a lap ago: start it over. A racing sample may be lost; the
-            // judgement is statistical and tolerates it.
-            b.total.store(0, Ordering::Relaxed);
-            b.failed.store(0, Ordering::Relaxed);
-            b.latency_us.store(0, Ordering::Relaxed);
-        }
-        b.total.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            b.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        b.latency_us.fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    fn stats(&self, now_second: u64, span_seconds: u64) -> Stats {
-        let mut s = Stats::default();
-        let mut latency_us = 0u64;
-        for b in &self.buckets {
-            let sec = b.second.load(Ordering::Relaxed);
-            if sec + span_seconds > now_second && sec <= now_second {
-                s.total += b.total.load(Ordering::Relaxed);
-                s.failed += b.failed.load(Ordering::Relaxed);
-                latency_us += b.latency_us.load(Ordering::Relaxed);
-            }
-        }
-        if s.total > 0 {
-            s.mean_latency = Duration::from_micros(latency_us / s.total as u64);
-        }
-        s
-    }
-}
+use crate::metrics::window::Window;
 
 /// The bypass state of one peer region.
 #[derive(Debug)]
@@ -96,6 +28,10 @@ pub struct BypassJudge {
     last_bad_lb: AtomicU64,
     /// When the bypass last turned on.
     since: AtomicU64,
+    /// Load-balancer samples in a row that looked well. The bypass lifts only after
+    /// `min_samples` of them: while bypassed the load balancer sees probes only, and one
+    /// or two lucky probes of one that still fails half its requests prove nothing.
+    good_streak: AtomicU32,
 }
 
 impl BypassJudge {
@@ -108,6 +44,7 @@ impl BypassJudge {
             active: AtomicBool::new(false),
             last_bad_lb: AtomicU64::new(0),
             since: AtomicU64::new(0),
+            good_streak: AtomicU32::new(0),
         }
     }
 
@@ -127,6 +64,9 @@ impl BypassJudge {
         self.lb.record(now, failed, latency);
         if failed || self.too_slow(latency) {
             self.last_bad_lb.store(now, Ordering::Relaxed);
+            self.good_streak.store(0, Ordering::Relaxed);
+        } else {
+            self.good_streak.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -158,6 +98,7 @@ impl BypassJudge {
             if overloaded && direct_usable {
                 self.active.store(true, Ordering::Relaxed);
                 self.since.store(now, Ordering::Relaxed);
+                self.good_streak.store(0, Ordering::Relaxed);
                 tracing::warn!(failure_ratio = lb.failure_ratio(), latency = ?lb.mean_latency, "bypassing the peer's load balancer");
                 return Some(true);
             }
@@ -165,8 +106,8 @@ impl BypassJudge {
             let recover = self.cfg.recover_after.as_secs().max(1);
             let calm = now.saturating_sub(self.last_bad_lb.load(Ordering::Relaxed)) >= recover
                 && now.saturating_sub(self.since.load(Ordering::Relaxed)) >= recover;
-            let seen = self.lb.stats(now, recover).total > 0;
-            if (calm && seen) || !direct_usable {
+            let proven = self.good_streak.load(Ordering::Relaxed) >= self.cfg.min_samples;
+            if (calm && proven) || !direct_usable {
                 self.active.store(false, Ordering::Relaxed);
                 tracing::info!("the peer's load balancer looks well again; using it");
                 return Some(false);
@@ -204,7 +145,30 @@ mod tests {
         for _ in 0..5 {
             tokio::time::advance(Duration::from_secs(1)).await;
             j.record_lb(false, Duration::from_millis(2));
+            j.record_lb(false, Duration::from_millis(2));
         }
+        assert_eq!(j.evaluate(true), Some(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_few_good_probes_of_a_failing_lb_do_not_turn_it_off() {
+        let j = BypassJudge::new(cfg());
+        for i in 0..20 {
+            j.record_lb(i % 2 == 0, Duration::from_millis(2));
+        }
+        assert_eq!(j.evaluate(true), Some(true));
+        // Bypassed, the load balancer only sees probes: a second apart, all lucky.
+        for _ in 0..6 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            j.record_lb(false, Duration::from_millis(2));
+        }
+        assert_eq!(j.evaluate(true), None, "6 good samples are fewer than min_samples");
+        j.record_lb(true, Duration::from_millis(2));
+        for _ in 0..10 {
+            j.record_lb(false, Duration::from_millis(2));
+        }
+        assert_eq!(j.evaluate(true), None, "not calm: a bad sample just now");
+        tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(j.evaluate(true), Some(false));
     }
 

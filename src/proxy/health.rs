@@ -80,6 +80,17 @@ impl ProbeCtx {
             _ = self.stop.cancelled() => false,
         }
     }
+
+    /// Like `sleep`, but cut short when real requests make the endpoint suspect: the probe
+    /// then goes out a tenth of an interval later (so that a burst of failures cannot turn
+    /// into a burst of probes), and the verdict does not wait for the next interval.
+    async fn sleep_or_suspect(&self, d: Duration, suspect: impl std::future::Future<Output = ()>) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = suspect => self.sleep((self.interval / 10).min(d)).await,
+            _ = self.stop.cancelled() => false,
+        }
+    }
 }
 
 /// Starts one probe loop per endpoint of every origin and peer, and one bypass judge
@@ -95,7 +106,7 @@ pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, c
                 gauge.set(1);
                 // The first probe goes out at once, so a dead origin is known quickly.
                 let mut wait = Duration::ZERO;
-                while ctx.sleep(wait).await {
+                while ctx.sleep_or_suspect(wait, origin.upstream.set.suspected(i)).await {
                     let answer = origin.upstream.probe(i, &origin.health_path, ctx.timeout).await;
                     let ok = matches!(answer, Ok(a) if a.status.is_success());
                     if let Some(now) = origin.upstream.set.probe_result(i, ok) {

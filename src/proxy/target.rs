@@ -267,6 +267,10 @@ impl Plan<'_> {
                 Ok(_) => None,
                 Err(e) => Reason::for_error(*e, idempotent),
             };
+            // A request forwarded by a peer is that proxy's to retry, under its budget;
+            // retrying it here as well would multiply one client request's attempts at the
+            // origins. Only a request that reached no upstream is retried at both hops.
+            let reason = reason.filter(|r| self.hop.hops == 0 || *r == Reason::Connect);
             last = Some(result);
             let Some(reason) = reason else { break };
             if !kept.replayable() || outcome.attempts >= p.retry.max_attempts {

@@ -21,7 +21,8 @@ use crate::proxy::{ConnCtx, ListenerKind, Proxy};
 
 /// Everything a connection task needs, shared by all of them.
 pub(super) struct ConnShared {
-    pub proxy: Arc<Proxy>,
+    /// The proxy generation in force; a reload swaps it, connections load it per request.
+    pub proxy: Arc<arc_swap::ArcSwap<Proxy>>,
     pub http: auto::Builder<TokioExecutor>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -126,7 +127,7 @@ where
     let proxy = shared.proxy.clone();
     let ctx2 = ctx.clone();
     let svc = service_fn(move |req| {
-        let proxy = proxy.clone();
+        let proxy = proxy.load_full();
         let ctx = ctx2.clone();
         async move { Ok::<_, Infallible>(proxy.handle(&ctx, req).await) }
     });

@@ -53,6 +53,7 @@ origin = "api"
 /// A proxy running in this process; dropping it does not stop it, `stop` does.
 pub struct TestProxy {
     pub addrs: BoundAddrs,
+    pub control: std::sync::Arc<flowgate::control::Control>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -69,11 +70,12 @@ impl TestProxy {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = Server::bind(cfg).await.expect("bind");
         let addrs = server.addrs();
+        let control = server.control();
         let (tx, rx) = oneshot::channel();
         let done = tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
-        TestProxy { addrs, stop: Some(tx), done: Some(done) }
+        TestProxy { addrs, control, stop: Some(tx), done: Some(done) }
     }
 
     pub fn url(&self, path: &str) -> String {

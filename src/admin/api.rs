@@ -1,0 +1,128 @@
+//! `GET`/`PUT /v1/table`: the table in force, and pushing a new one.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::json;
+
+use super::AdminState;
+use crate::control::{Applied, ApplyError};
+use crate::table::Table;
+
+pub(super) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
+    let body =
+        serde_json::to_vec_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub(super) fn get_table(state: &AdminState) -> Response<Full<Bytes>> {
+    let proxy = state.control.proxy.load_full();
+    let table = proxy.tables.load();
+    json(StatusCode::OK, &*table.table)
+}
+
+fn refuse(
+    state: &AdminState,
+    status: StatusCode,
+    reason: &'static str,
+    body: serde_json::Value,
+) -> Response<Full<Bytes>> {
+    state.control.shared.metrics.table_rejected_total.with_label_values(&[reason]).inc();
+    json(status, &body)
+}
+
+pub(super) async fn put_table(
+    req: Request<Incoming>,
+    state: &AdminState,
+    remote: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    let auth = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let Some(who) = state.tokens.check(auth).map(str::to_owned) else {
+        tracing::warn!(%remote, had_token = auth.is_some(), "unauthorized table push");
+        let mut r = refuse(
+            state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            json!({"error": "a valid bearer token is required"}),
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    };
+    let who = format!("{who} ({remote})");
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return refuse(
+                state,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                json!({"error": format!("content-type must be application/json, not {essence:?}")}),
+            );
+        }
+    }
+    let max = state.control.config().admin.max_table_bytes;
+    let too_large =
+        || json!({"error": format!("the table is larger than {max} bytes (admin.max_table_bytes)")});
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64)
+    {
+        return refuse(state, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
+    }
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return refuse(state, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
+        }
+        Err(e) => {
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                json!({"error": format!("cannot read the body: {e}"), "field": ""}),
+            );
+        }
+    };
+    let table = match Table::parse(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                json!({"error": e.to_string(), "field": e.field}),
+            );
+        }
+    };
+    match state.control.apply(table, &who).await {
+        Ok(Applied::Applied { version, previous }) => {
+            json(StatusCode::OK, &json!({"applied": true, "version": version, "previous_version": previous}))
+        }
+        Ok(Applied::Unchanged { version }) => {
+            json(StatusCode::OK, &json!({"applied": false, "unchanged": true, "version": version}))
+        }
+        Err(e) => {
+            let (status, body) = match &e {
+                ApplyError::Invalid(t) | ApplyError::Shift(t) => (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": e.to_string(), "field": t.field, "reason": e.reason()}),
+                ),
+                ApplyError::Stale { current, .. } => {
+                    (StatusCode::CONFLICT, json!({"error": e.to_string(), "current_version": current}))
+                }
+                ApplyError::Persist(_) | ApplyError::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()}))
+                }
+            };
+            json(status, &body)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `GET /v1/status`: what an operator (and `flowgate status` / `evacuate`) looks at first.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::AdminState;
+use crate::proxy::Proxy;
+use crate::proxy::peer::Path;
+use crate::table::PeerMode;
+use crate::table::compile::Target;
+
+#[derive(Debug, Serialize)]
+pub struct EndpointCounts {
+    pub healthy: usize,
+    pub usable: usize,
+    pub total: usize,
+}
+
+/// One target region as this proxy sees it.
+#[derive(Debug, Serialize)]
+pub struct TargetStatus {
+    /// This proxy's own region.
+    pub local: bool,
+    /// Whether it would get traffic now (for at least one origin).
+    pub healthy: bool,
+    /// This region's share of the default row, 0 to 1.
+    pub share: f64,
+    /// `lb`, `direct` or `auto`; absent for the local region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PeerMode>,
+    pub bypass_active: bool,
+    /// `lb` or `proxies`: where requests go now; absent when nothing is usable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'static str>,
+    pub endpoints: BTreeMap<&'static str, EndpointCounts>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub region: String,
+    pub table_version: u64,
+    pub table_note: Option<String>,
+    pub ready: bool,
+    pub state: &'static str,
+    /// Requests per second answered over the last minute.
+    pub rps: f64,
+    /// Share of those answered with a 5xx.
+    pub error_ratio: f64,
+    pub inflight_requests: i64,
+    pub uptime_seconds: u64,
+    pub targets: BTreeMap<String, TargetStatus>,
+    /// Per origin of this region: usable endpoints and concurrency in use.
+    pub origins: BTreeMap<String, OriginStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OriginStatus {
+    pub healthy: bool,
+    pub endpoints: EndpointCounts,
+    pub inflight: usize,
+}
+
+fn counts(set: &crate::proxy::balance::EndpointSet) -> EndpointCounts {
+    EndpointCounts { healthy: set.healthy_count(), usable: set.usable_count(), total: set.len() }
+}
+
+pub fn status(state: &AdminState) -> Status {
+    let proxy = state.control.proxy.load_full();
+    let table = proxy.tables.load();
+    let (rps, error_ratio) = state.control.shared.metrics.rate.rate(60);
+    let readiness = state.readiness.state();
+    Status {
+        region: proxy.region.to_string(),
+        table_version: table.version(),
+        table_note: table.table.note.clone(),
+        ready: readiness == "ready",
+        state: readiness,
+        rps,
+        error_ratio,
+        inflight_requests: state.control.shared.metrics.inflight_requests.get(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        targets: targets(&proxy, &table),
+        origins: proxy
+            .targets
+            .origins
+            .iter()
+            .map(|o| {
+                let s = &o.upstream.set;
+                (
+                    o.name.to_string(),
+                    OriginStatus { healthy: s.any_usable(), endpoints: counts(s), inflight: o.inflight() },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn targets(proxy: &Proxy, table: &crate::table::compile::CompiledTable) -> BTreeMap<String, TargetStatus> {
+    let row = table.table.weights.get(&*proxy.region);
+    let sum: u64 = row.map(|r| r.values().sum()).unwrap_or(0);
+    let share = |name: &str| match row {
+        Some(r) if sum > 0 => *r.get(name).unwrap_or(&0) as f64 / sum as f64,
+        Some(_) => 0.0,
+        None => (name == &*proxy.region) as u8 as f64,
+    };
+    let mut out = BTreeMap::new();
+    for name in &proxy.regions.names {
+        let Some(target) = proxy.regions.target(name) else { continue };
+        let status = match target {
+            Target::Local => {
+                let healthy = proxy.targets.origins.iter().any(|o| o.upstream.set.any_usable());
+                let mut endpoints = BTreeMap::new();
+                for o in &proxy.targets.origins {
+                    let c = counts(&o.upstream.set);
+                    let e = endpoints.entry("origin").or_insert(EndpointCounts {
+                        healthy: 0,
+                        usable: 0,
+                        total: 0,
+                    });
+                    e.healthy += c.healthy;
+                    e.usable += c.usable;
+                    e.total += c.total;
+                }
+                TargetStatus {
+                    local: true,
+                    healthy,
+                    share: share(name),
+                    mode: None,
+                    bypass_active: false,
+                    path: None,
+                    endpoints,
+                }
+            }
+            Target::Peer(i) => {
+                let Some(peer) = proxy.targets.peers.get(i) else { continue };
+                let mode = table.peer_modes.get(i).copied().unwrap_or_default();
+                let path = peer.path(mode);
+                let healthy = (0..proxy.targets.origins.len()).any(|o| peer.factor(o, mode) > 0.0);
+                TargetStatus {
+                    local: false,
+                    healthy,
+                    share: share(name),
+                    mode: Some(mode),
+                    bypass_active: mode != PeerMode::Lb && path == Some(Path::Direct),
+                    path: path.map(Path::name),
+                    endpoints: BTreeMap::from([
+                        ("lb", counts(&peer.lb.set)),
+                        ("proxies", counts(&peer.proxies.set)),
+                    ]),
+                }
+            }
+        };
+        out.insert(name.to_string(), status);
+    }
+    out
+}

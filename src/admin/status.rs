@@ -142,7 +142,7 @@ fn targets(proxy: &Proxy, table: &crate::table::compile::CompiledTable) -> BTree
                     healthy,
                     share: share(name),
                     mode: Some(mode),
-                    bypass_active: mode != PeerMode::Lb && path == Some(Path::Direct),
+                    bypass_active: peer.bypassing(mode),
                     path: path.map(Path::name),
                     endpoints: BTreeMap::from([
                         ("lb", counts(&peer.lb.set)),

@@ -133,8 +133,7 @@ pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, c
                 let direct_usable = peer.proxies.set.any_usable();
                 peer.bypass.evaluate(direct_usable);
                 let mode = tables.load().peer_modes.get(pid).copied().unwrap_or_default();
-                let direct = peer.path(mode) == Some(super::peer::Path::Direct);
-                gauge.set(direct as i64);
+                gauge.set(peer.bypassing(mode) as i64);
             }
         });
     }

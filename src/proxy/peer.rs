@@ -75,6 +75,11 @@ impl PeerRegion {
         }
     }
 
+    /// Whether requests go around a configured load balancer now.
+    pub fn bypassing(&self, mode: PeerMode) -> bool {
+        !self.lb.set.is_empty() && mode != PeerMode::Lb && self.path(mode) == Some(Path::Direct)
+    }
+
     pub fn upstream(&self, path: Path) -> &Upstream {
         match path {
             Path::Lb => &self.lb,

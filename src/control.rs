@@ -203,6 +203,13 @@ impl Control {
         let proxy = self.proxy.load_full();
         let current = proxy.tables.load();
         let cur = &*current.table;
+        // Never a valid version: a 400 naming it, not a 409 against the one in force.
+        if table.version == 0 {
+            return Err(ApplyError::Invalid(TableError {
+                field: "version".into(),
+                message: "must be a positive integer".into(),
+            }));
+        }
         if table.version == cur.version && table.same_content(cur) {
             return Ok(Applied::Unchanged { version: cur.version });
         }

@@ -56,7 +56,11 @@ impl Metrics {
                     "Time to the response head, by origin and target region.",
                 )
                 .namespace("flowgate")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                // 100 µs (a local hop) to 10 s (a stuck upstream).
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0,
+                ]),
                 &["origin", "target_region"],
             )?,
             inflight_requests: IntGauge::with_opts(opts("inflight_requests", "Requests in flight."))?,

@@ -96,12 +96,21 @@ impl<'a> Known<'a> {
 impl Table {
     /// Parses JSON, naming the JSON path of any type error or unknown field.
     pub fn parse(text: &[u8]) -> Result<Table, TableError> {
+        // serde would also take a JSON array as the fields in order (`[7]`: version 7).
+        if text.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'[') {
+            return Err(TableError::new("", "the table must be a JSON object, not an array"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
+            let mut field = if path == "." { String::new() } else { path };
             let inner = e.into_inner();
-            TableError::new(field, inner.to_string())
+            let message = inner.to_string();
+            // A missing field is reported at its parent; name the field itself.
+            if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                field = if field.is_empty() { name.to_owned() } else { format!("{field}.{name}") };
+            }
+            TableError::new(field, message)
         })
     }
 
@@ -270,6 +279,9 @@ mod tests {
             (r#"{"version": 0}"#, "version"),
             (r#"{"version": -3}"#, "version"),
             (r#"{"version": 1, "peer_modes": {"us-west-2": "sideways"}}"#, "peer_modes.us-west-2"),
+            (r#"{"weights": {}}"#, "version"),
+            (r#"{"version": 1, "routes": [{"host": "*"}]}"#, "routes[0].origin"),
+            (r#"[7]"#, ""),
         ];
         for (json, field) in cases {
             let err = check(json).expect_err(json);

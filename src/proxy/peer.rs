@@ -2,7 +2,10 @@
 //! reports say about each origin, and which path (`lb` or `direct`) requests take.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::balance::SetPolicy;
 use super::bypass::BypassJudge;
@@ -33,9 +36,16 @@ pub struct PeerRegion {
     pub lb: Upstream,
     pub proxies: Upstream,
     pub bypass: BypassJudge,
-    /// Per local `OriginId`: whether the region last reported it can serve that origin.
-    origin_ok: Vec<AtomicBool>,
+    /// Per local `OriginId`: milliseconds since `epoch` since when the region reports it
+    /// can serve that origin, or `NOT_OK`. The time drives the region's slow start: a
+    /// region that comes back gets its share back over `slow_start`, not at once (its
+    /// caches are cold).
+    origin_ok_since: Vec<AtomicU64>,
+    epoch: Instant,
+    slow_start: Duration,
 }
+
+const NOT_OK: u64 = u64::MAX;
 
 impl PeerRegion {
     pub fn new(name: &str, cfg: &config::Peer, all: &config::Config) -> PeerRegion {
@@ -52,7 +62,10 @@ impl PeerRegion {
             lb: Upstream::new(&cfg.lb, policy.clone(), &settings),
             proxies: Upstream::new(&cfg.proxies, policy, &settings),
             bypass: BypassJudge::new(all.bypass.clone()),
-            origin_ok: all.origins.keys().map(|_| AtomicBool::new(true)).collect(),
+            // Optimistic start, and no ramp at boot: "ok since long ago".
+            origin_ok_since: all.origins.keys().map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+            slow_start: all.balance.slow_start,
         }
     }
 
@@ -87,25 +100,79 @@ impl PeerRegion {
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        // Offset so that 0 means "long ago", before any slow-start window.
+        self.epoch.elapsed().as_millis() as u64 + self.slow_start.as_millis() as u64 + 1
+    }
+
     /// Share of traffic this region may take for `origin` now, in [0, 1]: 0 when it cannot
     /// serve it, below 1 while it warms up after coming back.
     pub fn factor(&self, origin: usize, mode: PeerMode) -> f64 {
-        if !self.origin_ok.get(origin).is_some_and(|o| o.load(Ordering::Relaxed)) {
+        let since = self.origin_ok_since.get(origin).map(|o| o.load(Ordering::Relaxed)).unwrap_or(NOT_OK);
+        if since == NOT_OK {
             return 0.0;
         }
+        let window = self.slow_start.as_millis() as u64;
+        let now = self.now_ms();
+        let ramp = if window == 0 || now >= since + window {
+            1.0
+        } else {
+            // Never zero, so a returning region still gets a trickle that proves it.
+            ((now - since) as f64 / window as f64).max(0.05)
+        };
         match self.path(mode) {
-            Some(p) => self.upstream(p).set.warmth(),
+            Some(p) => ramp * self.upstream(p).set.warmth(),
             None => 0.0,
         }
     }
 
     pub fn set_origin_ok(&self, origin: usize, ok: bool) {
-        if let Some(o) = self.origin_ok.get(origin) {
-            o.store(ok, Ordering::Relaxed);
+        let Some(o) = self.origin_ok_since.get(origin) else { return };
+        if !ok {
+            o.store(NOT_OK, Ordering::Relaxed);
+        } else if o.load(Ordering::Relaxed) == NOT_OK {
+            o.store(self.now_ms(), Ordering::Relaxed);
         }
     }
 
     pub fn origin_ok(&self, origin: usize) -> bool {
-        self.origin_ok.get(origin).is_some_and(|o| o.load(Ordering::Relaxed))
+        self.origin_ok_since.get(origin).is_some_and(|o| o.load(Ordering::Relaxed) != NOT_OK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(slow_start: &str) -> PeerRegion {
+        let text = format!(
+            r#"region = "a"
+[listen]
+public = "127.0.0.1:0"
+[origins.api]
+endpoints = ["127.0.0.1:1"]
+[peers.b]
+proxies = ["127.0.0.1:2"]
+[balance]
+slow_start = "{slow_start}"
+"#
+        );
+        let cfg = config::Config::from_toml(std::path::Path::new("/t.toml"), &text).expect("config");
+        PeerRegion::new("b", &cfg.peers["b"], &cfg)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_returning_region_ramps_its_share_back() {
+        let p = peer("10s");
+        assert_eq!(p.factor(0, PeerMode::Auto), 1.0, "no ramp at boot");
+        p.set_origin_ok(0, false);
+        assert_eq!(p.factor(0, PeerMode::Auto), 0.0);
+        p.set_origin_ok(0, true);
+        assert!(p.factor(0, PeerMode::Auto) < 0.1);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let half = p.factor(0, PeerMode::Auto);
+        assert!((half - 0.5).abs() < 0.05, "{half}");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(p.factor(0, PeerMode::Auto), 1.0);
     }
 }

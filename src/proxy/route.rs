@@ -5,108 +5,114 @@
 //! path, the longest path prefix wins. A host whose routes do not cover the path falls
 //! through to less specific patterns, so a catch-all `*` route keeps serving it.
 
+use std::collections::HashMap;
+
 use crate::config::Route;
 
 /// An origin's position in the proxy's origin list: routing hands out indices, never names,
 /// so the request path does no string lookups after the match.
 pub type OriginId = usize;
 
-#[derive(Debug, Clone)]
-enum HostMatch {
-    Exact(Box<str>),
-    /// `.example.com` (the leading `*` removed): any subdomain, not the apex.
-    Suffix(Box<str>),
-    Any,
+/// The routes of one host pattern: a path's longest matching prefix picks the origin.
+#[derive(Debug, Clone, Default)]
+struct Prefixes {
+    /// Longest first. Small groups are scanned; that beats hashing for a handful.
+    list: Vec<(Box<str>, OriginId)>,
+    /// For large groups: prefix → origin, and the distinct prefix lengths, longest first,
+    /// so a lookup costs one hash probe per distinct length, however many routes.
+    index: Option<(HashMap<Box<str>, OriginId>, Vec<usize>)>,
 }
 
-impl HostMatch {
-    fn parse(pattern: &str) -> HostMatch {
-        if pattern == "*" {
-            HostMatch::Any
-        } else if let Some(rest) = pattern.strip_prefix('*') {
-            HostMatch::Suffix(rest.to_ascii_lowercase().into())
-        } else {
-            HostMatch::Exact(pattern.to_ascii_lowercase().into())
+/// Above this many prefixes in one host group, lookups go through the hash index.
+const SCAN_LIMIT: usize = 16;
+
+impl Prefixes {
+    fn add(&mut self, prefix: &str, id: OriginId) {
+        // The first route for a given host and prefix wins, as it reads in the file.
+        if !self.list.iter().any(|(p, _)| **p == *prefix) {
+            self.list.push((prefix.into(), id));
         }
     }
 
-    fn matches(&self, host: &str) -> bool {
-        match self {
-            HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostMatch::Suffix(s) => {
-                host.len() > s.len()
-                    && host.is_char_boundary(host.len() - s.len())
-                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-            HostMatch::Any => true,
+    fn finish(&mut self) {
+        self.list.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        if self.list.len() > SCAN_LIMIT {
+            let map: HashMap<Box<str>, OriginId> = self.list.iter().cloned().collect();
+            let mut lengths: Vec<usize> = self.list.iter().map(|(p, _)| p.len()).collect();
+            lengths.dedup();
+            self.index = Some((map, lengths));
         }
     }
 
-    /// Lower sorts first: exact hosts, then longer suffixes, then the catch-all.
-    fn rank(&self) -> (u8, usize) {
-        match self {
-            HostMatch::Exact(_) => (0, 0),
-            HostMatch::Suffix(s) => (1, usize::MAX - s.len()),
-            HostMatch::Any => (2, 0),
-        }
-    }
-
-    fn key(&self) -> (&str, u8) {
-        match self {
-            HostMatch::Exact(h) => (h, 0),
-            HostMatch::Suffix(s) => (s, 1),
-            HostMatch::Any => ("", 2),
+    fn find(&self, path: &str) -> Option<OriginId> {
+        match &self.index {
+            None => self.list.iter().find(|(p, _)| path.starts_with(&**p)).map(|(_, id)| *id),
+            Some((map, lengths)) => lengths
+                .iter()
+                .filter(|&&n| n <= path.len() && path.is_char_boundary(n))
+                .find_map(|&n| map.get(&path[..n]).copied()),
         }
     }
 }
 
-#[derive(Debug, Clone)]
-struct HostGroup {
-    host: HostMatch,
-    /// Longest prefix first, so the first match is the longest.
-    prefixes: Vec<(Box<str>, OriginId)>,
-}
-
-/// The compiled route table.
+/// The compiled route table. Hosts are tried from the most specific pattern to the
+/// least: exact (one hash probe), then `*.suffix` from the longest suffix (one probe per
+/// label of the host), then `*`.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    groups: Vec<HostGroup>,
+    /// Lowercase host → its routes.
+    exact: HashMap<Box<str>, Prefixes>,
+    /// Lowercase suffix with its leading dot (`.example.com`) → its routes.
+    suffix: HashMap<Box<str>, Prefixes>,
+    any: Option<Prefixes>,
 }
 
 impl Router {
     /// Compiles routes; `origin_id` maps an origin name to its index (routes are validated,
     /// so every name resolves; an unknown one is skipped rather than trusted).
     pub fn new(routes: &[Route], origin_id: impl Fn(&str) -> Option<OriginId>) -> Router {
-        let mut groups: Vec<HostGroup> = Vec::new();
-        for r in routes {
-            let Some(id) = origin_id(&r.origin) else { continue };
-            let host = HostMatch::parse(&r.host);
-            let group = match groups.iter().position(|g| g.host.key() == host.key()) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push(HostGroup { host, prefixes: Vec::new() });
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
+        let mut r = Router::default();
+        for route in routes {
+            let Some(id) = origin_id(&route.origin) else { continue };
+            let group = if route.host == "*" {
+                r.any.get_or_insert_with(Prefixes::default)
+            } else if let Some(rest) = route.host.strip_prefix('*') {
+                r.suffix.entry(rest.to_ascii_lowercase().into()).or_default()
+            } else {
+                r.exact.entry(route.host.to_ascii_lowercase().into()).or_default()
             };
-            // The first route for a given host and prefix wins, as it reads in the file.
-            if !group.prefixes.iter().any(|(p, _)| **p == *r.path_prefix) {
-                group.prefixes.push((r.path_prefix.as_str().into(), id));
-            }
+            group.add(&route.path_prefix, id);
         }
-        for g in &mut groups {
-            g.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
-        }
-        groups.sort_by_key(|g| g.host.rank());
-        Router { groups }
+        r.exact.values_mut().chain(r.suffix.values_mut()).chain(r.any.iter_mut()).for_each(Prefixes::finish);
+        r
     }
 
     /// The origin for a host (port already removed) and path, if any route matches.
     pub fn route(&self, host: &str, path: &str) -> Option<OriginId> {
-        self.groups
-            .iter()
-            .filter(|g| g.host.matches(host))
-            .find_map(|g| g.prefixes.iter().find(|(p, _)| path.starts_with(&**p)).map(|(_, id)| *id))
+        // Hosts are nearly always lowercase already; only fold when needed.
+        let folded;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            folded = host.to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            host
+        };
+        if let Some(id) = self.exact.get(host).and_then(|g| g.find(path)) {
+            return Some(id);
+        }
+        if !self.suffix.is_empty() {
+            // `a.b.example.com` tries `.b.example.com`, `.example.com`, `.com`: the
+            // longest suffix first, and never the whole host (a wildcard is not the apex).
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                let candidate = &rest[dot..];
+                if let Some(id) = self.suffix.get(candidate).and_then(|g| g.find(path)) {
+                    return Some(id);
+                }
+                rest = &rest[dot + 1..];
+            }
+        }
+        self.any.as_ref().and_then(|g| g.find(path))
     }
 }
 
@@ -176,6 +182,22 @@ mod tests {
         assert_eq!(r.route("api.example.com", "/static/x"), Some(1));
         assert_eq!(r.route("api.example.com", "/other"), None);
         assert_eq!(r.route("x", "/v1/"), None);
+    }
+
+    #[test]
+    fn large_tables_use_the_index_and_agree_with_a_scan() {
+        let mut routes = vec![route("*", "/", "a")];
+        for i in 0..2000 {
+            routes.push(route("*", &format!("/svc{i}/"), if i % 2 == 0 { "b" } else { "c" }));
+            routes.push(route(&format!("h{i}.example.com"), &format!("/v{i}/"), "d"));
+        }
+        let r = router(&routes);
+        assert_eq!(r.route("x", "/svc10/users"), Some(1));
+        assert_eq!(r.route("x", "/svc11/users"), Some(2));
+        assert_eq!(r.route("x", "/svc1"), Some(0), "a prefix must match whole");
+        assert_eq!(r.route("h7.example.com", "/v7/x"), Some(3));
+        assert_eq!(r.route("H7.Example.COM", "/v7/x"), Some(3));
+        assert_eq!(r.route("h7.example.com", "/v8/x"), Some(0), "falls through to *");
     }
 
     #[test]

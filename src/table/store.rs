@@ -27,4 +27,9 @@ impl TableStore {
     pub fn store(&self, next: CompiledTable) {
         self.current.store(Arc::new(next));
     }
+
+    /// Like `store`, for a table already shared (benches swap prepared tables).
+    pub fn store_arc(&self, next: Arc<CompiledTable>) {
+        self.current.store(next);
+    }
 }

@@ -20,6 +20,11 @@ pub enum ProxyError {
     Timeout,
     #[error("the upstream closed or reset the connection before answering")]
     UpstreamReset,
+    /// An HTTP/2 upstream refused the stream unprocessed: a GOAWAY whose last stream id is
+    /// below it (a peer proxy draining), or `REFUSED_STREAM`. Safe to retry whatever the
+    /// method (RFC 9113 section 8.7).
+    #[error("the upstream refused the request without processing it")]
+    UpstreamRefused,
     #[error("the upstream's answer was not valid HTTP")]
     UpstreamProtocol,
     #[error("the request could not be forwarded")]
@@ -39,6 +44,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout => "connect-timeout",
             ProxyError::Timeout => "timeout",
             ProxyError::UpstreamReset => "upstream-reset",
+            ProxyError::UpstreamRefused => "upstream-refused",
             ProxyError::UpstreamProtocol => "upstream-protocol",
             ProxyError::BadRequest => "bad-request",
             ProxyError::Draining => "draining",
@@ -52,7 +58,10 @@ impl ProxyError {
             ProxyError::NoEndpoint | ProxyError::OriginBusy | ProxyError::Draining => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::ConnectFailed | ProxyError::UpstreamReset | ProxyError::UpstreamProtocol => {
+            ProxyError::ConnectFailed
+            | ProxyError::UpstreamReset
+            | ProxyError::UpstreamRefused
+            | ProxyError::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::ConnectTimeout | ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -79,6 +88,14 @@ impl ProxyError {
                 if h.is_timeout() {
                     return ProxyError::Timeout;
                 }
+            }
+            if let Some(h2) = e.downcast_ref::<h2::Error>()
+                && h2.is_remote()
+                && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+            {
+                // h2 gives a GOAWAY's error only to the streams above its last stream id;
+                // the ones below it that die later get a broken pipe (a reset).
+                return ProxyError::UpstreamRefused;
             }
             source = e.source();
         }
@@ -107,6 +124,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout => b"upstream connect timeout\n",
             ProxyError::Timeout => b"upstream timeout\n",
             ProxyError::UpstreamReset => b"upstream reset\n",
+            ProxyError::UpstreamRefused => b"upstream refused the request\n",
             ProxyError::UpstreamProtocol => b"upstream protocol error\n",
             ProxyError::BadRequest => b"bad request\n",
             ProxyError::Draining => b"draining\n",

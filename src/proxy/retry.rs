@@ -60,7 +60,8 @@ pub fn retryable_status(s: StatusCode) -> bool {
 /// Why a retry happens, as `retries_total{reason}` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
-    /// The request never reached an upstream: always safe.
+    /// The request never reached an upstream (connect failure, or an HTTP/2 stream refused
+    /// unprocessed): always safe.
     Connect,
     /// The upstream reset or closed the connection (idempotent requests only).
     Reset,
@@ -81,9 +82,10 @@ impl Reason {
     /// request reached the upstream decides it, together with the method.
     pub fn for_error(e: ProxyError, idempotent: bool) -> Option<Reason> {
         match e {
-            ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::NoEndpoint => {
-                Some(Reason::Connect)
-            }
+            ProxyError::ConnectFailed
+            | ProxyError::ConnectTimeout
+            | ProxyError::NoEndpoint
+            | ProxyError::UpstreamRefused => Some(Reason::Connect),
             ProxyError::UpstreamReset | ProxyError::UpstreamProtocol if idempotent => Some(Reason::Reset),
             _ => None,
         }
@@ -112,6 +114,7 @@ mod tests {
     #[test]
     fn only_unsent_requests_retry_whatever_the_method() {
         assert_eq!(Reason::for_error(ProxyError::ConnectFailed, false), Some(Reason::Connect));
+        assert_eq!(Reason::for_error(ProxyError::UpstreamRefused, false), Some(Reason::Connect));
         assert_eq!(Reason::for_error(ProxyError::UpstreamReset, false), None);
         assert_eq!(Reason::for_error(ProxyError::UpstreamReset, true), Some(Reason::Reset));
         assert_eq!(Reason::for_error(ProxyError::Timeout, true), None);

@@ -18,9 +18,15 @@ pub type OriginId = usize;
 struct Prefixes {
     /// Longest first. Small groups are scanned; that beats hashing for a handful.
     list: Vec<(Box<str>, OriginId)>,
-    /// For large groups: prefix → origin, and the distinct prefix lengths, longest first,
-    /// so a lookup costs one hash probe per distinct length, however many routes.
-    index: Option<(HashMap<Box<str>, OriginId>, Vec<usize>)>,
+    index: Option<PrefixIndex>,
+}
+
+/// For large groups: prefix → origin, and the distinct prefix lengths, longest first, so
+/// a lookup costs one hash probe per distinct length, however many routes.
+#[derive(Debug, Clone)]
+struct PrefixIndex {
+    map: HashMap<Box<str>, OriginId>,
+    lengths: Vec<usize>,
 }
 
 /// Above this many prefixes in one host group, lookups go through the hash index.
@@ -40,17 +46,18 @@ impl Prefixes {
             let map: HashMap<Box<str>, OriginId> = self.list.iter().cloned().collect();
             let mut lengths: Vec<usize> = self.list.iter().map(|(p, _)| p.len()).collect();
             lengths.dedup();
-            self.index = Some((map, lengths));
+            self.index = Some(PrefixIndex { map, lengths });
         }
     }
 
     fn find(&self, path: &str) -> Option<OriginId> {
         match &self.index {
             None => self.list.iter().find(|(p, _)| path.starts_with(&**p)).map(|(_, id)| *id),
-            Some((map, lengths)) => lengths
+            Some(ix) => ix
+                .lengths
                 .iter()
                 .filter(|&&n| n <= path.len() && path.is_char_boundary(n))
-                .find_map(|&n| map.get(&path[..n]).copied()),
+                .find_map(|&n| ix.map.get(&path[..n]).copied()),
         }
     }
 }

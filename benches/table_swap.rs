@@ -21,7 +21,7 @@ use rand::SeedableRng;
 fn big_table(version: u64) -> Table {
     let mut t = Table::local_only();
     t.version = version;
-    let w = if version % 2 == 0 { [60u64, 30, 10] } else { [10, 30, 60] };
+    let w = if version.is_multiple_of(2) { [60u64, 30, 10] } else { [10, 30, 60] };
     let names = ["us-east-1", "us-west-2", "eu-west-1"];
     t.weights.insert("us-east-1".into(), names.iter().zip(w).map(|(n, w)| (n.to_string(), w)).collect());
     let mut routes = Vec::with_capacity(10_000);

@@ -61,9 +61,7 @@ impl ProxyError {
             ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
             | ProxyError::UpstreamRefused
-            | ProxyError::UpstreamProtocol => {
-                StatusCode::BAD_GATEWAY
-            }
+            | ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }

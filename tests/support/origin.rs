@@ -6,6 +6,7 @@
 //! - `/count`: reads the whole body in a stream, answers its length in bytes.
 //! - `/bytes/N`: streams N bytes in 64 KiB chunks, without holding them all.
 //! - `/slow/MS`: answers after MS milliseconds.
+//! - `/status/N`: answers status N (e.g. 503), body `status N`.
 //! - `/hang`: never answers.
 //! - `/trailers`: body `hello` then trailers `grpc-status: 0`, `grpc-message: ok`.
 //! - `/ws`: WebSocket echo.
@@ -170,6 +171,11 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
     } else if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         Response::new(full("slow ok"))
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        let status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+        let mut r = Response::new(full(format!("status {}", status.as_u16())));
+        *r.status_mut() = status;
+        r
     } else if path == "/hang" {
         std::future::pending::<()>().await;
         Response::new(full(""))

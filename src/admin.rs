@@ -5,9 +5,12 @@
 //! - `GET /readyz`: 200 when ready for traffic, 503 while starting or draining.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /v1/table`: the table in force. `PUT /v1/table`: apply one (bearer token).
-//! - `GET /v1/table/history`: the last applied tables, newest first.
-//! - `GET /v1/status`: region, table version, readiness, rps and error ratio over the last
-//!   minute, and per target region its health, endpoints, mode and bypass.
+//! - `GET /v1/table/history`: the last applied tables, newest first;
+//!   `GET /v1/table/history/VERSION`: one of them, whole.
+//! - `GET /v1/status[?window=SECONDS]`: region, table version, readiness, rps and error
+//!   ratio over the last minute (or the window asked for, 1 to 60 s), the client traffic
+//!   arriving here (`source_rps`), and per target region its health, endpoints, mode and
+//!   bypass.
 
 mod api;
 pub mod auth;
@@ -116,7 +119,20 @@ async fn route(
         (_, "/v1/table") if read => api::get_table(state),
         (Method::PUT, "/v1/table") => api::put_table(req, state, remote).await,
         (_, "/v1/table/history") if read => api::json(StatusCode::OK, &state.control.history()),
-        (_, "/v1/status") if read => api::json(StatusCode::OK, &status::status(state)),
+        (_, "/v1/status") if read => {
+            let window = status::window_param(req.uri().query());
+            api::json(StatusCode::OK, &status::status(state, window))
+        }
+        (_, p) if read && p.starts_with("/v1/table/history/") => {
+            match p["/v1/table/history/".len()..]
+                .parse::<u64>()
+                .ok()
+                .and_then(|v| state.control.history_table(v))
+            {
+                Some(t) => api::json(StatusCode::OK, &*t),
+                None => text(StatusCode::NOT_FOUND, "no such version in the history\n"),
+            }
+        }
         (
             _,
             "/healthz" | "/livez" | "/readyz" | "/metrics" | "/v1/table" | "/v1/table/history" | "/v1/status",

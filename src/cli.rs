@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
 
 /// Exit code: the operation failed or was aborted.
 pub const EXIT_FAILED: u8 = 1;
@@ -33,4 +35,90 @@ pub enum Command {
         #[arg(short, long)]
         table: Option<PathBuf>,
     },
+    /// Push one table to every proxy of the fleet; exit 1 unless all of them applied it.
+    Push {
+        #[arg(long)]
+        fleet: PathBuf,
+        /// The traffic table (JSON).
+        table: PathBuf,
+        /// Per-proxy timeout.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// JSON results instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every proxy's table version, readiness, load, errors and view of the regions.
+    Status {
+        #[arg(long)]
+        fleet: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Move a region's traffic to the others in gated steps.
+    Evacuate {
+        region: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Bring a region's traffic back to the shares before its evacuation.
+    Restore {
+        region: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// The table whose shares to restore (default: found in the proxies' history).
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Evacuate, hold, restore, and write a report of what clients saw.
+    Exercise {
+        region: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// How long to hold the region evacuated.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        hold: Duration,
+        /// Write a self-contained HTML report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+/// The options `evacuate`, `restore` and `exercise` share.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub fleet: PathBuf,
+    /// Pushes from the current shares to the end state.
+    #[arg(long, default_value_t = 10)]
+    pub steps: u32,
+    /// Wait between steps, then gate on every proxy's status.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Never plan a region above this share of its capacity.
+    #[arg(long, default_value_t = 0.8)]
+    pub max_utilization: f64,
+    /// Roll back when a region's error ratio rises above this.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_ratio: f64,
+    /// Show the plan, push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before the first push.
+    #[arg(long)]
+    pub yes: bool,
+    /// Machine-readable step records on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Command run before the first push (pre-scaling); failure stops the run.
+    #[arg(long)]
+    pub before_shift: Option<String>,
+    /// Command run after the last step (flip DNS); gets FLOWGATE_REGION and FLOWGATE_PHASE.
+    #[arg(long)]
+    pub dns: Option<String>,
+    /// Per-proxy timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }

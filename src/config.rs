@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{ConfigError, ConfigErrors};
-pub(crate) use validate::{check_host_pattern, check_name};
+pub(crate) use validate::{check_host_pattern, check_host_port, check_name};
 
 /// The validated static configuration of one proxy.
 #[derive(Debug, Clone)]

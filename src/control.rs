@@ -34,6 +34,10 @@ pub struct HistoryEntry {
     pub note: Option<String>,
     /// The token's name, or `startup` / `reload`.
     pub who: String,
+    /// The table itself, served at `/v1/table/history/VERSION` (so that `restore` can
+    /// find the shares in force before an evacuation).
+    #[serde(skip)]
+    pub table: Option<Arc<Table>>,
 }
 
 /// The outcome of a push that was not refused.
@@ -149,6 +153,7 @@ impl Control {
             applied_at: now_rfc3339(),
             note: table.note.clone(),
             who: format!("startup ({source})"),
+            table: Some(Arc::new(table.clone())),
         };
         let proxy = Proxy::new(&cfg, shared.clone(), table)?;
         Ok(Control {
@@ -169,6 +174,12 @@ impl Control {
     pub fn history(&self) -> Vec<HistoryEntry> {
         let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         h.iter().rev().cloned().collect()
+    }
+
+    /// The table of an applied version still in the history.
+    pub fn history_table(&self, version: u64) -> Option<Arc<Table>> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter().rev().find(|e| e.version == version).and_then(|e| e.table.clone())
     }
 
     fn record(&self, entry: HistoryEntry) {
@@ -223,6 +234,7 @@ impl Control {
         let previous = cur.version;
         let version = table.version;
         let note = table.note.clone();
+        let kept = Arc::new(table.clone());
         // Compiling a large table and writing it are the slow steps: neither touches the
         // request path, which keeps reading the old table until the store below.
         let state_dir = self.config().admin.state_dir.clone();
@@ -236,7 +248,13 @@ impl Control {
         .await
         .map_err(|e| ApplyError::Internal(e.to_string()))??;
         proxy.tables.store(compiled);
-        self.record(HistoryEntry { version, applied_at: now_rfc3339(), note, who: who.to_owned() });
+        self.record(HistoryEntry {
+            version,
+            applied_at: now_rfc3339(),
+            note,
+            who: who.to_owned(),
+            table: Some(kept),
+        });
         Ok(Applied::Applied { version, previous })
     }
 
@@ -271,7 +289,8 @@ impl Control {
             )));
         }
         let old = self.proxy.load_full();
-        let table = (*old.tables.load().table).clone();
+        let kept = old.tables.load().table.clone();
+        let table = (*kept).clone();
         let version = table.version;
         let next = Proxy::new(&cfg, self.shared.clone(), table)?;
         next.start_background(&cfg);
@@ -283,6 +302,7 @@ impl Control {
             applied_at: now_rfc3339(),
             note: Some("static config reloaded".into()),
             who: "reload (SIGHUP)".into(),
+            table: Some(kept),
         });
         Ok(())
     }

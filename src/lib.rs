@@ -31,6 +31,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod fleet;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

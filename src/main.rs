@@ -23,7 +23,38 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Validate { config, table } => validate(config.as_deref(), table.as_deref()),
+        other => fleet_command(other),
     }
+}
+
+/// The fleet commands: a small runtime, quiet logs, the command's own exit code.
+fn fleet_command(cmd: Command) -> ExitCode {
+    use flowgate::fleet::cli;
+    flowgate::telemetry::init(&flowgate::config::Log { level: "warn".into(), ..Default::default() });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let cli::Exit(code) = runtime.block_on(async move {
+        match cmd {
+            Command::Push { fleet, table, timeout, json } => {
+                cli::push_cmd(&fleet, &table, timeout, json).await
+            }
+            Command::Status { fleet, json, timeout } => cli::status_cmd(&fleet, json, timeout).await,
+            Command::Evacuate { region, run } => cli::move_cmd(&region, "evacuate", &run, None).await,
+            Command::Restore { region, run, to } => {
+                cli::move_cmd(&region, "restore", &run, to.as_deref()).await
+            }
+            Command::Exercise { region, run, hold, report } => {
+                cli::exercise_cmd(&region, &run, hold, report.as_deref()).await
+            }
+            Command::Serve { .. } | Command::Validate { .. } => cli::Exit(EXIT_BAD_INPUT),
+        }
+    });
+    ExitCode::from(code)
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {

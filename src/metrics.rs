@@ -32,6 +32,8 @@ pub struct Metrics {
     pub shed_total: IntCounterVec,
     /// Answered requests per second, for `/v1/status` (`rps`, `error_ratio`).
     pub rate: std::sync::Arc<window::RateWindow>,
+    /// Requests arriving on public listeners per second: the region's client demand.
+    pub source_rate: std::sync::Arc<window::RateWindow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,7 @@ impl Metrics {
                 &["reason"],
             )?,
             rate: Default::default(),
+            source_rate: Default::default(),
             registry,
         };
         m.registry.register(Box::new(m.requests_total.clone()))?;

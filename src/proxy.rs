@@ -300,6 +300,9 @@ impl Proxy {
         let origin = outcome.origin.map(|o| &*self.origin_names[o]).unwrap_or("-");
         let status = resp.status();
         self.metrics.rate.record(status.is_server_error());
+        if ctx.listener != ListenerKind::Peer {
+            self.metrics.source_rate.record(status.is_server_error());
+        }
         self.metrics
             .requests_total
             .with_label_values(&[ctx.listener.name(), origin, target_region, status.as_str()])

@@ -43,10 +43,14 @@ pub struct Status {
     pub table_note: Option<String>,
     pub ready: bool,
     pub state: &'static str,
-    /// Requests per second answered over the last minute.
+    /// Requests per second answered over the last minute (or `window_seconds`).
     pub rps: f64,
     /// Share of those answered with a 5xx.
     pub error_ratio: f64,
+    /// Requests per second arriving from clients (public listeners): this region's demand,
+    /// what an evacuation has to move.
+    pub source_rps: f64,
+    pub window_seconds: u64,
     pub inflight_requests: i64,
     pub uptime_seconds: u64,
     pub targets: BTreeMap<String, TargetStatus>,
@@ -65,10 +69,23 @@ fn counts(set: &crate::proxy::balance::EndpointSet) -> EndpointCounts {
     EndpointCounts { healthy: set.healthy_count(), usable: set.usable_count(), total: set.len() }
 }
 
-pub fn status(state: &AdminState) -> Status {
+/// `?window=N` (seconds, 1 to 60; 60 when absent or unreadable).
+pub fn window_param(query: Option<&str>) -> u64 {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("window="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|v| v.clamp(1, 60))
+        .unwrap_or(60)
+}
+
+pub fn status(state: &AdminState, window: u64) -> Status {
     let proxy = state.control.proxy.load_full();
     let table = proxy.tables.load();
-    let (rps, error_ratio) = state.control.shared.metrics.rate.rate(60);
+    let metrics = &state.control.shared.metrics;
+    let (rps, error_ratio) = metrics.rate.rate(window);
+    let (source_rps, _) = metrics.source_rate.rate(window);
     let readiness = state.readiness.state();
     Status {
         region: proxy.region.to_string(),
@@ -78,6 +95,8 @@ pub fn status(state: &AdminState) -> Status {
         state: readiness,
         rps,
         error_ratio,
+        source_rps,
+        window_seconds: window,
         inflight_requests: state.control.shared.metrics.inflight_requests.get(),
         uptime_seconds: state.started.elapsed().as_secs(),
         targets: targets(&proxy, &table),

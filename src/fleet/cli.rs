@@ -1,0 +1,158 @@
+//! The fleet commands as the binary runs them: parse inputs, run, print, choose the exit
+//! code (0 done, 1 failed or rolled back, 2 bad usage or input).
+
+use std::path::Path;
+
+use super::FleetFile;
+use super::client::AdminClient;
+use super::evacuate::{RunError, RunOptions, Runner, exercise};
+use super::{push, report, status};
+use crate::cli::{EXIT_BAD_INPUT, EXIT_FAILED, RunArgs};
+use crate::table::Table;
+
+/// An exit code and what to say on stderr.
+pub struct Exit(pub u8);
+
+fn fleet(path: &Path) -> Result<FleetFile, Exit> {
+    FleetFile::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(EXIT_BAD_INPUT)
+    })
+}
+
+fn table(path: &Path) -> Result<Table, Exit> {
+    let text = std::fs::read(path).map_err(|e| {
+        eprintln!("error: {}: cannot read: {e}", path.display());
+        Exit(EXIT_BAD_INPUT)
+    })?;
+    let t = Table::parse(&text).and_then(|t| t.validate(&t.self_known()).map(|_| t)).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        Exit(EXIT_BAD_INPUT)
+    })?;
+    Ok(t)
+}
+
+pub async fn push_cmd(
+    fleet_path: &Path,
+    table_path: &Path,
+    timeout: std::time::Duration,
+    json: bool,
+) -> Exit {
+    let (f, t) = match (fleet(fleet_path), table(table_path)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let proxies = match push::proxies(&f).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", f.file.display());
+            return Exit(EXIT_FAILED);
+        }
+    };
+    let client = AdminClient::new(f.token(), timeout);
+    let results = push::push(&client, &proxies, &t).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+    } else {
+        print!("{}", push::render(&results));
+    }
+    let failed = results.iter().filter(|r| !r.ok()).count();
+    if failed > 0 {
+        eprintln!("error: {failed} of {} proxies did not apply version {}", results.len(), t.version);
+        return Exit(EXIT_FAILED);
+    }
+    eprintln!("version {} is in force on all {} proxies", t.version, results.len());
+    Exit(0)
+}
+
+pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Duration) -> Exit {
+    let f = match fleet(fleet_path) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let proxies = match push::proxies(&f).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", f.file.display());
+            return Exit(EXIT_FAILED);
+        }
+    };
+    let client = AdminClient::new(f.token(), timeout);
+    let st = status::gather(&client, &proxies, 60).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+    } else {
+        print!("{}", status::render(&st));
+    }
+    Exit(if st.unreachable > 0 { EXIT_FAILED } else { 0 })
+}
+
+fn options(a: &RunArgs) -> RunOptions {
+    RunOptions {
+        steps: a.steps,
+        interval: a.interval,
+        max_utilization: a.max_utilization,
+        max_error_ratio: a.max_error_ratio,
+        dry_run: a.dry_run,
+        yes: a.yes,
+        json: a.json,
+        before_shift: a.before_shift.clone(),
+        dns: a.dns.clone(),
+        timeout: a.timeout,
+    }
+}
+
+fn finish(result: Result<(), RunError>) -> Exit {
+    match result {
+        Ok(()) => Exit(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit(match e {
+                RunError::Usage(_) => EXIT_BAD_INPUT,
+                _ => EXIT_FAILED,
+            })
+        }
+    }
+}
+
+/// `evacuate` or `restore`.
+pub async fn move_cmd(region: &str, phase: &str, args: &RunArgs, to: Option<&Path>) -> Exit {
+    let f = match fleet(&args.fleet) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let target = match to.map(table).transpose() {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let mut runner = Runner::new(&f, options(args));
+    finish(runner.run(region, phase, target).await)
+}
+
+pub async fn exercise_cmd(
+    region: &str,
+    args: &RunArgs,
+    hold: std::time::Duration,
+    report_path: Option<&Path>,
+) -> Exit {
+    let f = match fleet(&args.fleet) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let mut runner = Runner::new(&f, options(args));
+    let result = exercise(&mut runner, region, hold).await;
+    let verdict = match &result {
+        Ok(()) => "pass: evacuated, held and restored with every gate green".to_owned(),
+        Err(e) => format!("fail: {e}"),
+    };
+    if let Some(path) = report_path {
+        let html = report::render(region, &verdict, &runner.journal, &started);
+        if let Err(e) = std::fs::write(path, html) {
+            eprintln!("error: {}: cannot write the report: {e}", path.display());
+            return Exit(EXIT_FAILED);
+        }
+        eprintln!("report written to {}", path.display());
+    }
+    finish(result)
+}

@@ -1,0 +1,214 @@
+//! Talking to one proxy's control endpoint, with a timeout on everything and a bounded
+//! retry where the request surely did not arrive (connection refused, reset on connect).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+use crate::table::Table;
+
+/// Largest answer read from a proxy (a big table plus its JSON).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// Connection attempts for a push before giving up on a proxy.
+const CONNECT_TRIES: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{addr}: cannot connect: {message}")]
+    Connect { addr: String, message: String },
+    #[error("{addr}: no answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("{addr}: {message}")]
+    Http { addr: String, message: String },
+    #[error("{addr}: answered {status}: {body}")]
+    Status { addr: String, status: u16, body: String },
+    #[error("{addr}: unreadable answer: {message}")]
+    Decode { addr: String, message: String },
+}
+
+/// What a proxy's `/v1/status` says (the fields the fleet commands use; others ignored).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+#[serde(default)]
+pub struct StatusView {
+    pub region: String,
+    pub table_version: u64,
+    pub ready: bool,
+    pub rps: f64,
+    pub error_ratio: f64,
+    pub source_rps: f64,
+    pub targets: BTreeMap<String, TargetView>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+#[serde(default)]
+pub struct TargetView {
+    pub local: bool,
+    pub healthy: bool,
+    pub share: f64,
+    pub mode: Option<String>,
+    pub bypass_active: bool,
+}
+
+/// One entry of `/v1/table/history`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+#[serde(default)]
+pub struct HistoryView {
+    pub version: u64,
+    pub applied_at: String,
+    pub note: Option<String>,
+    pub who: String,
+}
+
+/// A proxy's answer to a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Applied {
+        version: u64,
+        previous: u64,
+    },
+    Unchanged {
+        version: u64,
+    },
+    /// 4xx: the proxy refused the table (the body says why).
+    Refused {
+        status: u16,
+        body: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct AdminClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    token: Option<String>,
+    pub timeout: Duration,
+}
+
+impl AdminClient {
+    pub fn new(token: Option<String>, timeout: Duration) -> AdminClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        AdminClient { http: Client::builder(TokioExecutor::new()).build(connector), token, timeout }
+    }
+
+    async fn call(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let uri = format!("http://{addr}{path}");
+        let mut b = Request::builder().method(method).uri(&uri);
+        if let Some(t) = &self.token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = b
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| ClientError::Http { addr: addr.to_owned(), message: e.to_string() })?;
+        let work = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    ClientError::Connect { addr: addr.to_owned(), message: source_text(&e) }
+                } else {
+                    ClientError::Http { addr: addr.to_owned(), message: source_text(&e) }
+                }
+            })?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http { addr: addr.to_owned(), message: e.to_string() })?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| ClientError::Timeout { addr: addr.to_owned(), timeout: self.timeout })?
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, addr: &str, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.call(addr, Method::GET, path, None).await?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                addr: addr.to_owned(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).trim().to_owned(),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })
+    }
+
+    pub async fn status(&self, addr: &str, window_seconds: u64) -> Result<StatusView, ClientError> {
+        self.get_json(addr, &format!("/v1/status?window={window_seconds}")).await
+    }
+
+    pub async fn table(&self, addr: &str) -> Result<Table, ClientError> {
+        self.get_json(addr, "/v1/table").await
+    }
+
+    pub async fn history(&self, addr: &str) -> Result<Vec<HistoryView>, ClientError> {
+        self.get_json(addr, "/v1/table/history").await
+    }
+
+    pub async fn history_table(&self, addr: &str, version: u64) -> Result<Table, ClientError> {
+        self.get_json(addr, &format!("/v1/table/history/{version}")).await
+    }
+
+    /// Pushes a table; connection failures are retried a few times (the table surely did
+    /// not arrive), anything else is not (versions make a repeated push harmless anyway).
+    pub async fn put_table(&self, addr: &str, table: &Table) -> Result<PutOutcome, ClientError> {
+        let body = Bytes::from(
+            serde_json::to_vec(table)
+                .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })?,
+        );
+        let mut tries = 0;
+        let (status, answer) = loop {
+            tries += 1;
+            match self.call(addr, Method::PUT, "/v1/table", Some(body.clone())).await {
+                Err(ClientError::Connect { .. }) if tries < CONNECT_TRIES => {
+                    tokio::time::sleep(Duration::from_millis(200 * tries as u64)).await;
+                }
+                other => break other?,
+            }
+        };
+        let text = String::from_utf8_lossy(&answer).trim().to_owned();
+        if status.is_client_error() {
+            return Ok(PutOutcome::Refused { status: status.as_u16(), body: text });
+        }
+        if !status.is_success() {
+            return Err(ClientError::Status { addr: addr.to_owned(), status: status.as_u16(), body: text });
+        }
+        let v: serde_json::Value = serde_json::from_slice(&answer)
+            .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })?;
+        let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(table.version);
+        if v.get("applied").and_then(|x| x.as_bool()) == Some(true) {
+            let previous = v.get("previous_version").and_then(|x| x.as_u64()).unwrap_or(0);
+            Ok(PutOutcome::Applied { version, previous })
+        } else {
+            Ok(PutOutcome::Unchanged { version })
+        }
+    }
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

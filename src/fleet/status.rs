@@ -1,0 +1,142 @@
+//! `flowgate status`: every proxy of every region, side by side.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::client::{AdminClient, StatusView};
+use super::push::Proxy;
+
+/// One proxy's status, or why it could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyStatus {
+    pub region: String,
+    pub addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole fleet at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    pub proxies: Vec<ProxyStatus>,
+    /// Whether every reachable proxy has the same table version.
+    pub versions_agree: bool,
+    pub versions: Vec<u64>,
+    pub unreachable: usize,
+    /// Per region: summed rps and client demand, and the request-weighted error ratio.
+    pub regions: BTreeMap<String, RegionSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RegionSummary {
+    pub proxies: usize,
+    pub ready: usize,
+    pub rps: f64,
+    pub source_rps: f64,
+    pub error_ratio: f64,
+    /// Whether every reachable proxy of the region reports every target healthy.
+    pub all_targets_healthy: bool,
+}
+
+pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64) -> FleetStatus {
+    let work = proxies.iter().map(|p| async move {
+        match client.status(&p.addr, window_seconds).await {
+            Ok(s) => {
+                ProxyStatus { region: p.region.clone(), addr: p.addr.clone(), status: Some(s), error: None }
+            }
+            Err(e) => ProxyStatus {
+                region: p.region.clone(),
+                addr: p.addr.clone(),
+                status: None,
+                error: Some(e.to_string()),
+            },
+        }
+    });
+    let proxies: Vec<ProxyStatus> = futures_util::future::join_all(work).await;
+    let mut versions: Vec<u64> =
+        proxies.iter().filter_map(|p| p.status.as_ref().map(|s| s.table_version)).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let mut regions: BTreeMap<String, RegionSummary> = BTreeMap::new();
+    for p in &proxies {
+        let r = regions
+            .entry(p.region.clone())
+            .or_insert(RegionSummary { all_targets_healthy: true, ..Default::default() });
+        r.proxies += 1;
+        if let Some(s) = &p.status {
+            r.ready += s.ready as usize;
+            r.error_ratio += s.error_ratio * s.rps;
+            r.rps += s.rps;
+            r.source_rps += s.source_rps;
+            r.all_targets_healthy &= s.targets.values().all(|t| t.healthy);
+        }
+    }
+    for r in regions.values_mut() {
+        r.error_ratio = if r.rps > 0.0 { r.error_ratio / r.rps } else { 0.0 };
+    }
+    FleetStatus {
+        versions_agree: versions.len() <= 1,
+        versions,
+        unreachable: proxies.iter().filter(|p| p.status.is_none()).count(),
+        proxies,
+        regions,
+    }
+}
+
+/// A table for people.
+pub fn render(s: &FleetStatus) -> String {
+    let mut out = format!(
+        "{:<14} {:<24} {:>7} {:<6} {:>9} {:>7}  targets (health, bypass)\n",
+        "region", "proxy", "version", "ready", "rps", "err %"
+    );
+    for p in &s.proxies {
+        match &p.status {
+            Some(st) => {
+                let targets: Vec<String> = st
+                    .targets
+                    .iter()
+                    .map(|(name, t)| {
+                        let health = if t.healthy { "ok" } else { "DOWN" };
+                        let bypass = if t.bypass_active { ",bypass" } else { "" };
+                        format!("{name}:{:.0}%:{health}{bypass}", t.share * 100.0)
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "{:<14} {:<24} {:>7} {:<6} {:>9.1} {:>7.2}  {}\n",
+                    p.region,
+                    p.addr,
+                    st.table_version,
+                    if st.ready { "yes" } else { "NO" },
+                    st.rps,
+                    st.error_ratio * 100.0,
+                    targets.join(" ")
+                ));
+            }
+            None => out.push_str(&format!(
+                "{:<14} {:<24} {:>7} {:<6} {:>9} {:>7}  {}\n",
+                p.region,
+                p.addr,
+                "-",
+                "-",
+                "-",
+                "-",
+                p.error.as_deref().unwrap_or("unreachable")
+            )),
+        }
+    }
+    if s.versions_agree {
+        out.push_str(&format!(
+            "table version: {} on every reachable proxy\n",
+            s.versions.first().copied().unwrap_or(0)
+        ));
+    } else {
+        out.push_str(&format!("table versions DISAGREE: {:?}\n", s.versions));
+    }
+    if s.unreachable > 0 {
+        out.push_str(&format!("{} proxies unreachable\n", s.unreachable));
+    }
+    out
+}

@@ -27,6 +27,15 @@ pub enum Command {
         #[arg(short, long, default_value = "config/flowgate.toml")]
         config: PathBuf,
     },
+    /// Three regions on loopback, steady load, and a real evacuate / bypass / restore.
+    Demo {
+        /// How long the whole show takes.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Leave everything running afterwards and print the dashboards' addresses.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Check a config and/or a traffic table without starting anything. With both, the
     /// table is checked against the config's regions and origins.
     Validate {

@@ -30,6 +30,8 @@ pub struct FleetFile {
     /// The environment variable that holds the admin token.
     pub token_env: String,
     pub regions: BTreeMap<String, FleetRegion>,
+    /// A token given directly (the demo drives its own fleet); wins over `token_env`.
+    pub token_value: Option<String>,
 }
 
 /// `[regions.NAME]`
@@ -99,11 +101,19 @@ impl FleetFile {
                 return Err(err(format!("regions.{name}.capacity_rps"), "must be a positive number".into()));
             }
         }
-        Ok(FleetFile { file: path.to_owned(), token_env: raw.token_env, regions: raw.regions })
+        Ok(FleetFile {
+            file: path.to_owned(),
+            token_env: raw.token_env,
+            regions: raw.regions,
+            token_value: None,
+        })
     }
 
-    /// The admin token, from the environment.
+    /// The admin token: given directly, or from the environment.
     pub fn token(&self) -> Option<String> {
+        if let Some(t) = &self.token_value {
+            return Some(t.clone());
+        }
         std::env::var(&self.token_env).ok().filter(|t| !t.trim().is_empty()).map(|t| t.trim().to_owned())
     }
 }

@@ -23,7 +23,7 @@
 //!   [`admin`] is the admin listener that exposes it (tables, status, metrics, health).
 //! - Observability: [`metrics`] (Prometheus) and [`telemetry`] (logs).
 //! - Configuration: [`config`] turns the TOML file into a validated [`config::Config`].
-//! - The command line: [`cli`].
+//! - The command line: [`cli`]; [`demo`] runs three regions and an exercise in one process.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +31,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod fleet;
 pub mod metrics;
 pub mod proxy;

@@ -30,7 +30,9 @@ fn main() -> ExitCode {
 /// The fleet commands: a small runtime, quiet logs, the command's own exit code.
 fn fleet_command(cmd: Command) -> ExitCode {
     use flowgate::fleet::cli;
-    flowgate::telemetry::init(&flowgate::config::Log { level: "warn".into(), ..Default::default() });
+    // The demo draws its own view: only errors may interrupt it.
+    let level = if matches!(cmd, Command::Demo { .. }) { "error" } else { "warn" };
+    flowgate::telemetry::init(&flowgate::config::Log { level: level.into(), ..Default::default() });
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -50,6 +52,9 @@ fn fleet_command(cmd: Command) -> ExitCode {
             }
             Command::Exercise { region, run, hold, report } => {
                 cli::exercise_cmd(&region, &run, hold, report.as_deref()).await
+            }
+            Command::Demo { duration, keep_running } => {
+                cli::Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running }).await)
             }
             Command::Serve { .. } | Command::Validate { .. } => cli::Exit(EXIT_BAD_INPUT),
         }

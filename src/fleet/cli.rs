@@ -96,6 +96,7 @@ fn options(a: &RunArgs) -> RunOptions {
         dry_run: a.dry_run,
         yes: a.yes,
         json: a.json,
+        quiet: false,
         before_shift: a.before_shift.clone(),
         dns: a.dns.clone(),
         timeout: a.timeout,

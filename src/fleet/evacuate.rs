@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub yes: bool,
     pub json: bool,
+    /// Print nothing (the journal still records everything): the demo draws its own view.
+    pub quiet: bool,
     /// Run before the first push (pre-scaling); a failure stops the run, nothing moved.
     pub before_shift: Option<String>,
     /// Run after the last step (flip DNS); gets FLOWGATE_REGION and FLOWGATE_PHASE.
@@ -106,7 +108,7 @@ impl<'a> Runner<'a> {
     }
 
     fn say(&mut self, line: String) {
-        if !self.opts.json {
+        if !self.opts.json && !self.opts.quiet {
             eprintln!("{line}");
         }
         self.journal.notes.push(line);
@@ -239,17 +241,32 @@ impl<'a> Runner<'a> {
     /// were before the run), a proxy not ready or unreachable, a target gone unhealthy.
     fn gate(&self, baseline: &FleetStatus, now: &FleetStatus) -> Result<BTreeMap<String, f64>, String> {
         let mut seen = BTreeMap::new();
+        // Every region over the limit, worst first: the failing region's errors also show
+        // in the regions that send it traffic, and the operator needs to see which is which.
+        let mut over = Vec::new();
         for (r, s) in &now.regions {
             seen.insert(r.clone(), s.error_ratio);
             let before = baseline.regions.get(r).map(|b| b.error_ratio).unwrap_or(0.0);
             if s.error_ratio > self.opts.max_error_ratio && s.error_ratio > before {
-                return Err(format!(
-                    "region {r}: error ratio {:.2} % is above the limit of {:.2} % (it was {:.2} % before)",
-                    s.error_ratio * 100.0,
-                    self.opts.max_error_ratio * 100.0,
-                    before * 100.0
-                ));
+                over.push((r, s.error_ratio, before));
             }
+        }
+        if !over.is_empty() {
+            over.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+            let why: Vec<String> = over
+                .iter()
+                .map(|(r, e, before)| {
+                    format!(
+                        "region {r}: error ratio {:.2} % is above the limit of {:.2} % (it was {:.2} % before)",
+                        e * 100.0,
+                        self.opts.max_error_ratio * 100.0,
+                        before * 100.0
+                    )
+                })
+                .collect();
+            return Err(why.join("; "));
+        }
+        for (r, s) in &now.regions {
             if s.ready < s.proxies {
                 return Err(format!(
                     "region {r}: {} of {} proxies are not ready or not answering",
@@ -315,7 +332,7 @@ impl<'a> Runner<'a> {
         phase: &str,
     ) -> Result<(), RunError> {
         let (_, baseline, _) = self.current().await?;
-        let bar = if self.opts.json || !std::io::stderr().is_terminal() {
+        let bar = if self.opts.json || self.opts.quiet || !std::io::stderr().is_terminal() {
             indicatif::ProgressBar::hidden()
         } else {
             let b = indicatif::ProgressBar::new(plan.tables.len() as u64);
@@ -361,13 +378,19 @@ impl<'a> Runner<'a> {
             };
             if self.opts.json {
                 println!("{}", serde_json::to_string(&record).unwrap_or_default());
-            } else {
-                bar.println(format!(
+            } else if !self.opts.quiet {
+                let line = format!(
                     "{phase} {region}: step {k}/{of} version {} in force; {region} keeps {:.1} %; gate {}",
                     step.version,
                     share * 100.0,
                     record.outcome
-                ));
+                );
+                // A hidden bar (stderr not a terminal: CI, logs) prints nothing itself.
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             self.journal.steps.push(record);
             bar.inc(1);
@@ -424,7 +447,7 @@ impl<'a> Runner<'a> {
                 "{}",
                 serde_json::json!({"plan": plan.tables, "load_before": plan.load_before, "load_after": plan.load_after})
             );
-        } else {
+        } else if !self.opts.quiet {
             eprint!("{text}");
         }
         if self.opts.dry_run {

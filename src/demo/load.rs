@@ -1,0 +1,99 @@
+//! The demo's clients: a steady stream of GETs spread over every region's public
+//! listeners, as users arriving in every region would be.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+
+/// What the clients saw, per entry region (by index).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: Vec<AtomicU64>,
+    pub errors: Vec<AtomicU64>,
+    /// The last failure, for the summary.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Tally {
+    pub fn new(regions: usize) -> Tally {
+        Tally {
+            ok: (0..regions).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..regions).map(|_| AtomicU64::new(0)).collect(),
+            last_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn total(&self) -> (u64, u64) {
+        let ok = self.ok.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        let err = self.errors.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        (ok, err)
+    }
+}
+
+/// Starts `per_entry` clients per public listener, each sending a request every
+/// `period`, until `stop` fires. `entries` pairs a region index with a listener.
+pub fn start(
+    entries: Vec<(usize, SocketAddr)>,
+    per_entry: usize,
+    period: Duration,
+    tally: Arc<Tally>,
+    stop: CancellationToken,
+) -> tokio_util::task::TaskTracker {
+    let tracker = tokio_util::task::TaskTracker::new();
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for (region, addr) in entries {
+        for _ in 0..per_entry {
+            let (client, tally, stop) = (client.clone(), tally.clone(), stop.clone());
+            let uri: http::Uri = match format!("http://{addr}/").parse() {
+                Ok(u) => u,
+                Err(_) => continue,
+            };
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+                        let resp = client.get(uri.clone()).await.map_err(|e| e.to_string())?;
+                        let status = resp.status();
+                        let why = resp
+                            .headers()
+                            .get("x-flowgate-error")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        resp.into_body().collect().await.map_err(|e| e.to_string())?;
+                        if status.is_success() {
+                            Ok(())
+                        } else {
+                            Err(format!("{status} {}", why.unwrap_or_default()))
+                        }
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err("no answer in 10 s".into()));
+                    match outcome {
+                        Ok(()) => tally.ok[region].fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if let Ok(mut last) = tally.last_error.lock() {
+                                *last = Some(e);
+                            }
+                            tally.errors[region].fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            });
+        }
+    }
+    tracker.close();
+    tracker
+}

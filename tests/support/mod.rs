@@ -103,10 +103,18 @@ pub struct ProxyProcess {
     pub dir: tempfile::TempDir,
     /// Log lines after the listening ones, for tests that look at them.
     pub log: mpsc::Receiver<String>,
+    /// Log lines up to and including the `ready` one (start-up messages).
+    pub startup_log: Vec<String>,
 }
 
 impl ProxyProcess {
     pub fn spawn(text: &str) -> ProxyProcess {
+        Self::spawn_env(text, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables for the child (e.g. the admin token
+    /// named by `[admin] token_env`), so tests never touch this process's environment.
+    pub fn spawn_env(text: &str, env: &[(&str, &str)]) -> ProxyProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("flowgate.toml");
         std::fs::write(&path, text).expect("write config");
@@ -114,6 +122,7 @@ impl ProxyProcess {
             .args(["serve", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -128,6 +137,7 @@ impl ProxyProcess {
             }
         });
         let (mut public, mut peer, mut admin, mut public_tls) = (None, None, None, None);
+        let mut startup_log = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
             let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
@@ -136,6 +146,7 @@ impl ProxyProcess {
                 }
                 continue;
             };
+            startup_log.push(line.clone());
             if line.contains(" ready") {
                 break;
             }
@@ -168,6 +179,7 @@ impl ProxyProcess {
             public_tls,
             dir,
             log: rx,
+            startup_log,
         }
     }
 

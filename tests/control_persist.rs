@@ -1,0 +1,388 @@
+//! Issue 4 acceptance with the real binary: a table survives SIGKILL right after its 200
+//! (5), a corrupt state file is moved aside and the config's table used (5), SIGHUP swaps
+//! the endpoints under load and refuses a broken file (6).
+//!
+//! The binary reads its admin token from `FLOWGATE_ADMIN_TOKEN` (the default `token_env`),
+//! given to the child only. Where a test needs a second region, `us-west-2` is an
+//! in-process proxy whose answers say `x-flowgate-region: us-west-2`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use support::fleet::metric_sum;
+use support::origin::{self, Origin};
+use support::{ProxyProcess, TestProxy, h1_client};
+
+const A: &str = "us-east-1";
+const B: &str = "us-west-2";
+const TOKEN: &str = "s3cret-admin-token-4b1d";
+
+/// Starts the binary with the admin token in its environment (a blocking wait for its
+/// `ready` line, so off the runtime's threads).
+fn spawn(text: &str) -> ProxyProcess {
+    tokio::task::block_in_place(|| ProxyProcess::spawn_env(text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)]))
+}
+
+/// `us-west-2`, in process, in front of its own origin.
+async fn west() -> (TestProxy, Origin) {
+    let o = origin::start().await;
+    let text =
+        support::config_text(o.addr, "").replace("region = \"us-east-1\"", &format!("region = \"{B}\""));
+    assert!(text.contains(B));
+    (TestProxy::start(&text).await, o)
+}
+
+/// The binary's config: `us-east-1` in front of `origin`, `us-west-2` as a peer when
+/// given, the table file and state folder when given.
+fn config(origin: &str, peer: Option<SocketAddr>, table: Option<&Path>, state_dir: Option<&Path>) -> String {
+    let table = table.map(|t| format!("table = {:?}\n", t.display().to_string())).unwrap_or_default();
+    let state = state_dir.map(|d| format!("state_dir = {:?}\n", d.display().to_string())).unwrap_or_default();
+    let peer = peer.map(|p| format!("[peers.{B}]\nproxies = [\"{p}\"]\n")).unwrap_or_default();
+    format!(
+        r#"region = "{A}"
+{table}
+[listen]
+public = "127.0.0.1:0"
+peer = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+{state}
+[origins.api]
+endpoints = ["{origin}"]
+
+{peer}
+[[routes]]
+origin = "api"
+
+[drain]
+delay = "0s"
+timeout = "2s"
+
+[health]
+interval = "200ms"
+timeout = "100ms"
+"#
+    )
+}
+
+async fn put(admin: SocketAddr, token: &str, table: &Value) -> (u16, Value) {
+    let req = http::Request::put(format!("http://{admin}/v1/table"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(table.to_string())))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().request(req))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn get_text(url: &str) -> String {
+    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().get(url.parse().expect("url")))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    assert_eq!(resp.status(), 200, "GET {url}");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
+async fn get_json(admin: SocketAddr, path: &str) -> Value {
+    serde_json::from_str(&get_text(&format!("http://{admin}{path}")).await).expect("json")
+}
+
+/// `n` GETs of `/`: which region answered each (all must be 200).
+async fn regions(public: SocketAddr, n: usize) -> Vec<String> {
+    let client = h1_client();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = http::Request::get(format!("http://{public}/")).body(Full::new(Bytes::new())).expect("req");
+        let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+            .await
+            .expect("answer in time")
+            .expect("answer");
+        assert_eq!(resp.status(), 200);
+        let region =
+            resp.headers().get("x-flowgate-region").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        resp.into_body().collect().await.expect("body");
+        out.push(region);
+    }
+    out
+}
+
+/// Asserts that every one of `n` requests is answered by `region`.
+async fn all_from(public: SocketAddr, n: usize, region: &str, what: &str) {
+    let got = regions(public, n).await;
+    assert!(got.iter().all(|r| r == region), "{what}: expected every answer from {region}, got {got:?}");
+}
+
+/// Waits for a log line containing every one of `needles`, at most `limit`.
+async fn wait_log(p: &ProxyProcess, needles: &[&str], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        while let Ok(line) = p.log.try_recv() {
+            if needles.iter().all(|n| line.contains(n)) {
+                return line;
+            }
+            seen.push(line);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no log line with {needles:?} within {limit:?}; saw:\n{}", seen.join("\n"));
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// Acceptance 5: kill -9 right after the 200 of a push; the restarted process serves the
+/// pushed table (its version, and traffic goes where it says). A config table newer than
+/// the persisted one wins at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pushed_table_survives_sigkill_right_after_its_200() {
+    let (west, _ob) = west().await;
+    let oa = origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (table_path, state) = (dir.path().join("table.json"), dir.path().join("state"));
+    std::fs::write(&table_path, json!({"version": 1, "weights": {A: {A: 100}}}).to_string()).expect("table");
+    let text = config(&oa.addr.to_string(), west.addrs.peer, Some(&table_path), Some(&state));
+
+    let mut p = spawn(&text);
+    all_from(p.public, 10, A, "version 1 keeps everything home").await;
+    // The token comes from the environment: a wrong one is refused.
+    assert_eq!(put(p.admin, "not-the-token", &json!({"version": 2})).await.0, 401);
+    let pushed = json!({"version": 2, "weights": {A: {B: 100}}, "note": "all west"});
+    let (status, answer) = put(p.admin, TOKEN, &pushed).await;
+    p.signal("KILL");
+    assert_eq!(status, 200, "{answer}");
+    let exit = p.wait_exit(Duration::from_secs(10)).expect("killed");
+    assert_eq!(exit.signal(), Some(9), "died of SIGKILL, no graceful exit: {exit:?}");
+    drop(p);
+
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["table.json"], "the state file, and no temporary one");
+
+    let p = spawn(&text);
+    let t = get_json(p.admin, "/v1/table").await;
+    assert_eq!((t["version"].as_u64(), t["note"].as_str()), (Some(2), Some("all west")), "{t}");
+    let m = get_text(&format!("http://{}/metrics", p.admin)).await;
+    assert_eq!(metric_sum(&m, "flowgate_table_version", &[]), 2.0);
+    let h = get_json(p.admin, "/v1/table/history").await;
+    assert!(h[0]["who"].as_str().is_some_and(|w| w.contains("state_dir")), "start-up names its source: {h}");
+    assert!(
+        p.startup_log.iter().any(|l| l.contains("traffic table at start") && l.contains("version=2")),
+        "the start-up log says which table: {:?}",
+        p.startup_log
+    );
+    all_from(p.public, 20, B, "the persisted table sends everything west").await;
+    drop(p);
+
+    // A config table newer than the persisted one wins.
+    std::fs::write(
+        &table_path,
+        json!({"version": 5, "weights": {A: {A: 100}}, "note": "config"}).to_string(),
+    )
+    .expect("table");
+    let p = spawn(&text);
+    assert_eq!(get_json(p.admin, "/v1/table").await["version"], 5);
+    all_from(p.public, 10, A, "the newer config table keeps everything home").await;
+    drop(p);
+    west.stop().await;
+}
+
+/// Acceptance 5: a state file that cannot be used (cut short; valid JSON naming a region
+/// this proxy does not know) is moved aside with a log line saying so, and the proxy
+/// starts on the config's table (which sends everything west, unlike no table at all);
+/// the next push writes a good state file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_state_file_is_moved_aside_and_the_config_table_used() {
+    let (west, _ob) = west().await;
+    let oa = origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (table_path, state) = (dir.path().join("table.json"), dir.path().join("state"));
+    std::fs::write(&table_path, json!({"version": 1, "weights": {A: {B: 100}}}).to_string()).expect("table");
+    std::fs::create_dir(&state).expect("state dir");
+    let text = config(&oa.addr.to_string(), west.addrs.peer, Some(&table_path), Some(&state));
+
+    let bad_files: [&[u8]; 2] = [
+        b"{\"version\": 9, \"weights\": {\"us-east-1\": {\"us-e",
+        b"{\"version\": 9, \"weights\": {\"us-east-1\": {\"mars-1\": 100}}}",
+    ];
+    for (i, bad) in bad_files.iter().enumerate() {
+        for e in std::fs::read_dir(&state).expect("state dir").flatten() {
+            std::fs::remove_file(e.path()).expect("clean state dir");
+        }
+        let state_file = state.join("table.json");
+        std::fs::write(&state_file, bad).expect("corrupt state");
+        let p = spawn(&text);
+        let line = p.startup_log.iter().find(|l| l.contains("moved aside")).unwrap_or_else(|| {
+            panic!("case {i}: no log line about moving the state file aside: {:?}", p.startup_log)
+        });
+        assert!(
+            line.contains(&state_file.display().to_string()),
+            "case {i}: the line names the file: {line}"
+        );
+        assert!(line.contains("config"), "case {i}: the line says what it starts on: {line}");
+        let t = get_json(p.admin, "/v1/table").await;
+        assert_eq!(t["version"], 1, "case {i}: the config's table: {t}");
+        all_from(p.public, 10, B, &format!("case {i}: the config's table sends everything west")).await;
+
+        let files: Vec<_> =
+            std::fs::read_dir(&state).expect("state dir").flatten().map(|e| e.path()).collect();
+        assert_eq!(files.len(), 1, "case {i}: {files:?}");
+        let moved = &files[0];
+        assert!(
+            moved.file_name().is_some_and(|n| n.to_string_lossy().starts_with("table.json.corrupt-")),
+            "{moved:?}"
+        );
+        assert_eq!(std::fs::read(moved).expect("moved file"), *bad, "case {i}: kept as it was, for a look");
+
+        let (s, v) = put(p.admin, TOKEN, &json!({"version": 3, "weights": {A: {A: 1}}})).await;
+        assert_eq!(s, 200, "{v}");
+        let saved: Value =
+            serde_json::from_slice(&std::fs::read(&state_file).expect("new state")).expect("json");
+        assert_eq!(saved["version"], 3, "case {i}");
+        all_from(p.public, 10, A, "the pushed table").await;
+    }
+    west.stop().await;
+}
+
+/// Acceptance 6: clients send all along while SIGHUP swaps the origin's endpoint list:
+/// traffic moves to the new endpoint (the old one gets nothing more, and then dies
+/// without anyone noticing), the table in force stays, no request fails. Then SIGHUP with
+/// broken files (not TOML; a route to an unknown origin; another region) changes nothing
+/// and the log says it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_swaps_endpoints_under_load_and_refuses_a_broken_config() {
+    let (o1, o2) = (origin::start().await, origin::start().await);
+    let text = config(&o1.addr.to_string(), None, None, None);
+    let p = spawn(&text);
+    let config_path = p.dir.path().join("flowgate.toml");
+    assert_eq!(std::fs::read_to_string(&config_path).expect("config"), text);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (url, stop, answered) = (format!("http://{}/", p.public), stop.clone(), answered.clone());
+        clients.spawn(async move {
+            let client = h1_client();
+            let mut failures = Vec::new();
+            for _ in 0..200_000 {
+                if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                    break;
+                }
+                let req = http::Request::get(&url).body(Full::new(Bytes::new())).expect("req");
+                match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
+                    Ok(Ok(resp)) => {
+                        let status = resp.status();
+                        match resp.into_body().collect().await {
+                            Ok(_) if status == 200 => {
+                                answered.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(_) => failures.push(format!("status {status}")),
+                            Err(e) => failures.push(format!("body: {e}")),
+                        }
+                    }
+                    Ok(Err(e)) => failures.push(format!("client: {e}")),
+                    Err(_) => failures.push("no answer in 10 s".to_owned()),
+                }
+            }
+            failures
+        });
+    }
+    let wait_for = |what: &'static str, cond: Box<dyn Fn() -> bool + Send>| async move {
+        let limit = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < limit, "{what} within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let h1 = o1.hits.clone();
+    wait_for("traffic at the first endpoint", Box::new(move || h1.load(Ordering::SeqCst) >= 100)).await;
+    let pushed = json!({"version": 4, "weights": {A: {A: 1}}, "note": "before the reload"});
+    assert_eq!(put(p.admin, TOKEN, &pushed).await.0, 200);
+
+    // The new endpoint list.
+    write_atomically(&config_path, &text.replace(&o1.addr.to_string(), &o2.addr.to_string()));
+    let before = answered.load(Ordering::SeqCst);
+    p.signal("HUP");
+    wait_log(&p, &["config reloaded"], Duration::from_secs(10)).await;
+    let h2 = o2.hits.clone();
+    wait_for("traffic at the new endpoint", Box::new(move || h2.load(Ordering::SeqCst) >= 100)).await;
+    // Requests that began before the swap may still be finishing on the old endpoint.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (old, new) = (o1.hits.load(Ordering::SeqCst), o2.hits.load(Ordering::SeqCst));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(o1.hits.load(Ordering::SeqCst), old, "the old endpoint gets nothing after the reload");
+    assert!(o2.hits.load(Ordering::SeqCst) > new, "the new one gets it all");
+    o1.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(answered.load(Ordering::SeqCst) > before + 100, "clients kept being answered across the reload");
+
+    let t = get_json(p.admin, "/v1/table").await;
+    assert_eq!((t["version"].as_u64(), t["note"].as_str()), (Some(4), Some("before the reload")), "{t}");
+    let history = get_json(p.admin, "/v1/table/history").await;
+    assert!(history[0]["who"].as_str().is_some_and(|w| w.contains("reload")), "{history}");
+
+    // Broken files: each refused, logged, and nothing changes.
+    let good = std::fs::read_to_string(&config_path).expect("config");
+    let broken = [
+        ("not TOML", "region = \"us-east-1\"\n[listen\npublic = \n".to_owned()),
+        ("a route to an unknown origin", good.replace("origin = \"api\"", "origin = \"video\"")),
+        ("another region", good.replace("region = \"us-east-1\"", "region = \"eu-west-1\"")),
+    ];
+    for (what, bad) in &broken {
+        assert_ne!(bad, &good, "{what}: the file differs");
+        write_atomically(&config_path, bad);
+        let hits = o2.hits.load(Ordering::SeqCst);
+        p.signal("HUP");
+        let line = wait_log(&p, &["SIGHUP", "refused"], Duration::from_secs(10)).await;
+        println!("{what}: {line}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(o2.hits.load(Ordering::SeqCst) > hits, "{what}: the same endpoint keeps serving");
+        assert_eq!(get_json(p.admin, "/v1/table").await["version"], 4, "{what}");
+        assert_eq!(get_json(p.admin, "/v1/table/history").await, history, "{what}: no reload recorded");
+    }
+    let status = get_json(p.admin, "/v1/status").await;
+    assert_eq!(status["region"], A, "{status}");
+
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    while let Some(r) = clients.join_next().await {
+        failures.extend(r.expect("client"));
+    }
+    let total = answered.load(Ordering::SeqCst);
+    println!(
+        "{total} requests answered across one reload and {} refused ones; {} failed",
+        broken.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

@@ -16,7 +16,7 @@ use super::{
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {field}: {message}{}", file.display(), line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+#[error("{}: {}{message}{}", file.display(), if field.is_empty() { String::new() } else { format!("{field}: ") }, line.map(|l| format!(" (line {l})")).unwrap_or_default())]
 pub struct ConfigError {
     pub file: PathBuf,
     /// Dotted path of the field at fault (`listen.public`, `routes[1].origin`); empty when

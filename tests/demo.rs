@@ -1,0 +1,36 @@
+//! `flowgate demo` end to end: the binary, a short duration, its summary and exit code.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_evacuates_bypasses_and_restores_without_errors() {
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["demo", "--duration", "20s"])
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(t0.elapsed() < Duration::from_secs(90), "the demo overran its duration: {:?}", t0.elapsed());
+
+    let summary = stdout.lines().find(|l| l.starts_with("demo: ")).expect("a summary line");
+    // demo: N requests, 0 errors, evacuated us-east-1 in Ts, restored in Ts
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    let requests: u64 = words[1].parse().expect("request count");
+    assert!(requests > 500, "{summary}");
+    assert_eq!(words[3], "0", "no client request may fail: {summary}");
+    assert!(summary.contains("evacuated us-east-1 in ") && summary.contains("restored in "), "{summary}");
+
+    // Not a terminal here: plain lines, one a second, that show each phase happen.
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("t=")).collect();
+    assert!(lines.len() >= 15, "about one line a second:\n{stdout}");
+    assert!(lines.iter().any(|l| l.contains("us-east-1 0/s 0%")), "us-east-1 was evacuated:\n{stdout}");
+    assert!(lines.iter().any(|l| l.contains("bypass")), "the bypass engaged:\n{stdout}");
+    assert!(stdout.contains("bypass: us-east-1's proxies went around us-west-2's crushed load balancer"), "{stdout}");
+    let last = lines.last().expect("lines");
+    assert!(last.contains("restored"), "ends restored:\n{last}");
+    assert!(!last.contains("us-east-1 0/s"), "us-east-1 serves again at the end:\n{last}");
+    assert!(!stdout.contains('\x1b'), "no terminal codes when stdout is not a terminal");
+}

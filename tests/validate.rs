@@ -152,3 +152,13 @@ fn tables_are_validated_alone_and_against_a_config() {
     assert_eq!(code, 2);
     assert!(err.contains("weights.us-east-1.us-east-1"), "{err}");
 }
+
+#[test]
+fn example_fleet_and_table_files_are_valid() {
+    let fleet = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/fleet.toml"));
+    let f = flowgate::fleet::FleetFile::load(fleet).expect("config/fleet.toml parses");
+    assert_eq!(f.regions.len(), 2);
+    let table = concat!(env!("CARGO_MANIFEST_DIR"), "/config/table.json");
+    let (code, _, err) = flowgate(&["validate", "--table", table]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -27,6 +27,14 @@ pub enum Command {
         #[arg(short, long, default_value = "config/flowgate.toml")]
         config: PathBuf,
     },
+    /// GET a URL on loopback or anywhere and exit 0 on a 2xx answer: the container
+    /// health check, for images without curl.
+    Probe {
+        /// e.g. http://127.0.0.1:9901/healthz
+        url: String,
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Three regions on loopback, steady load, and a real evacuate / bypass / restore.
     Demo {
         /// How long the whole show takes.

@@ -53,6 +53,7 @@ fn fleet_command(cmd: Command) -> ExitCode {
             Command::Exercise { region, run, hold, report } => {
                 cli::exercise_cmd(&region, &run, hold, report.as_deref()).await
             }
+            Command::Probe { url, timeout } => cli::probe_cmd(&url, timeout).await,
             Command::Demo { duration, keep_running } => {
                 cli::Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running }).await)
             }

@@ -157,3 +157,28 @@ pub async fn exercise_cmd(
     }
     finish(result)
 }
+
+/// `probe URL`: 0 on a 2xx answer, 1 otherwise (a container health check without curl).
+pub async fn probe_cmd(url: &str, timeout: std::time::Duration) -> Exit {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        eprintln!("error: {url:?} is not a URL");
+        return Exit(EXIT_BAD_INPUT);
+    };
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    match tokio::time::timeout(timeout, client.get(uri)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => Exit(0),
+        Ok(Ok(resp)) => {
+            eprintln!("{url}: {}", resp.status());
+            Exit(EXIT_FAILED)
+        }
+        Ok(Err(e)) => {
+            eprintln!("{url}: {e}");
+            Exit(EXIT_FAILED)
+        }
+        Err(_) => {
+            eprintln!("{url}: no answer within {timeout:?}");
+            Exit(EXIT_FAILED)
+        }
+    }
+}

@@ -1,6 +1,6 @@
-//! Several regions on loopback: per region an origin, a flowgate proxy (in-process, the
-//! real `Server`) and, optionally, a fake load balancer in front of its peer listener
-//! that can be told to misbehave.
+//! Several regions on loopback: per region an origin, one or more flowgate proxies
+//! (in-process, the real `Server`) sharing it and, optionally, a fake load balancer in
+//! front of its peer listener that can be told to misbehave.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,6 +120,12 @@ pub struct FleetSpec<'a> {
     pub max_concurrency: usize,
     /// `[health]` interval (timeout is half of it).
     pub health_interval: Duration,
+    /// Proxies per region (all in front of the region's one origin); every other region
+    /// lists all of their peer listeners as its `proxies`. The fake load balancer, when
+    /// asked for, forwards to the first one.
+    pub proxies_per_region: usize,
+    /// TOML lines appended inside every proxy's `[admin]` table (e.g. `token_file = ...`).
+    pub admin_extra: &'a str,
 }
 
 impl Default for FleetSpec<'_> {
@@ -131,6 +137,8 @@ impl Default for FleetSpec<'_> {
             extra: "",
             max_concurrency: 2000,
             health_interval: Duration::from_millis(200),
+            proxies_per_region: 1,
+            admin_extra: "",
         }
     }
 }
@@ -143,6 +151,17 @@ pub struct Region {
     pub lb: Option<FakeLb>,
     /// The peer listener address every other region uses for it.
     pub peer_addr: SocketAddr,
+    /// The region's proxies after the first (`FleetSpec::proxies_per_region`).
+    pub more: Vec<TestProxy>,
+    /// Every proxy's peer listener, the first proxy's first.
+    pub peer_addrs: Vec<SocketAddr>,
+}
+
+impl Region {
+    /// Every proxy of the region, the first one first.
+    pub fn proxies(&self) -> impl Iterator<Item = &TestProxy> {
+        std::iter::once(&self.proxy).chain(self.more.iter())
+    }
 }
 
 pub struct Fleet {
@@ -167,9 +186,12 @@ impl Fleet {
         let mut lbs = Vec::new();
         for _ in spec.regions {
             origins.push(origin::start().await);
-            let peer = free_port().await;
-            peer_addrs.push(peer);
-            lbs.push(if spec.lbs { Some(FakeLb::start(peer).await) } else { None });
+            let mut peers = Vec::new();
+            for _ in 0..spec.proxies_per_region.max(1) {
+                peers.push(free_port().await);
+            }
+            lbs.push(if spec.lbs { Some(FakeLb::start(peers[0]).await) } else { None });
+            peer_addrs.push(peers);
         }
         let mut regions = Vec::new();
         for (i, (name, origin)) in spec.regions.iter().zip(origins).enumerate() {
@@ -179,7 +201,8 @@ impl Fleet {
                     continue;
                 }
                 let lb = lbs[j].as_ref().map(|l| format!("lb = [\"{}\"]\n", l.addr)).unwrap_or_default();
-                peers.push_str(&format!("[peers.{other}]\n{lb}proxies = [\"{}\"]\n\n", peer_addrs[j]));
+                let proxies: Vec<String> = peer_addrs[j].iter().map(|a| format!("\"{a}\"")).collect();
+                peers.push_str(&format!("[peers.{other}]\n{lb}proxies = [{}]\n\n", proxies.join(", ")));
             }
             let table = if spec.table.is_some() {
                 format!("table = {:?}\n", table_path.display().to_string())
@@ -187,8 +210,10 @@ impl Fleet {
                 String::new()
             };
             let interval = spec.health_interval.as_millis();
-            let text = format!(
-                r#"region = "{name}"
+            let mut started = Vec::new();
+            for (k, peer) in peer_addrs[i].iter().enumerate() {
+                let text = format!(
+                    r#"region = "{name}"
 {table}
 [listen]
 public = "127.0.0.1:0"
@@ -196,6 +221,7 @@ peer = "{peer}"
 
 [admin]
 listen = "127.0.0.1:0"
+{admin_extra}
 
 [origins.api]
 endpoints = ["{origin}"]
@@ -215,23 +241,28 @@ timeout = "{half}ms"
 
 {extra}
 "#,
-                peer = peer_addrs[i],
-                origin = origin.addr,
-                maxc = spec.max_concurrency,
-                half = (interval / 2).max(1),
-                extra = spec.extra,
-            );
-            let path = dir.path().join(format!("{name}.toml"));
-            std::fs::write(&path, &text).expect("write config");
-            let cfg = flowgate::config::Config::load(&path)
-                .unwrap_or_else(|e| panic!("fleet config:\n{e}\n{text}"));
-            let proxy = TestProxy::start_with(cfg).await;
+                    origin = origin.addr,
+                    maxc = spec.max_concurrency,
+                    half = (interval / 2).max(1),
+                    extra = spec.extra,
+                    admin_extra = spec.admin_extra,
+                );
+                let file = if k == 0 { format!("{name}.toml") } else { format!("{name}-{k}.toml") };
+                let path = dir.path().join(file);
+                std::fs::write(&path, &text).expect("write config");
+                let cfg = flowgate::config::Config::load(&path)
+                    .unwrap_or_else(|e| panic!("fleet config:\n{e}\n{text}"));
+                started.push(TestProxy::start_with(cfg).await);
+            }
+            let proxy = started.remove(0);
             regions.push(Region {
                 name: name.to_string(),
                 origin,
                 proxy,
                 lb: lbs[i].take(),
-                peer_addr: peer_addrs[i],
+                peer_addr: peer_addrs[i][0],
+                more: started,
+                peer_addrs: peer_addrs[i].clone(),
             });
         }
         Fleet { regions, _dir: dir }
@@ -244,6 +275,9 @@ timeout = "{half}ms"
     pub async fn stop(self) {
         for r in self.regions {
             r.proxy.stop().await;
+            for p in r.more {
+                p.stop().await;
+            }
         }
     }
 }

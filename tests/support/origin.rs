@@ -11,11 +11,14 @@
 //! - `/trailers`: body `hello` then trailers `grpc-status: 0`, `grpc-message: ok`.
 //! - `/ws`: WebSocket echo.
 //! - anything else: `ok`.
+//!
+//! `fail_with(N)` makes every client request (not `/healthz`) answer status N until
+//! `fail_with(0)`: an origin that is up, passes its health checks and serves errors.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +41,8 @@ pub struct Origin {
     pub active: Arc<AtomicUsize>,
     /// The most requests ever answered at once.
     pub peak: Arc<AtomicUsize>,
+    /// When not 0, the status every client request gets (see `fail_with`).
+    fail: Arc<AtomicU16>,
     /// The accept loop and every connection task, so that `kill` can end them all.
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
@@ -51,6 +56,7 @@ pub async fn start() -> Origin {
         hits: Arc::new(AtomicUsize::new(0)),
         active: Arc::new(AtomicUsize::new(0)),
         peak: Arc::new(AtomicUsize::new(0)),
+        fail: Arc::new(AtomicU16::new(0)),
         tasks: Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new())),
     };
     o.serve(listener);
@@ -69,22 +75,32 @@ impl Origin {
     fn serve(&self, listener: TcpListener) {
         let (hits, active, peak, tasks) =
             (self.hits.clone(), self.active.clone(), self.peak.clone(), self.tasks.clone());
+        let fail = self.fail.clone();
         let tasks2 = tasks.clone();
         tasks.lock().expect("tasks").spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (hits, active, peak) = (hits.clone(), active.clone(), peak.clone());
+                let (hits, active, peak, fail) = (hits.clone(), active.clone(), peak.clone(), fail.clone());
                 tasks2.lock().expect("tasks").spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         // The proxy's health probes are not client requests.
-                        let guard = (req.uri().path() != "/healthz").then(|| {
+                        let probe = req.uri().path() == "/healthz";
+                        let failing = if probe { 0 } else { fail.load(Ordering::SeqCst) };
+                        let guard = (!probe).then(|| {
                             hits.fetch_add(1, Ordering::SeqCst);
                             let now = active.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(now, Ordering::SeqCst);
                             ActiveGuard(active.clone())
                         });
                         async move {
-                            let r = handle(req).await;
+                            let r = match StatusCode::from_u16(failing) {
+                                Ok(status) if failing != 0 => {
+                                    let mut r = Response::new(full(format!("injected {failing}")));
+                                    *r.status_mut() = status;
+                                    Ok(r)
+                                }
+                                _ => handle(req).await,
+                            };
                             drop(guard);
                             r
                         }
@@ -95,6 +111,12 @@ impl Origin {
                 });
             }
         });
+    }
+
+    /// From now on every client request (health probes excepted) is answered with
+    /// `status`; 0 goes back to normal.
+    pub fn fail_with(&self, status: u16) {
+        self.fail.store(status, Ordering::SeqCst);
     }
 
     /// Stops listening and drops every open connection: to its clients the origin is gone.

@@ -349,6 +349,24 @@ impl Proxy {
         guard: &mut RequestGuard,
         outcome: &mut target::Outcome,
     ) -> Result<Response<Incoming>, ProxyError> {
+        // CONNECT would turn the proxy into an open tunnel to anywhere: not for a reverse
+        // proxy.
+        if req.method() == http::Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed);
+        }
+
+        // An absolute-form target (or HTTP/2's :authority) names the host; a `Host` that
+        // says otherwise must not reach the origin, or routing and origin would read the
+        // request differently (RFC 9112 section 3.2.2: the target's authority wins).
+        if let Some(authority) = req.uri().authority()
+            && req
+                .headers()
+                .get(http::header::HOST)
+                .is_some_and(|h| h.as_bytes() != authority.as_str().as_bytes())
+        {
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::BadRequest)?;
+            req.headers_mut().insert(http::header::HOST, host);
+        }
         let table = self.tables.load();
         let oid =
             table.router.route(route::request_host(&req), req.uri().path()).ok_or(ProxyError::NoRoute)?;

@@ -28,7 +28,10 @@ fn demo_evacuates_bypasses_and_restores_without_errors() {
     assert!(lines.len() >= 15, "about one line a second:\n{stdout}");
     assert!(lines.iter().any(|l| l.contains("us-east-1 0/s 0%")), "us-east-1 was evacuated:\n{stdout}");
     assert!(lines.iter().any(|l| l.contains("bypass")), "the bypass engaged:\n{stdout}");
-    assert!(stdout.contains("bypass: us-east-1's proxies went around us-west-2's crushed load balancer"), "{stdout}");
+    assert!(
+        stdout.contains("bypass: us-east-1's proxies went around us-west-2's crushed load balancer"),
+        "{stdout}"
+    );
     let last = lines.last().expect("lines");
     assert!(last.contains("restored"), "ends restored:\n{last}");
     assert!(!last.contains("us-east-1 0/s"), "us-east-1 serves again at the end:\n{last}");

@@ -31,6 +31,8 @@ pub enum ProxyError {
     BadRequest,
     #[error("the proxy is draining")]
     Draining,
+    #[error("this method is not served by a reverse proxy")]
+    MethodNotAllowed,
 }
 
 impl ProxyError {
@@ -48,12 +50,14 @@ impl ProxyError {
             ProxyError::UpstreamProtocol => "upstream-protocol",
             ProxyError::BadRequest => "bad-request",
             ProxyError::Draining => "draining",
+            ProxyError::MethodNotAllowed => "method-not-allowed",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint | ProxyError::OriginBusy | ProxyError::Draining => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -126,6 +130,7 @@ impl ProxyError {
             ProxyError::UpstreamProtocol => b"upstream protocol error\n",
             ProxyError::BadRequest => b"bad request\n",
             ProxyError::Draining => b"draining\n",
+            ProxyError::MethodNotAllowed => b"method not allowed\n",
         }
     }
 }

@@ -49,6 +49,10 @@ pub(super) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(cfg.limits.max_concurrent_streams)
         .max_header_list_size(cfg.limits.max_header_bytes as u32)
+        // Rapid reset (CVE-2023-44487): a client that opens and cancels streams faster
+        // than they can be served is cut off rather than served for free.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(256))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     b

@@ -1,6 +1,9 @@
 //! The admin listener: health, readiness, metrics and the control endpoint.
 //!
 //! Routes:
+//! - `GET /`: the live HTML dashboard ([`dashboard`]): region, table version, rates,
+//!   shares, health and bypass per target, the last table changes; rendered here so that
+//!   it reads without JavaScript, kept live by its script polling the JSON routes below.
 //! - `GET /healthz`, `GET /livez`: 200 while the process runs.
 //! - `GET /readyz`: 200 when ready for traffic, 503 while starting or draining.
 //! - `GET /metrics`: Prometheus text format.
@@ -14,6 +17,7 @@
 
 mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod status;
 
 use std::convert::Infallible;
@@ -106,6 +110,7 @@ async fn route(
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
+        (_, "/") if read => dashboard::response(state),
         (_, "/healthz" | "/livez") if read => text(StatusCode::OK, "ok\n"),
         (_, "/readyz") if read => match state.readiness.state() {
             "ready" => text(StatusCode::OK, "ready\n"),
@@ -135,7 +140,8 @@ async fn route(
         }
         (
             _,
-            "/healthz" | "/livez" | "/readyz" | "/metrics" | "/v1/table" | "/v1/table/history" | "/v1/status",
+            "/" | "/healthz" | "/livez" | "/readyz" | "/metrics" | "/v1/table" | "/v1/table/history"
+            | "/v1/status",
         ) => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             let allow = if path == "/v1/table" { "GET, HEAD, PUT" } else { "GET, HEAD" };

@@ -1,6 +1,7 @@
 //! The Prometheus families of the contract (prefix `flowgate_`), typed, in one registry
 //! per proxy so that several proxies can live in one process (tests, the demo).
 
+pub mod children;
 pub mod window;
 
 use prometheus::{

@@ -45,11 +45,12 @@ use peer::PeerRegion;
 use retry::RetryPolicy;
 
 /// Which listener a connection arrived on; it decides what the proxy trusts.
+/// The discriminant is the listener's index in the request metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
-    Public,
-    PublicTls,
-    Peer,
+    Public = 0,
+    PublicTls = 1,
+    Peer = 2,
 }
 
 impl ListenerKind {
@@ -149,6 +150,8 @@ pub struct Proxy {
     max_hops: u32,
     retry: RetryPolicy,
     pub metrics: Metrics,
+    /// The request metrics' children, resolved once per label combination.
+    request_metrics: crate::metrics::children::RequestMetrics,
     access_log: bool,
     /// Protocol-switched connections (WebSocket) outlive their request; drain waits for
     /// them and cuts them at the drain timeout.
@@ -196,6 +199,12 @@ impl Proxy {
             initial.validate(&known(&regions, &origin_names)).map_err(BuildError::Unfit)?;
         }
         shared.metrics.table_version.set(initial.version as i64);
+        let request_metrics = crate::metrics::children::RequestMetrics::new(
+            shared.metrics.clone(),
+            &[ListenerKind::Public.name(), ListenerKind::PublicTls.name(), ListenerKind::Peer.name()],
+            &origin_names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            &regions.names.iter().map(|n| &**n).collect::<Vec<_>>(),
+        );
         let compiled = CompiledTable::compile(initial, &regions, &origin_names, &cfg.routes);
         Ok(Proxy {
             region: cfg.region.as_str().into(),
@@ -208,6 +217,7 @@ impl Proxy {
             config_routes: cfg.routes.clone(),
             max_hops: cfg.forwarding.max_hops,
             retry: RetryPolicy::new(&cfg.retry),
+            request_metrics,
             metrics: shared.metrics,
             access_log: cfg.log.access,
             tunnels: shared.tunnels,
@@ -303,14 +313,17 @@ impl Proxy {
         if ctx.listener != ListenerKind::Peer {
             self.metrics.source_rate.record(status.is_server_error());
         }
-        self.metrics
-            .requests_total
-            .with_label_values(&[ctx.listener.name(), origin, target_region, status.as_str()])
-            .inc();
-        self.metrics
-            .request_duration_seconds
-            .with_label_values(&[origin, target_region])
-            .observe(started.elapsed().as_secs_f64());
+        let target_index = outcome.target.map(|t| match t {
+            Target::Local => 0,
+            Target::Peer(i) => i + 1,
+        });
+        self.request_metrics.observe(
+            ctx.listener as usize,
+            outcome.origin,
+            target_index,
+            status.as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
         if let Some((m, path)) = method {
             tracing::info!(
                 target: "flowgate::access",
@@ -371,7 +384,7 @@ impl Proxy {
         let oid =
             table.router.route(route::request_host(&req), req.uri().path()).ok_or(ProxyError::NoRoute)?;
         outcome.origin = Some(oid);
-        let hop = target::HopInfo::read(ctx.listener, req.headers(), &self.region, self.max_hops);
+        let hop = target::HopInfo::read(ctx.listener, req.headers(), &self.region_header, self.max_hops);
 
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));

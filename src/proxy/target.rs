@@ -48,8 +48,8 @@ impl HopInfo {
     /// Reads the hop fields, which only a peer listener honours (public listeners strip
     /// them). A value that does not parse is treated as having no hops left, so a
     /// malformed header can never make a request travel further.
-    pub fn read(listener: ListenerKind, h: &HeaderMap, own_region: &str, max_hops: u32) -> HopInfo {
-        let own = || HeaderValue::from_str(own_region).unwrap_or(HeaderValue::from_static("unknown"));
+    pub fn read(listener: ListenerKind, h: &HeaderMap, own_region: &HeaderValue, max_hops: u32) -> HopInfo {
+        let own = || own_region.clone();
         if listener != ListenerKind::Peer {
             return HopInfo { hops: 0, source: own(), local_only: false };
         }

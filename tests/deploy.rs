@@ -1,0 +1,1301 @@
+//! Issue 9: the deploy files checked against the binary and its config.
+//!
+//! - `deploy/kubernetes`: every overlay rendered by `kubectl kustomize` (ignored test: needs
+//!   kubectl, which `.ci/run` installs), and the same checks on the base and overlays read
+//!   directly (a small render of our own: resources, bases, configMapGenerator, namespace;
+//!   no patches, no labels), so that the suite checks them everywhere.
+//! - `config/fleet.toml` and each region's `[peers]` against the overlays' Services.
+//! - `deploy/docker/Dockerfile` against the binary's flags and `deploy/docker/flowgate.toml`.
+//! - `deploy/systemd/flowgate.service` against the binary's flags (`systemd-analyze verify`
+//!   in an ignored test: needs systemd, which `.ci/run` installs).
+//! - The probe paths and signals all of them name, against a running binary.
+//!
+//! Every rule compares two sides, so renaming a port, a path, a file or a Service on one
+//! side only fails a test.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Parser;
+use flowgate::cli::{Cli, Command as Cmd};
+use flowgate::config::Config;
+use serde_yaml_ng::{Mapping, Value};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
+
+/// The admin routes the probes must use (`src/admin.rs`); `admin_paths_and_signals_on_the_binary`
+/// checks that a running binary answers them.
+const READY_PATH: &str = "/readyz";
+const LIVE_PATH: &str = "/healthz";
+
+fn root(rel: &str) -> PathBuf {
+    Path::new(ROOT).join(rel)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs the built binary; (exit code, stdout, stderr).
+fn flowgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run flowgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The binary's own command line parser, on the arguments after the program name.
+fn parse_cli(what: &str, args: &[String]) -> Cmd {
+    Cli::try_parse_from(std::iter::once("flowgate".to_owned()).chain(args.iter().cloned()))
+        .unwrap_or_else(|e| panic!("{what}: {args:?} is not a flowgate command line: {e}"))
+        .command
+}
+
+/// `flowgate serve --config PATH` → PATH.
+fn serve_config(what: &str, args: &[String]) -> PathBuf {
+    match parse_cli(what, args) {
+        Cmd::Serve { config } => config,
+        other => panic!("{what}: expected `serve --config FILE`, got {other:?}"),
+    }
+}
+
+/// Writes the files of a config folder (a ConfigMap's data) to a temporary folder and has
+/// the binary validate the config there, and the table it names if any.
+fn validate_with_binary(
+    what: &str,
+    files: &BTreeMap<String, String>,
+    config_key: &str,
+    table_key: Option<&str>,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (k, v) in files {
+        std::fs::write(dir.path().join(k), v).expect("write");
+    }
+    let config = dir.path().join(config_key);
+    let mut args = vec!["validate".to_owned(), "--config".into(), config.display().to_string()];
+    if let Some(t) = table_key {
+        args.extend(["--table".into(), dir.path().join(t).display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = flowgate(&args);
+    assert_eq!(code, 0, "{what}: flowgate {args:?} refused it:\n{out}{err}");
+}
+
+/// Every listener of a container config must accept connections from outside it.
+fn assert_unspecified(what: &str, field: &str, addr: SocketAddr) {
+    assert!(
+        addr.ip().is_unspecified(),
+        "{what}: {field} = {addr}: in a container it must listen on 0.0.0.0 or [::], not one address"
+    );
+}
+
+/// The config's listeners by the port names the deploy files use.
+fn config_ports(cfg: &Config) -> BTreeMap<String, u16> {
+    let mut want = BTreeMap::new();
+    want.insert("public".to_owned(), cfg.listen.public.port());
+    if let Some(p) = cfg.listen.public_tls {
+        want.insert("public-tls".to_owned(), p.port());
+    }
+    if let Some(p) = cfg.listen.peer {
+        want.insert("peer".to_owned(), p.port());
+    }
+    want.insert("admin".to_owned(), cfg.admin.listen.port());
+    want
+}
+
+fn config_listeners(cfg: &Config) -> Vec<(&'static str, SocketAddr)> {
+    let mut v = vec![("listen.public", cfg.listen.public), ("admin.listen", cfg.admin.listen)];
+    v.extend(cfg.listen.public_tls.map(|a| ("listen.public_tls", a)));
+    v.extend(cfg.listen.peer.map(|a| ("listen.peer", a)));
+    v
+}
+
+fn drain_secs(cfg: &Config) -> (f64, f64) {
+    (cfg.drain.delay.as_secs_f64(), cfg.drain.timeout.as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------
+// The Dockerfile
+
+#[derive(Debug)]
+struct Instr {
+    line: usize,
+    cmd: String,
+    args: String,
+}
+
+#[derive(Debug)]
+struct Stage {
+    from: String,
+    name: Option<String>,
+    instrs: Vec<Instr>,
+}
+
+impl Stage {
+    fn all(&self, cmd: &str) -> impl Iterator<Item = &Instr> {
+        let cmd = cmd.to_owned();
+        self.instrs.iter().filter(move |i| i.cmd == cmd)
+    }
+
+    fn one(&self, cmd: &str) -> &Instr {
+        let found: Vec<&Instr> = self.all(cmd).collect();
+        assert_eq!(found.len(), 1, "Dockerfile: the final stage needs exactly one {cmd}: {found:?}");
+        found[0]
+    }
+}
+
+/// Instructions by stage; continuation lines joined, comments dropped.
+fn dockerfile_stages(text: &str) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut pending = String::new();
+    let mut start = 0;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if pending.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        if pending.is_empty() {
+            start = n + 1;
+        }
+        if line.starts_with('#') {
+            continue; // a comment inside a continued instruction
+        }
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        let full = std::mem::take(&mut pending);
+        let (cmd, args) = full.split_once(char::is_whitespace).unwrap_or((&full, ""));
+        let instr = Instr { line: start, cmd: cmd.to_uppercase(), args: args.trim().to_owned() };
+        if instr.cmd == "FROM" {
+            let words: Vec<&str> = instr.args.split_whitespace().collect();
+            let name = match words.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => Some((*name).to_owned()),
+                [_] => None,
+                _ => panic!("Dockerfile:{}: FROM {}", instr.line, instr.args),
+            };
+            stages.push(Stage { from: words[0].to_owned(), name, instrs: Vec::new() });
+        } else {
+            stages
+                .last_mut()
+                .unwrap_or_else(|| panic!("Dockerfile:{}: {} before FROM", instr.line, instr.cmd))
+                .instrs
+                .push(instr);
+        }
+    }
+    assert!(pending.is_empty(), "Dockerfile ends inside a continued line");
+    stages
+}
+
+/// The exec (JSON) form of ENTRYPOINT / CMD / HEALTHCHECK CMD; the shell form would need a
+/// shell, which the image does not have.
+fn exec_form(what: &str, args: &str) -> Vec<String> {
+    serde_json::from_str(args)
+        .unwrap_or_else(|e| panic!("Dockerfile: {what} must be a JSON array (exec form): {args}: {e}"))
+}
+
+/// `--flag=value` options before the rest of an instruction.
+fn options(args: &str) -> (BTreeMap<String, String>, String) {
+    let mut opts = BTreeMap::new();
+    let mut rest = args.trim();
+    while let Some(r) = rest.strip_prefix("--") {
+        let (opt, tail) = r.split_once(char::is_whitespace).unwrap_or((r, ""));
+        let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+        opts.insert(k.to_owned(), v.to_owned());
+        rest = tail.trim_start();
+    }
+    (opts, rest.to_owned())
+}
+
+/// The Debian release an image is built on: `rust:1-bookworm` and `cc-debian12` are both 12.
+fn debian_release(image: &str) -> Option<u32> {
+    let names = [("bullseye", 11), ("bookworm", 12), ("trixie", 13), ("forky", 14)];
+    if let Some((_, n)) = names.iter().find(|(name, _)| image.contains(name)) {
+        return Some(*n);
+    }
+    let at = image.find("debian")? + "debian".len();
+    image[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+/// What the image is, as the other deploy files need it.
+#[derive(Debug)]
+struct Image {
+    /// ENTRYPOINT: the binary's path in the image.
+    binary: String,
+    uid: u32,
+    distroless: bool,
+    stop_signal: String,
+    /// HEALTHCHECK CMD, exec form.
+    healthcheck: Vec<String>,
+    config_path: PathBuf,
+    cfg: Config,
+}
+
+/// Parses `deploy/docker/Dockerfile` and checks it against the binary and the config it
+/// copies. Every rule names the side that does not match.
+fn image() -> Image {
+    let text = read(&root("deploy/docker/Dockerfile"));
+    let stages = dockerfile_stages(&text);
+    assert!(
+        stages.len() >= 2,
+        "Dockerfile: a multi-stage build (builder, runtime), got {} stage(s)",
+        stages.len()
+    );
+
+    // The builder: a release build of the locked dependency set.
+    let build = &stages[0];
+    let build_name = build.name.as_deref().expect("Dockerfile: the first stage is named (FROM ... AS build)");
+    assert!(
+        build.from.starts_with("rust:"),
+        "Dockerfile: the builder is an official rust image: {}",
+        build.from
+    );
+    let cargo = build
+        .all("RUN")
+        .find(|i| i.args.contains("cargo build"))
+        .expect("Dockerfile: the builder runs cargo build");
+    for flag in ["--release", "--locked"] {
+        assert!(cargo.args.contains(flag), "Dockerfile:{}: cargo build without {flag}", cargo.line);
+    }
+    assert!(root("Cargo.lock").is_file(), "--locked needs Cargo.lock in the build context");
+    let workdir =
+        build.all("WORKDIR").last().map(|i| i.args.clone()).expect("Dockerfile: the builder sets WORKDIR");
+
+    // The runtime: small, the same Debian release as the builder (the binary links glibc).
+    let run = stages.last().unwrap();
+    let distroless = run.from.starts_with("gcr.io/distroless/cc-debian");
+    assert!(
+        distroless || run.from.starts_with("debian:") && run.from.contains("-slim"),
+        "Dockerfile: the runtime is distroless cc or debian slim: {}",
+        run.from
+    );
+    assert_eq!(
+        debian_release(&build.from),
+        debian_release(&run.from),
+        "Dockerfile: builder {} and runtime {} are different Debian releases (glibc)",
+        build.from,
+        run.from
+    );
+
+    // ENTRYPOINT is the binary copied from the builder; CMD is `serve --config FILE`.
+    let entrypoint = exec_form("ENTRYPOINT", &run.one("ENTRYPOINT").args);
+    assert_eq!(entrypoint.len(), 1, "Dockerfile: ENTRYPOINT is the binary alone: {entrypoint:?}");
+    let binary = entrypoint[0].clone();
+    let copies: Vec<(BTreeMap<String, String>, Vec<String>)> = run
+        .all("COPY")
+        .map(|i| {
+            let (opts, rest) = options(&i.args);
+            (opts, rest.split_whitespace().map(str::to_owned).collect())
+        })
+        .collect();
+    let built = format!("{}/target/release/flowgate", workdir.trim_end_matches('/'));
+    assert!(
+        copies.iter().any(|(o, w)| o.get("from").map(String::as_str) == Some(build_name)
+            && w.len() == 2
+            && w[0] == built
+            && w[1] == binary),
+        "Dockerfile: COPY --from={build_name} {built} {binary} (the ENTRYPOINT) is missing: {copies:?}"
+    );
+    let cmd = exec_form("CMD", &run.one("CMD").args);
+    let config_path = serve_config("Dockerfile CMD", &cmd);
+
+    // The config in the image comes from the repository and the binary accepts it.
+    let (_, words) = copies
+        .iter()
+        .find(|(o, w)| !o.contains_key("from") && w.len() == 2 && Path::new(&w[1]) == config_path)
+        .unwrap_or_else(|| panic!("Dockerfile: nothing copies the config to {}", config_path.display()));
+    let source = root(&words[0]);
+    let cfg_text = read(&source);
+    let cfg =
+        Config::from_toml(&config_path, &cfg_text).unwrap_or_else(|e| panic!("{}: {e:?}", source.display()));
+    let (code, out, err) = flowgate(&["validate", "--config", source.to_str().unwrap()]);
+    assert_eq!(code, 0, "flowgate validate --config {}:\n{out}{err}", source.display());
+    for (field, addr) in config_listeners(&cfg) {
+        assert_unspecified("deploy/docker/flowgate.toml", field, addr);
+    }
+
+    // A numeric non-root user (so that Kubernetes' runAsNonRoot can check it).
+    let user = run.one("USER").args.clone();
+    let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
+    let uid: u32 = uid.parse().unwrap_or_else(|_| panic!("Dockerfile: USER {user}: use numbers"));
+    let gid: u32 = gid.parse().unwrap_or_else(|_| panic!("Dockerfile: USER {user}: use numbers"));
+    assert!(uid != 0 && gid != 0, "Dockerfile: USER {user} is root");
+
+    // EXPOSE: exactly the config's listeners.
+    let exposed: BTreeSet<u16> = run
+        .all("EXPOSE")
+        .flat_map(|i| i.args.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+            assert_eq!(proto, "tcp", "Dockerfile: EXPOSE {p}");
+            port.parse().unwrap_or_else(|_| panic!("Dockerfile: EXPOSE {p}"))
+        })
+        .collect();
+    let listening: BTreeSet<u16> = config_ports(&cfg).into_values().collect();
+    assert_eq!(exposed, listening, "Dockerfile: EXPOSE must list the config's public, peer and admin ports");
+
+    // The state folder exists in the image, belongs to USER, and is a VOLUME.
+    let state = cfg.admin.state_dir.clone().expect("deploy/docker/flowgate.toml sets [admin] state_dir");
+    assert!(
+        copies.iter().any(|(o, w)| o.get("chown").map(String::as_str) == Some(user.as_str())
+            && w.last().map(Path::new) == Some(state.as_path())),
+        "Dockerfile: COPY --chown={user} ... {} (the state folder, writable by USER) is missing",
+        state.display()
+    );
+    let volumes: Vec<String> = run
+        .all("VOLUME")
+        .flat_map(|i| serde_json::from_str::<Vec<String>>(&i.args).unwrap_or_else(|_| vec![i.args.clone()]))
+        .collect();
+    assert!(
+        volumes.iter().any(|v| Path::new(v) == state),
+        "Dockerfile: VOLUME {} is missing: {volumes:?}",
+        state.display()
+    );
+
+    // No token baked into the image: it comes from the environment at run time.
+    for i in run.all("ENV").chain(run.all("ARG")) {
+        assert!(
+            !i.args.contains(&cfg.admin.token_env),
+            "Dockerfile:{}: {} must not be in the image",
+            i.line,
+            cfg.admin.token_env
+        );
+    }
+    assert!(
+        text.contains(&cfg.admin.token_env),
+        "Dockerfile: say that {} must be set at run time",
+        cfg.admin.token_env
+    );
+
+    // HEALTHCHECK: the binary's probe of the admin listener's LIVE_PATH, within its timeout.
+    let (hc_opts, hc_rest) = options(&run.one("HEALTHCHECK").args);
+    let hc_cmd = hc_rest.strip_prefix("CMD").expect("Dockerfile: HEALTHCHECK CMD [...]");
+    let healthcheck = exec_form("HEALTHCHECK CMD", hc_cmd.trim());
+    assert_eq!(
+        healthcheck[0], binary,
+        "Dockerfile: the HEALTHCHECK runs the image's binary (no curl in the image)"
+    );
+    let Cmd::Probe { url, timeout } = parse_cli("HEALTHCHECK", &healthcheck[1..]) else {
+        panic!("Dockerfile: HEALTHCHECK CMD is not `flowgate probe URL`: {healthcheck:?}")
+    };
+    let uri: http::Uri = url.parse().expect("HEALTHCHECK url");
+    assert_eq!(uri.scheme_str(), Some("http"), "HEALTHCHECK {url}");
+    let host: std::net::IpAddr = uri.host().and_then(|h| h.parse().ok()).expect("HEALTHCHECK: a loopback IP");
+    assert!(host.is_loopback(), "HEALTHCHECK {url}: probe from inside the container, on loopback");
+    assert_eq!(
+        uri.port_u16(),
+        Some(cfg.admin.listen.port()),
+        "HEALTHCHECK {url}: not the config's admin port"
+    );
+    assert_eq!(uri.path(), LIVE_PATH, "HEALTHCHECK {url}: not the admin listener's liveness path");
+    let hc_timeout = humantime::parse_duration(hc_opts.get("timeout").map(String::as_str).unwrap_or("30s"))
+        .expect("HEALTHCHECK --timeout");
+    assert!(
+        timeout < hc_timeout,
+        "HEALTHCHECK: the probe's --timeout {timeout:?} must end before Docker's {hc_timeout:?}"
+    );
+
+    let stop_signal = run.one("STOPSIGNAL").args.clone();
+    assert_eq!(stop_signal, "SIGTERM", "Dockerfile: STOPSIGNAL SIGTERM is the signal flowgate drains on");
+
+    // The build context: no build output sent to the daemon, and every COPY source sent.
+    let ignore = read(&root(".dockerignore"));
+    let ignored: Vec<&str> =
+        ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    assert!(
+        ignored.iter().any(|l| ["target", "target/", "/target", "/target/"].contains(l)),
+        ".dockerignore must exclude target/: {ignored:?}"
+    );
+    for (o, w) in &copies {
+        if !o.contains_key("from") {
+            let src = w[0].trim_start_matches("./");
+            assert!(root(src).exists(), "Dockerfile: COPY {src}: no such file");
+            assert!(
+                !ignored.iter().any(|l| src.starts_with(l.trim_matches('/'))),
+                ".dockerignore excludes {src}"
+            );
+        }
+    }
+
+    Image { binary, uid, distroless, stop_signal, healthcheck, config_path, cfg }
+}
+
+#[test]
+fn dockerfile_matches_the_binary_and_its_config() {
+    let img = image();
+    assert_eq!(img.binary, "/usr/local/bin/flowgate");
+    assert_eq!(img.config_path, Path::new("/etc/flowgate/flowgate.toml"));
+    assert_eq!(img.uid, 65532, "distroless's nonroot user; deployment.yaml's runAsUser follows it");
+    let (delay, timeout) = drain_secs(&img.cfg);
+    assert!(delay + timeout < 45.0, "the README's `docker run --stop-timeout 45` must cover the drain");
+}
+
+#[test]
+fn the_dockerfile_checks_catch_mistakes() {
+    // The parser the checks rely on: stages, continuations, options, exec form.
+    let stages = dockerfile_stages(
+        "# c\nFROM rust:1-bookworm AS build\nRUN a \\\n  # inner\n  b\nFROM gcr.io/distroless/cc-debian12:nonroot\nHEALTHCHECK --timeout=5s \\\n CMD [\"/x\", \"probe\", \"u\"]\n",
+    );
+    assert_eq!(stages.len(), 2);
+    assert_eq!(stages[0].name.as_deref(), Some("build"));
+    assert_eq!(stages[0].instrs[0].args, "a  b");
+    let (opts, rest) = options(&stages[1].instrs[0].args);
+    assert_eq!(opts["timeout"], "5s");
+    assert_eq!(exec_form("x", rest.strip_prefix("CMD").unwrap().trim()), ["/x", "probe", "u"]);
+    assert_eq!(debian_release("rust:1-bookworm"), Some(12));
+    assert_eq!(debian_release("gcr.io/distroless/cc-debian12:nonroot"), Some(12));
+    assert_eq!(debian_release("rust:1-trixie"), Some(13));
+    // The binary's parser refuses what it does not know.
+    assert!(Cli::try_parse_from(["flowgate", "serve", "--conf", "/x"]).is_err());
+    assert!(Cli::try_parse_from(["flowgate", "run", "--config", "/x"]).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes
+
+fn yaml_docs(what: &str, text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{what}: {e}")))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn s(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+fn seq(v: &Value) -> &[Value] {
+    v.as_sequence().map(Vec::as_slice).unwrap_or_default()
+}
+
+fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.as_mapping()
+        .map(|m| {
+            m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned()))).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn name_of(v: &Value) -> &str {
+    s(&v["metadata"]["name"]).unwrap_or("?")
+}
+
+/// A small kustomize of our own for the test that runs without kubectl: `resources` and
+/// `bases` (files and folders), `configMapGenerator` (create, merge, replace; no hash
+/// suffix), `namespace`. Patches and labels are not applied (the base files carry their
+/// labels themselves); the kubectl test renders those.
+fn simple_render(dir: &Path) -> Vec<Value> {
+    let kpath = dir.join("kustomization.yaml");
+    let k: Value =
+        serde_yaml_ng::from_str(&read(&kpath)).unwrap_or_else(|e| panic!("{}: {e}", kpath.display()));
+    let mut docs = Vec::new();
+    for r in seq(&k["bases"]).iter().chain(seq(&k["resources"])) {
+        let p = dir.join(s(r).expect("resource path"));
+        if p.is_dir() {
+            docs.extend(simple_render(&p));
+        } else {
+            docs.extend(yaml_docs(&p.display().to_string(), &read(&p)));
+        }
+    }
+    for g in seq(&k["configMapGenerator"]) {
+        let name = s(&g["name"]).expect("configMapGenerator name");
+        let mut data = Mapping::new();
+        for f in seq(&g["files"]) {
+            let f = s(f).expect("configMapGenerator file");
+            let (key, path) =
+                f.split_once('=').unwrap_or((Path::new(f).file_name().unwrap().to_str().unwrap(), f));
+            data.insert(key.into(), read(&dir.join(path)).into());
+        }
+        let existing = docs.iter_mut().find(|d| s(&d["kind"]) == Some("ConfigMap") && name_of(d) == name);
+        match (s(&g["behavior"]).unwrap_or("create"), existing) {
+            ("create", None) => {
+                let mut cm = Mapping::new();
+                cm.insert("apiVersion".into(), "v1".into());
+                cm.insert("kind".into(), "ConfigMap".into());
+                let mut meta = Mapping::new();
+                meta.insert("name".into(), name.into());
+                cm.insert("metadata".into(), meta.into());
+                cm.insert("data".into(), data.into());
+                docs.push(cm.into());
+            }
+            ("merge", Some(cm)) => {
+                let old = cm["data"].as_mapping_mut().expect("ConfigMap data");
+                for (k, v) in data {
+                    old.insert(k, v);
+                }
+            }
+            ("replace", Some(cm)) => cm["data"] = data.into(),
+            (b, found) => panic!(
+                "{}: configMapGenerator {name}: behavior {b} with{} a base",
+                kpath.display(),
+                if found.is_some() { "" } else { "out" }
+            ),
+        }
+    }
+    if let Some(ns) = s(&k["namespace"]) {
+        for d in &mut docs {
+            if s(&d["kind"]) != Some("Namespace") {
+                d["metadata"]["namespace"] = ns.into();
+            }
+        }
+    }
+    docs
+}
+
+/// `kubectl kustomize DIR` (KUBECTL names another kubectl, e.g. an old one).
+fn kubectl_render(dir: &Path) -> Vec<Value> {
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let out = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{kubectl}: {e} (install Debian's kubernetes-client; .ci/run does)"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{kubectl} kustomize {}:\n{stderr}", dir.display());
+    yaml_docs(&dir.display().to_string(), &String::from_utf8_lossy(&out.stdout))
+}
+
+/// What one rendered region says, for the checks across regions.
+#[derive(Debug)]
+struct Rendered {
+    label: String,
+    namespace: Option<String>,
+    cfg: Config,
+    files: BTreeMap<String, String>,
+    table_key: Option<String>,
+    config_map: String,
+    /// Headless Service name (every pod's admin and peer port).
+    headless: String,
+    /// The peer Service other regions use as this region's load balancer: name, port.
+    peer_service: (String, u16),
+}
+
+/// Resolves a probe's or Service's target port (a name or a number) to a container port.
+fn container_port(ports: &BTreeMap<String, u16>, target: &Value, what: &str) -> (String, u16) {
+    if let Some(name) = s(target) {
+        let port =
+            ports.get(name).unwrap_or_else(|| panic!("{what}: no container port named {name:?} ({ports:?})"));
+        return (name.to_owned(), *port);
+    }
+    let n = target.as_u64().unwrap_or_else(|| panic!("{what}: port {target:?}"));
+    let (name, port) = ports
+        .iter()
+        .find(|(_, p)| u64::from(**p) == n)
+        .unwrap_or_else(|| panic!("{what}: no container port {n} ({ports:?})"));
+    (name.clone(), *port)
+}
+
+fn seconds(v: &Value, what: &str) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{what}: a number of seconds, got {v:?}"))
+}
+
+/// Checks one region's objects against the binary, its config (from the ConfigMap) and the
+/// image. The rules:
+/// - the container runs the image's ENTRYPOINT with `serve --config P` (the binary's own
+///   parser), P in a read-only mount of the ConfigMap, whose P key the binary validates (and
+///   the table it names, from the same ConfigMap);
+/// - container ports named public / peer / public-tls / admin are exactly the config's
+///   listener ports, every listener on 0.0.0.0;
+/// - readiness probes READY_PATH and liveness LIVE_PATH on the admin port;
+/// - the token variable the config names comes from a Secret;
+/// - the config's state_dir is a writable volume; the root filesystem is read-only; the
+///   user is the image's, not root;
+/// - preStop sleep ≥ drain.delay and terminationGracePeriodSeconds > preStop + delay +
+///   timeout; no stop signal other than the image's SIGTERM;
+/// - resources; Services select the pods and target container ports by name or number: a
+///   public one, a peer one, a headless one with the admin port (port = container port),
+///   none that exposes admin outside the cluster; PDB and HPA point at the pods.
+fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
+    let of_kind = |k: &str| docs.iter().filter(|d| s(&d["kind"]) == Some(k)).collect::<Vec<_>>();
+    let deps = of_kind("Deployment");
+    assert_eq!(deps.len(), 1, "{label}: one Deployment");
+    let dep = deps[0];
+    let what = format!("{label}: Deployment {}", name_of(dep));
+    let pod = &dep["spec"]["template"]["spec"];
+    let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
+    let selects = |sel: &BTreeMap<String, String>| {
+        !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(
+        selects(&labels(&dep["spec"]["selector"]["matchLabels"])),
+        "{what}: the selector does not match the pod labels"
+    );
+
+    let containers = seq(&pod["containers"]);
+    let c = containers
+        .iter()
+        .find(|c| s(&c["name"]) == Some("flowgate"))
+        .unwrap_or_else(|| panic!("{what}: no container named flowgate"));
+
+    // The command line, through the binary's parser.
+    assert!(
+        c["command"].is_null(),
+        "{what}: no command: the image's ENTRYPOINT ({}) is the binary",
+        img.binary
+    );
+    let args: Vec<String> =
+        seq(&c["args"]).iter().map(|a| s(a).expect("args are strings").to_owned()).collect();
+    let config_path = serve_config(&format!("{what} args"), &args);
+    assert!(config_path.is_absolute(), "{what}: --config {} is relative", config_path.display());
+    let config_dir = config_path.parent().unwrap();
+    let config_key = config_path.file_name().unwrap().to_str().unwrap().to_owned();
+
+    let mounts = seq(&c["volumeMounts"]);
+    let volumes = seq(&pod["volumes"]);
+    let mount_at = |dir: &Path| {
+        mounts.iter().find(|m| s(&m["mountPath"]).map(Path::new) == Some(dir)).map(|m| {
+            let name = s(&m["name"]).expect("mount name");
+            let vol = volumes
+                .iter()
+                .find(|v| s(&v["name"]) == Some(name))
+                .unwrap_or_else(|| panic!("{what}: volume {name} is mounted but not defined"));
+            (m, vol)
+        })
+    };
+    let (cm_mount, cm_vol) = mount_at(config_dir).unwrap_or_else(|| {
+        panic!("{what}: nothing is mounted at {} (the --config folder)", config_dir.display())
+    });
+    assert_eq!(cm_mount["readOnly"].as_bool(), Some(true), "{what}: mount the config read-only");
+    let config_map = s(&cm_vol["configMap"]["name"])
+        .unwrap_or_else(|| panic!("{what}: {} is not a ConfigMap volume", config_dir.display()))
+        .to_owned();
+    let cm = of_kind("ConfigMap").into_iter().find(|d| name_of(d) == config_map).unwrap_or_else(|| {
+        panic!("{what}: ConfigMap {config_map} (mounted at {}) is not rendered", config_dir.display())
+    });
+    let files: BTreeMap<String, String> = cm["data"]
+        .as_mapping()
+        .expect("ConfigMap data")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let text = files.get(&config_key).unwrap_or_else(|| {
+        panic!("{what}: ConfigMap {config_map} has no {config_key} for --config {}", config_path.display())
+    });
+    let cfg =
+        Config::from_toml(&config_path, text).unwrap_or_else(|e| panic!("{label}: {config_key}: {e:?}"));
+    let table_key = cfg.table.as_ref().map(|t| {
+        assert_eq!(
+            t.parent(),
+            Some(config_dir),
+            "{label}: table {} is not in the mounted ConfigMap",
+            t.display()
+        );
+        let key = t.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            files.contains_key(&key),
+            "{label}: the config's table {key} is not in ConfigMap {config_map}"
+        );
+        key
+    });
+    validate_with_binary(label, &files, &config_key, table_key.as_deref());
+
+    // Ports: by name, the config's listeners, all of them and nothing else.
+    let ports: BTreeMap<String, u16> = seq(&c["ports"])
+        .iter()
+        .map(|p| {
+            let name =
+                s(&p["name"]).unwrap_or_else(|| panic!("{what}: every container port is named: {p:?}"));
+            let n = p["containerPort"].as_u64().expect("containerPort");
+            (name.to_owned(), u16::try_from(n).expect("port"))
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        config_ports(&cfg),
+        "{what}: container ports (by name) against {config_key}'s listeners"
+    );
+    for (field, addr) in config_listeners(&cfg) {
+        assert_unspecified(label, field, addr);
+    }
+    let admin_port = cfg.admin.listen.port();
+
+    // Probes: the binary's paths on the admin port.
+    for (probe, path) in [("readinessProbe", READY_PATH), ("livenessProbe", LIVE_PATH)] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(s(&get["path"]), Some(path), "{what}: {probe} path");
+        assert!(
+            matches!(s(&get["scheme"]), None | Some("HTTP")),
+            "{what}: {probe} scheme: the admin listener is plain HTTP"
+        );
+        let (name, port) = container_port(&ports, &get["port"], &format!("{what}: {probe}"));
+        assert_eq!(
+            (name.as_str(), port),
+            ("admin", admin_port),
+            "{what}: {probe} is not on the admin listener"
+        );
+    }
+
+    // The admin token: the config's variable, from a Secret.
+    if !cfg.admin.listen.ip().is_loopback() && cfg.admin.token_file.is_none() {
+        let env = seq(&c["env"])
+            .iter()
+            .find(|e| s(&e["name"]) == Some(cfg.admin.token_env.as_str()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: no env {}: flowgate refuses a non-loopback admin listener without a token",
+                    cfg.admin.token_env
+                )
+            });
+        let secret = &env["valueFrom"]["secretKeyRef"];
+        assert!(
+            s(&secret["name"]).is_some_and(|n| !n.is_empty())
+                && s(&secret["key"]).is_some_and(|k| !k.is_empty()),
+            "{what}: {} comes from a Secret (secretKeyRef), not a literal",
+            cfg.admin.token_env
+        );
+        assert!(secret["optional"].as_bool() != Some(true), "{what}: the token Secret is not optional");
+    }
+
+    // State and security.
+    let state = cfg
+        .admin
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| panic!("{label}: {config_key} sets no [admin] state_dir"));
+    let (state_mount, state_vol) = mount_at(&state)
+        .unwrap_or_else(|| panic!("{what}: nothing is mounted at state_dir {}", state.display()));
+    assert!(state_mount["readOnly"].as_bool() != Some(true), "{what}: state_dir must be writable");
+    assert!(
+        !state_vol["emptyDir"].is_null() || !state_vol["persistentVolumeClaim"].is_null(),
+        "{what}: state_dir {} is an emptyDir or a volume claim",
+        state.display()
+    );
+    let csc = &c["securityContext"];
+    let psc = &pod["securityContext"];
+    let either = |k: &str| if csc[k].is_null() { &psc[k] } else { &csc[k] };
+    assert_eq!(csc["readOnlyRootFilesystem"].as_bool(), Some(true), "{what}: readOnlyRootFilesystem");
+    assert_eq!(csc["allowPrivilegeEscalation"].as_bool(), Some(false), "{what}: allowPrivilegeEscalation");
+    assert!(
+        seq(&csc["capabilities"]["drop"]).iter().any(|d| s(d) == Some("ALL")),
+        "{what}: drop ALL capabilities"
+    );
+    assert_eq!(either("runAsNonRoot").as_bool(), Some(true), "{what}: runAsNonRoot");
+    assert_eq!(
+        either("runAsUser").as_u64(),
+        Some(u64::from(img.uid)),
+        "{what}: runAsUser is the image's USER"
+    );
+
+    // Drain timing.
+    let (delay, timeout) = drain_secs(&cfg);
+    let grace = match &pod["terminationGracePeriodSeconds"] {
+        Value::Null => 30.0, // Kubernetes' default
+        v => seconds(v, "terminationGracePeriodSeconds"),
+    };
+    let pre_stop = &c["lifecycle"]["preStop"];
+    if img.distroless {
+        assert!(
+            pre_stop["exec"].is_null(),
+            "{what}: preStop exec cannot run in the distroless image (no shell, no sleep): use the sleep action"
+        );
+    }
+    let sleep = seconds(&pre_stop["sleep"]["seconds"], &format!("{what}: lifecycle.preStop.sleep.seconds"));
+    assert!(sleep >= delay, "{what}: preStop sleeps {sleep} s, less than [drain] delay ({delay} s)");
+    assert!(
+        grace > sleep + delay + timeout,
+        "{what}: terminationGracePeriodSeconds {grace} must exceed preStop {sleep} + [drain] delay {delay} + timeout {timeout}"
+    );
+    assert!(
+        matches!(s(&c["lifecycle"]["stopSignal"]), None | Some("SIGTERM")),
+        "{what}: flowgate drains on SIGTERM (the image's STOPSIGNAL)"
+    );
+    assert_eq!(img.stop_signal, "SIGTERM");
+
+    for kind in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(!c["resources"][kind][r].is_null(), "{what}: resources.{kind}.{r}");
+        }
+    }
+
+    // Services.
+    let mut public = None;
+    let mut peer_service = None;
+    let mut headless = None;
+    for svc in of_kind("Service") {
+        let name = name_of(svc).to_owned();
+        let sw = format!("{label}: Service {name}");
+        assert!(
+            selects(&labels(&svc["spec"]["selector"])),
+            "{sw}: the selector does not match the pods' labels"
+        );
+        let kind = s(&svc["spec"]["type"]).unwrap_or("ClusterIP");
+        let is_headless = s(&svc["spec"]["clusterIP"]) == Some("None");
+        for p in seq(&svc["spec"]["ports"]) {
+            let port = u16::try_from(p["port"].as_u64().expect("port")).unwrap();
+            let target = if p["targetPort"].is_null() { &p["port"] } else { &p["targetPort"] };
+            let (cname, cport) = container_port(&ports, target, &sw);
+            assert_eq!(
+                s(&p["name"]),
+                Some(cname.as_str()),
+                "{sw}: port {port} targets container port {cname}: name it so"
+            );
+            if is_headless {
+                assert_eq!(
+                    port, cport,
+                    "{sw}: a headless Service maps no ports: port {port} must be the container's {cport}"
+                );
+            }
+            if cname == "admin" {
+                assert!(kind == "ClusterIP", "{sw}: a {kind} Service must not expose the admin listener");
+            }
+            match (cname.as_str(), is_headless) {
+                ("public", false) => public = Some(name.clone()),
+                ("peer", false) => peer_service = Some((name.clone(), port)),
+                ("admin", true) => headless = Some(name.clone()),
+                _ => {}
+            }
+        }
+    }
+    assert!(public.is_some(), "{label}: no Service for the public port");
+    let peer_service =
+        peer_service.unwrap_or_else(|| panic!("{label}: no (non-headless) Service for the peer port"));
+    let headless = headless
+        .unwrap_or_else(|| panic!("{label}: no headless Service (clusterIP: None) with the admin port"));
+
+    // PDB and HPA.
+    let pdbs = of_kind("PodDisruptionBudget");
+    assert_eq!(pdbs.len(), 1, "{label}: one PodDisruptionBudget");
+    assert!(
+        selects(&labels(&pdbs[0]["spec"]["selector"]["matchLabels"])),
+        "{label}: the PDB selects the pods"
+    );
+    let hpas = of_kind("HorizontalPodAutoscaler");
+    assert_eq!(hpas.len(), 1, "{label}: one HorizontalPodAutoscaler");
+    let target = &hpas[0]["spec"]["scaleTargetRef"];
+    assert_eq!(
+        (s(&target["kind"]), s(&target["name"])),
+        (Some("Deployment"), Some(name_of(dep))),
+        "{label}: the HPA scales the Deployment"
+    );
+    let min = hpas[0]["spec"]["minReplicas"].as_u64().unwrap_or(1);
+    let max = hpas[0]["spec"]["maxReplicas"].as_u64().expect("maxReplicas");
+    let unavailable = pdbs[0]["spec"]["maxUnavailable"].as_u64().expect("PDB maxUnavailable (a number)");
+    assert!(
+        min >= 2 && max >= min && unavailable < min,
+        "{label}: HPA {min}..{max} with PDB maxUnavailable {unavailable}"
+    );
+    assert!(
+        dep["spec"]["replicas"].is_null(),
+        "{label}: the HPA owns the replica count; the Deployment sets none"
+    );
+
+    // One namespace for everything.
+    let namespaces: BTreeSet<Option<String>> = docs
+        .iter()
+        .filter(|d| s(&d["kind"]) != Some("Namespace"))
+        .map(|d| s(&d["metadata"]["namespace"]).map(str::to_owned))
+        .collect();
+    assert_eq!(namespaces.len(), 1, "{label}: objects in several namespaces: {namespaces:?}");
+    let namespace = namespaces.into_iter().next().unwrap();
+    if let Some(ns) = &namespace {
+        let declared = of_kind("Namespace").iter().any(|d| name_of(d) == ns);
+        assert!(declared, "{label}: namespace {ns} is used but not created");
+    }
+
+    Rendered { label: label.to_owned(), namespace, cfg, files, table_key, config_map, headless, peer_service }
+}
+
+fn overlay_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root("deploy/kubernetes/overlays"))
+        .expect("deploy/kubernetes/overlays")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "one overlay per example region: {names:?}");
+    names
+}
+
+/// The checks across regions: each overlay is its region; config/fleet.toml reaches every
+/// region's pods through its headless Service; each region's [peers] name the other
+/// regions' Services; every region starts from the same table.
+fn check_fleet(regions: &[Rendered]) {
+    let fleet_path = root("config/fleet.toml");
+    let fleet = flowgate::fleet::FleetFile::load(&fleet_path).unwrap_or_else(|e| panic!("{e}"));
+    let names: BTreeSet<&str> = regions.iter().map(|r| r.label.as_str()).collect();
+    let in_fleet: BTreeSet<&str> = fleet.regions.keys().map(String::as_str).collect();
+    assert_eq!(in_fleet, names, "config/fleet.toml's regions against deploy/kubernetes/overlays");
+    let dns = |svc: &str, r: &Rendered, port: u16| {
+        let ns = r.namespace.as_deref().unwrap_or_else(|| panic!("{}: no namespace", r.label));
+        format!("{svc}.{ns}.svc.cluster.local:{port}")
+    };
+    for r in regions {
+        assert_eq!(r.cfg.region, r.label, "overlays/{}: its config's region", r.label);
+        // A headless name resolves to pod addresses: the port is the pods' admin port.
+        let want = format!("dns:{}", dns(&r.headless, r, r.cfg.admin.listen.port()));
+        assert_eq!(fleet.regions[&r.label].admin, [want], "config/fleet.toml: regions.{}.admin", r.label);
+
+        let others: BTreeSet<&str> = names.iter().copied().filter(|n| *n != r.label).collect();
+        let peers: BTreeSet<&str> = r.cfg.peers.keys().map(String::as_str).collect();
+        assert_eq!(peers, others, "overlays/{}: [peers] against the other overlays", r.label);
+        for o in regions.iter().filter(|o| o.label != r.label) {
+            let p = &r.cfg.peers[&o.label];
+            let lb = dns(&o.peer_service.0, o, o.peer_service.1);
+            assert_eq!(
+                p.lb,
+                [lb],
+                "overlays/{}: [peers.{}] lb is {}'s peer Service",
+                r.label,
+                o.label,
+                o.label
+            );
+            let peer_port = o.cfg.listen.peer.expect("peer listener").port();
+            let direct = dns(&o.headless, o, peer_port);
+            assert_eq!(
+                p.proxies,
+                [direct],
+                "overlays/{}: [peers.{}] proxies is {}'s headless Service",
+                r.label,
+                o.label,
+                o.label
+            );
+        }
+        let table =
+            r.table_key.as_ref().unwrap_or_else(|| panic!("overlays/{}: the config names no table", r.label));
+        assert_eq!(
+            r.files[table],
+            regions[0].files[regions[0].table_key.as_ref().unwrap()],
+            "{}: every region starts from the same table",
+            r.label
+        );
+    }
+}
+
+/// Old kustomize (kubectl before 1.21, Debian's kubernetes-client) reads only these fields
+/// and only files under `resources` (folders go under `bases`).
+fn check_old_kustomize(dir: &Path) {
+    let kpath = dir.join("kustomization.yaml");
+    let k: Value = serde_yaml_ng::from_str(&read(&kpath)).unwrap();
+    let known = [
+        "apiVersion",
+        "kind",
+        "namespace",
+        "commonLabels",
+        "bases",
+        "resources",
+        "configMapGenerator",
+        "patchesStrategicMerge",
+        "images",
+    ];
+    for key in k.as_mapping().unwrap().keys() {
+        let key = key.as_str().unwrap();
+        assert!(
+            known.contains(&key),
+            "{}: {key} is not understood by kubectl's old kustomize",
+            kpath.display()
+        );
+    }
+    for r in seq(&k["resources"]) {
+        assert!(
+            dir.join(s(r).unwrap()).is_file(),
+            "{}: resources: {r:?}: old kustomize loads files only (use bases:)",
+            kpath.display()
+        );
+    }
+    for r in seq(&k["bases"]) {
+        check_old_kustomize(&dir.join(s(r).unwrap()));
+    }
+}
+
+#[test]
+fn kubernetes_base_and_overlays_read_directly() {
+    let img = image();
+    let base = root("deploy/kubernetes/base");
+    check_old_kustomize(&base);
+    let b = check_region("base", &simple_render(&base), &img);
+    assert_eq!((b.config_map.as_str(), b.namespace.as_deref()), ("flowgate-config", None));
+    // The base's table validates on its own (the overlays' configs check it against theirs).
+    let (code, out, err) = flowgate(&["validate", "--table", base.join("table.json").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut regions = Vec::new();
+    for name in overlay_names() {
+        let dir = root(&format!("deploy/kubernetes/overlays/{name}"));
+        check_old_kustomize(&dir);
+        regions.push(check_region(&name, &simple_render(&dir), &img));
+    }
+    check_fleet(&regions);
+}
+
+#[test]
+#[ignore = "needs kubectl (installed by .ci/run)"]
+fn kubernetes_overlays_rendered_by_kubectl() {
+    let img = image();
+    let mut regions = Vec::new();
+    for name in overlay_names() {
+        let dir = root(&format!("deploy/kubernetes/overlays/{name}"));
+        let docs = kubectl_render(&dir);
+        let r = check_region(&name, &docs, &img);
+        // The generated name carries a hash of the content, so a config change rolls the pods.
+        assert!(r.config_map.starts_with("flowgate-config-"), "{name}: ConfigMap {}", r.config_map);
+        // The render without kubectl above has the same objects.
+        let ids = |docs: &[Value]| -> BTreeSet<(String, String)> {
+            docs.iter()
+                .map(|d| {
+                    let n = name_of(d);
+                    let n = if n.starts_with("flowgate-config-") { "flowgate-config" } else { n };
+                    (s(&d["kind"]).unwrap().to_owned(), n.to_owned())
+                })
+                .collect()
+        };
+        assert_eq!(
+            ids(&docs),
+            ids(&simple_render(&dir)),
+            "{name}: kubectl and the direct read disagree on the objects"
+        );
+        regions.push(r);
+    }
+    check_fleet(&regions);
+    let base = kubectl_render(&root("deploy/kubernetes/base"));
+    check_region("base", &base, &img);
+}
+
+// ---------------------------------------------------------------------------------------
+// systemd
+
+type Unit = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+fn parse_unit(text: &str) -> Unit {
+    let mut unit = Unit::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("flowgate.service: {line}"));
+        unit.entry(section.clone())
+            .or_default()
+            .entry(k.trim().to_owned())
+            .or_default()
+            .push(v.trim().to_owned());
+    }
+    unit
+}
+
+fn unit_value<'a>(unit: &'a Unit, key: &str) -> Option<&'a str> {
+    unit.get("Service")?.get(key)?.last().map(String::as_str)
+}
+
+/// An Exec line's argv, without systemd's `-@:+!` prefixes.
+fn unit_argv(unit: &Unit, key: &str) -> Vec<String> {
+    let line = unit_value(unit, key).unwrap_or_else(|| panic!("flowgate.service: no {key}"));
+    let mut argv: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    argv[0] = argv[0].trim_start_matches(['-', '@', ':', '+', '!']).to_owned();
+    assert!(argv[0].starts_with('/'), "flowgate.service: {key}={line}: an absolute path");
+    argv
+}
+
+/// systemd's time spans: "45", "45s", "1min 30s".
+fn timespan(v: &str) -> Duration {
+    v.parse::<u64>()
+        .map(Duration::from_secs)
+        .unwrap_or_else(|_| humantime::parse_duration(v).unwrap_or_else(|e| panic!("time span {v}: {e}")))
+}
+
+/// `kill -HUP $MAINPID` → "SIGHUP".
+fn reload_signal(unit: &Unit) -> String {
+    let argv = unit_argv(unit, "ExecReload");
+    assert!(argv[0].ends_with("/kill"), "ExecReload runs kill: {argv:?}");
+    assert_eq!(
+        argv.last().map(String::as_str),
+        Some("$MAINPID"),
+        "ExecReload signals the main process: {argv:?}"
+    );
+    let sig = match &argv[1..argv.len() - 1] {
+        [flag] if flag.starts_with('-') => flag[1..].to_owned(),
+        [s, sig] if s == "-s" => sig.clone(),
+        other => panic!("ExecReload: kill options {other:?}"),
+    };
+    if sig.starts_with("SIG") { sig } else { format!("SIG{sig}") }
+}
+
+fn stop_signal(unit: &Unit) -> String {
+    unit_value(unit, "KillSignal").unwrap_or("SIGTERM").to_owned()
+}
+
+fn unit() -> (String, Unit) {
+    let text = read(&root("deploy/systemd/flowgate.service"));
+    let u = parse_unit(&text);
+    (text, u)
+}
+
+#[test]
+fn systemd_unit_matches_the_binary() {
+    let (_, u) = unit();
+    assert_eq!(unit_value(&u, "Type"), Some("exec"), "Type=exec: flowgate does not send sd_notify");
+    let start = unit_argv(&u, "ExecStart");
+    let config = serve_config("ExecStart", &start[1..]);
+    assert!(config.is_absolute(), "ExecStart: --config {}", config.display());
+    match parse_cli("ExecStartPre", &unit_argv(&u, "ExecStartPre")[1..]) {
+        Cmd::Validate { config: Some(c), table: None } => {
+            assert_eq!(c, config, "ExecStartPre validates what ExecStart serves")
+        }
+        other => panic!("ExecStartPre: expected `validate --config {}`: {other:?}", config.display()),
+    }
+    assert_eq!(unit_argv(&u, "ExecStartPre")[0], start[0], "one binary");
+    // The signals flowgate handles (checked on a running binary in
+    // `admin_paths_and_signals_on_the_binary`): SIGHUP reloads, SIGTERM drains.
+    assert_eq!(reload_signal(&u), "SIGHUP");
+    assert_eq!(stop_signal(&u), "SIGTERM");
+
+    // The config installed at --config is config/flowgate.toml (deploy/systemd/README.md).
+    let readme = read(&root("deploy/systemd/README.md"));
+    assert_eq!(
+        readme.lines().filter(|l| !l.trim().is_empty()).count(),
+        3,
+        "deploy/systemd/README.md: three lines"
+    );
+    assert!(
+        readme.contains(&format!("config/flowgate.toml {}", config.display())),
+        "deploy/systemd/README.md installs the config at {}",
+        config.display()
+    );
+    let cfg = Config::load(&root("config/flowgate.toml")).unwrap_or_else(|e| panic!("{e:?}"));
+    let (delay, timeout) = drain_secs(&cfg);
+    let stop = timespan(unit_value(&u, "TimeoutStopSec").expect("TimeoutStopSec")).as_secs_f64();
+    assert!(
+        stop > delay + timeout,
+        "TimeoutStopSec {stop} s must exceed [drain] delay {delay} + timeout {timeout}"
+    );
+    let nofile: u64 = unit_value(&u, "LimitNOFILE").expect("LimitNOFILE").parse().expect("LimitNOFILE");
+    assert!(
+        nofile > 2 * cfg.limits.max_connections as u64,
+        "LimitNOFILE: a client and an upstream socket per connection"
+    );
+
+    // State: the one writable folder, the same path as in the image and the pods.
+    let state = format!("/var/lib/{}", unit_value(&u, "StateDirectory").expect("StateDirectory"));
+    assert!(
+        readme.contains(&format!("state_dir = \"{state}\"")),
+        "deploy/systemd/README.md: state_dir = \"{state}\""
+    );
+    // (The image and the pods mount their config's state_dir: checked in their tests.)
+    for other in ["deploy/docker/flowgate.toml", "deploy/kubernetes/base/flowgate.toml"] {
+        let c = Config::load(&root(other)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            c.admin.state_dir.as_deref(),
+            Some(Path::new(&state)),
+            "{other}: one state_dir everywhere"
+        );
+    }
+
+    // Not root, and the usual hardening.
+    assert!(
+        unit_value(&u, "DynamicUser") == Some("yes")
+            || unit_value(&u, "User").is_some_and(|u| u != "root" && u != "0"),
+        "DynamicUser=yes or a dedicated User="
+    );
+    for (k, v) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("ProtectHome", "yes"),
+    ] {
+        assert_eq!(unit_value(&u, k), Some(v), "flowgate.service: {k}={v}");
+    }
+}
+
+#[test]
+#[ignore = "needs systemd-analyze (installed by .ci/run)"]
+fn systemd_analyze_verify_passes() {
+    let (text, u) = unit();
+    // verify checks that every Exec binary exists: point them at the one cargo built.
+    let installed = &unit_argv(&u, "ExecStart")[0];
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |text: &str| -> (bool, String) {
+        let path = dir.path().join("flowgate.service");
+        std::fs::write(&path, text.replace(installed.as_str(), BIN)).unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["verify"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian's systemd; .ci/run installs it)");
+        let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        // Only what concerns this unit (the host's own units may have their own warnings).
+        let ours: Vec<&str> = said.lines().filter(|l| l.contains("flowgate")).collect();
+        (out.status.success(), ours.join("\n"))
+    };
+    let (ok, said) = verify(&text);
+    assert!(ok && said.is_empty(), "systemd-analyze verify flowgate.service:\n{said}");
+    // The same run does catch a misspelt key, which it reports but does not fail on.
+    let (_, said) = verify(&text.replace("ProtectSystem=strict", "ProtectSytem=strict"));
+    assert!(said.contains("ProtectSytem"), "a misspelt key went unnoticed: {said:?}");
+    let (ok, _) = verify(&text.replace(&format!("ExecStart={installed}"), "ExecStart=/nonexistent/flowgate"));
+    assert!(!ok, "a missing binary went unnoticed");
+}
+
+// ---------------------------------------------------------------------------------------
+// The running binary: probe paths and signals named by the deploy files
+
+fn probe(url: &str) -> i32 {
+    flowgate(&["probe", "--timeout", "2s", url]).0
+}
+
+#[test]
+fn admin_paths_and_signals_on_the_binary() {
+    let img = image();
+    let (_, u) = unit();
+    let origin: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let env = [("FLOWGATE_ADMIN_TOKEN", "deploy-test-token")];
+    let drain = "[drain]\ndelay = \"1s\"\ntimeout = \"5s\"\n";
+    let mut p = support::ProxyProcess::spawn_env(&support::config_text(origin, drain), &env);
+    let admin = p.admin;
+
+    // The probe paths of the Deployment (READY_PATH, LIVE_PATH) answer 2xx; a path the
+    // binary does not serve does not, so `probe` tells them apart.
+    for path in [READY_PATH, LIVE_PATH] {
+        assert_eq!(probe(&format!("http://{admin}{path}")), 0, "{path} on the running binary");
+    }
+    assert_ne!(probe(&format!("http://{admin}/readyz-renamed")), 0, "probe exits 0 on a 404");
+
+    // The Dockerfile's HEALTHCHECK as written, pointed at this binary and its admin port.
+    let mut hc = img.healthcheck.clone();
+    hc[0] = BIN.to_owned();
+    let uri: http::Uri = hc.last().unwrap().parse().unwrap();
+    *hc.last_mut().unwrap() = format!("http://{admin}{}", uri.path());
+    let status = Command::new(&hc[0]).args(&hc[1..]).status().unwrap();
+    assert!(status.success(), "HEALTHCHECK {hc:?}: {status}");
+
+    // The unit's reload signal re-reads the config and the process goes on.
+    let reload = reload_signal(&u);
+    p.signal(reload.trim_start_matches("SIG"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut reloaded = false;
+    while std::time::Instant::now() < deadline && !reloaded {
+        if let Ok(line) = p.log.recv_timeout(Duration::from_millis(200)) {
+            reloaded = line.contains("config reloaded");
+        }
+    }
+    assert!(reloaded, "{reload} did not reload the config");
+    assert!(p.child.try_wait().unwrap().is_none(), "{reload} stopped the process");
+    assert_eq!(probe(&format!("http://{admin}{READY_PATH}")), 0, "ready after {reload}");
+
+    // The stop signal of the unit and the image (one and the same) drains: /readyz turns
+    // non-2xx at once while the admin listener still answers, then the process exits 0.
+    let stop = stop_signal(&u);
+    assert_eq!(stop, img.stop_signal, "the unit and the image stop flowgate the same way");
+    p.signal(stop.trim_start_matches("SIG"));
+    let deadline = std::time::Instant::now() + Duration::from_millis(900);
+    let mut unready = false;
+    while std::time::Instant::now() < deadline && !unready {
+        unready = probe(&format!("http://{admin}{READY_PATH}")) != 0
+            && probe(&format!("http://{admin}{LIVE_PATH}")) == 0;
+    }
+    assert!(unready, "{stop}: {READY_PATH} still 2xx (or {LIVE_PATH} down) during [drain] delay");
+    let status = p
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("{stop}: still running after the drain"));
+    assert!(status.success(), "{stop}: exit {status}");
+}

@@ -47,6 +47,7 @@ pub struct Config {
     pub retry: Retry,
     pub forwarding: Forwarding,
     pub bypass: Bypass,
+    pub overload: Overload,
 }
 
 impl Config {
@@ -439,6 +440,37 @@ impl Default for Bypass {
             latency_factor: 3.0,
             latency_floor: Duration::from_millis(100),
             recover_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[overload]`: prioritized load shedding (see `proxy::shed`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Overload {
+    /// Requests in flight across every data-plane listener; above it even critical
+    /// requests are shed.
+    pub max_inflight: usize,
+    /// The request header that carries a priority: `low`, `normal`, `high`, `critical`
+    /// (or 0 to 3).
+    pub priority_header: String,
+    /// The priority of a request without the header (or with an unknown value).
+    pub default_priority: crate::proxy::shed::Priority,
+    /// Share of `max_inflight` (percent) above which each priority is shed.
+    pub shed_low_at: u32,
+    pub shed_normal_at: u32,
+    pub shed_high_at: u32,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            max_inflight: 20_000,
+            priority_header: "x-priority".to_owned(),
+            default_priority: crate::proxy::shed::Priority::Normal,
+            shed_low_at: 50,
+            shed_normal_at: 80,
+            shed_high_at: 95,
         }
     }
 }

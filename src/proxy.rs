@@ -18,6 +18,7 @@ pub mod origin;
 pub mod peer;
 pub mod retry;
 pub mod route;
+pub mod shed;
 mod target;
 mod upgrade;
 
@@ -148,6 +149,7 @@ pub struct Proxy {
     origin_names: Vec<Arc<str>>,
     config_routes: Vec<crate::config::Route>,
     max_hops: u32,
+    shedder: shed::Shedder,
     retry: RetryPolicy,
     pub metrics: Metrics,
     /// The request metrics' children, resolved once per label combination.
@@ -216,6 +218,7 @@ impl Proxy {
             origin_names,
             config_routes: cfg.routes.clone(),
             max_hops: cfg.forwarding.max_hops,
+            shedder: shed::Shedder::new(&cfg.overload),
             retry: RetryPolicy::new(&cfg.retry),
             request_metrics,
             metrics: shared.metrics,
@@ -274,6 +277,16 @@ impl Proxy {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.metrics.inflight_requests);
         if ctx.listener == ListenerKind::Peer && req.uri().path() == health::HEALTH_PATH {
             return self.health_response(guard);
+        }
+        let priority = self.shedder.priority(req.headers());
+        if self.shedder.shed(priority, self.metrics.inflight_requests.get().max(0) as usize) {
+            self.metrics.shed_total.with_label_values(&[priority_reason(priority)]).inc();
+            let mut r = ProxyError::OriginBusy.response::<Bytes>();
+            let body = std::mem::take(r.body_mut());
+            let mut resp = r.map(|_| ProxyBody::full(body, guard));
+            resp.headers_mut().insert(&headers::X_FLOWGATE_REGION, self.region_header.clone());
+            self.metrics.rate.record(true);
+            return resp;
         }
         let started = Instant::now();
         let method = self.access_log.then(|| (req.method().clone(), req.uri().path().to_owned()));
@@ -422,6 +435,15 @@ impl Proxy {
         }
         headers::strip_hop_by_hop(resp.headers_mut(), switched);
         Ok(resp)
+    }
+}
+
+fn priority_reason(p: shed::Priority) -> &'static str {
+    match p {
+        shed::Priority::Low => "overload-low",
+        shed::Priority::Normal => "overload-normal",
+        shed::Priority::High => "overload-high",
+        shed::Priority::Critical => "overload-critical",
     }
 }
 

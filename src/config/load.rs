@@ -10,8 +10,8 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{
-    Admin, Balance, Bypass, Config, Drain, Forwarding, Health, Limits, Listen, Log, Origin, Outlier, Peer,
-    Retry, Route, Runtime, Timeouts,
+    Admin, Balance, Bypass, Config, Drain, Forwarding, Health, Limits, Listen, Log, Origin, Outlier,
+    Overload, Peer, Retry, Route, Runtime, Timeouts,
 };
 
 /// One problem in a config file.
@@ -149,6 +149,7 @@ pub(super) struct Sections {
     pub retry: Option<Retry>,
     pub forwarding: Option<Forwarding>,
     pub bypass: Option<Bypass>,
+    pub overload: Option<Overload>,
     /// Whether a required section was present at all.
     pub saw_region: bool,
     pub saw_listen: bool,
@@ -192,13 +193,14 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             "retry" => s.retry = errors.section("retry", value),
             "forwarding" => s.forwarding = errors.section("forwarding", value),
             "bypass" => s.bypass = errors.section("bypass", value),
+            "overload" => s.overload = errors.section("overload", value),
             other => errors.push(
                 other.to_owned(),
                 Some(key_span),
                 format!(
                     "unknown field `{other}`, expected one of region, table, listen, admin, \
                      origins, peers, routes, timeouts, limits, drain, log, runtime, health, outlier, \
-                     balance, retry, forwarding, bypass"
+                     balance, retry, forwarding, bypass, overload"
                 ),
             ),
         }

@@ -209,6 +209,23 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
             errors.push(field, None, "must be a percentage (0 to 100)");
         }
     }
+    let overload = s.overload.unwrap_or_default();
+    if overload.max_inflight == 0 {
+        errors.push("overload.max_inflight", None, "must be at least 1");
+    }
+    if http::HeaderName::from_bytes(overload.priority_header.as_bytes()).is_err() {
+        errors.push(
+            "overload.priority_header",
+            errors.span_of(&overload.priority_header),
+            "not a valid header name",
+        );
+    }
+    if !(overload.shed_low_at <= overload.shed_normal_at
+        && overload.shed_normal_at <= overload.shed_high_at
+        && overload.shed_high_at <= 100)
+    {
+        errors.push("overload", None, "shed_low_at <= shed_normal_at <= shed_high_at <= 100 is required");
+    }
     let log = s.log.unwrap_or_default();
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log.level) {
         errors.push("log.level", errors.span_of(&log.level), format!("invalid filter: {e}"));
@@ -240,6 +257,7 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
         retry,
         forwarding,
         bypass,
+        overload,
     })
 }
 

@@ -107,14 +107,32 @@ fn build_client(s: &UpstreamSettings) -> PooledClient {
 }
 
 impl Upstream {
+    /// The longest this set waits for an answer, within `deadline` when there is one.
+    pub fn budget(&self, deadline: Option<tokio::time::Instant>) -> Duration {
+        match deadline {
+            Some(d) => self.request_timeout.min(d.saturating_duration_since(tokio::time::Instant::now())),
+            None => self.request_timeout,
+        }
+    }
+
     /// Sends the request to endpoint `i` and waits for the response head, at most the
-    /// request timeout. Outstanding load and passive health are recorded.
-    pub async fn send(&self, i: usize, mut req: Request<UpstreamBody>) -> Result<Answer, ProxyError> {
+    /// request timeout and never past `deadline` (the time the client left us, when a
+    /// peer region said so).
+    pub async fn send(
+        &self,
+        i: usize,
+        mut req: Request<UpstreamBody>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Answer, ProxyError> {
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
+        let budget = self.budget(deadline);
+        if budget.is_zero() {
+            return Err(ProxyError::Timeout);
+        }
         retarget(&mut req, endpoint, self.protocol)?;
         let _load = self.set.start(i);
         let t0 = Instant::now();
-        let result = match tokio::time::timeout(self.request_timeout, self.client().request(req)).await {
+        let result = match tokio::time::timeout(budget, self.client().request(req)).await {
             Ok(Ok(response)) => Ok(Answer { response, latency: t0.elapsed() }),
             Ok(Err(e)) => {
                 let err = ProxyError::from_client(&e);

@@ -23,6 +23,9 @@ use crate::table::compile::{CompiledTable, Target};
 
 pub static X_FLOWGATE_HOPS: HeaderName = HeaderName::from_static("x-flowgate-hops");
 pub static X_FLOWGATE_SOURCE_REGION: HeaderName = HeaderName::from_static("x-flowgate-source-region");
+/// Milliseconds the sender will still wait for this request: the receiver never waits
+/// longer (a client that has given up is not served at the far end of the world).
+pub static X_FLOWGATE_DEADLINE_MS: HeaderName = HeaderName::from_static("x-flowgate-deadline-ms");
 
 /// How long the proxy waits for a small request body it keeps for retries.
 const KEEP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +45,8 @@ pub struct HopInfo {
     pub source: HeaderValue,
     /// `hops >= max_hops`: serve it here, never forward it again.
     pub local_only: bool,
+    /// When the previous hop stops waiting (from `x-flowgate-deadline-ms`).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl HopInfo {
@@ -51,7 +56,7 @@ impl HopInfo {
     pub fn read(listener: ListenerKind, h: &HeaderMap, own_region: &HeaderValue, max_hops: u32) -> HopInfo {
         let own = || own_region.clone();
         if listener != ListenerKind::Peer {
-            return HopInfo { hops: 0, source: own(), local_only: false };
+            return HopInfo { hops: 0, source: own(), local_only: false, deadline: None };
         }
         let hops = match h.get(&X_FLOWGATE_HOPS) {
             None => 0,
@@ -62,7 +67,13 @@ impl HopInfo {
             .filter(|v| v.to_str().is_ok_and(|s| crate::config::check_name(s).is_ok()))
             .cloned()
             .unwrap_or_else(own);
-        HopInfo { hops, source, local_only: hops >= max_hops }
+        // A deadline that does not parse is ignored: our own timeouts still bound the wait.
+        let deadline = h
+            .get(&X_FLOWGATE_DEADLINE_MS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        HopInfo { hops, source, local_only: hops >= max_hops, deadline }
     }
 }
 
@@ -168,7 +179,13 @@ impl Plan<'_> {
         Ok(usable[i])
     }
 
-    fn build(&self, parts: &Parts, body: UpstreamBody, target: Target) -> Request<UpstreamBody> {
+    fn build(
+        &self,
+        parts: &Parts,
+        body: UpstreamBody,
+        target: Target,
+        budget: Duration,
+    ) -> Request<UpstreamBody> {
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = parts.uri.clone();
@@ -178,6 +195,7 @@ impl Plan<'_> {
             let h = req.headers_mut();
             h.insert(&X_FLOWGATE_HOPS, HeaderValue::from(self.hop.hops.saturating_add(1)));
             h.insert(&X_FLOWGATE_SOURCE_REGION, self.hop.source.clone());
+            h.insert(&X_FLOWGATE_DEADLINE_MS, HeaderValue::from(budget.as_millis().max(1) as u64));
         }
         req
     }
@@ -243,10 +261,10 @@ impl Plan<'_> {
                 continue;
             };
             let Some(body) = kept.take() else { break };
-            let req = self.build(&parts, body, target);
+            let req = self.build(&parts, body, target, upstream.budget(self.hop.deadline));
             outcome.target = Some(target);
             outcome.attempts += 1;
-            let result = upstream.send(endpoint, req).await;
+            let result = upstream.send(endpoint, req, self.hop.deadline).await;
             if let Target::Peer(i) = target
                 && let Some(peer) = p.targets.peers.get(i)
             {

@@ -38,18 +38,14 @@ pub async fn push_cmd(
     timeout: std::time::Duration,
     json: bool,
 ) -> Exit {
-    let (f, t) = match (fleet(fleet_path), table(table_path)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return e,
+    let t = match table(table_path) {
+        Ok(t) => t,
+        Err(e) => return e,
     };
-    let proxies = match push::proxies(&f).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", f.file.display());
-            return Exit(EXIT_FAILED);
-        }
+    let (client, proxies) = match connect(fleet_path, timeout).await {
+        Ok(c) => c,
+        Err(e) => return e,
     };
-    let client = AdminClient::new(f.token(), timeout);
     let results = push::push(&client, &proxies, &t).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
@@ -65,19 +61,24 @@ pub async fn push_cmd(
     Exit(0)
 }
 
+/// The fleet file read, its proxies listed (`dns:` expanded) and a client for them.
+async fn connect(
+    fleet_path: &Path,
+    timeout: std::time::Duration,
+) -> Result<(AdminClient, Vec<push::Proxy>), Exit> {
+    let f = fleet(fleet_path)?;
+    let proxies = push::proxies(&f).await.map_err(|e| {
+        eprintln!("error: {}: {e}", f.file.display());
+        Exit(EXIT_FAILED)
+    })?;
+    Ok((AdminClient::new(f.token(), timeout), proxies))
+}
+
 pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Duration) -> Exit {
-    let f = match fleet(fleet_path) {
-        Ok(f) => f,
+    let (client, proxies) = match connect(fleet_path, timeout).await {
+        Ok(c) => c,
         Err(e) => return e,
     };
-    let proxies = match push::proxies(&f).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", f.file.display());
-            return Exit(EXIT_FAILED);
-        }
-    };
-    let client = AdminClient::new(f.token(), timeout);
     let st = status::gather(&client, &proxies, 60).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());

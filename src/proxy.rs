@@ -380,6 +380,11 @@ impl Proxy {
         if req.method() == http::Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
         }
+        // More than one Host: the origin could pick another one than routing did
+        // (RFC 9112 section 3.2: answer 400).
+        if req.headers().get_all(http::header::HOST).iter().nth(1).is_some() {
+            return Err(ProxyError::BadRequest);
+        }
 
         // An absolute-form target (or HTTP/2's :authority) names the host; a `Host` that
         // says otherwise must not reach the origin, or routing and origin would read the

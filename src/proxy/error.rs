@@ -84,6 +84,11 @@ impl ProxyError {
         let mut source = std::error::Error::source(err);
         while let Some(e) = source {
             if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                // The client's own request body failed (a malformed chunk size, a body
+                // cut short): the client's fault, not the upstream's.
+                if h.is_user() {
+                    return ProxyError::BadRequest;
+                }
                 if h.is_parse() || h.is_parse_status() {
                     return ProxyError::UpstreamProtocol;
                 }

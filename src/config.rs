@@ -74,8 +74,17 @@ pub struct Listen {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `public_tls`.
     pub tls_key: Option<PathBuf>,
-    /// Traffic forwarded by other regions' proxies.
+    /// Traffic forwarded by other regions' proxies, in the clear: run it only inside a
+    /// trusted network, since it honours the hop headers it receives.
     pub peer: Option<SocketAddr>,
+    /// Traffic forwarded by other regions' proxies over mutual TLS: a client must present
+    /// a certificate signed by `peer_tls_ca`.
+    pub peer_tls: Option<SocketAddr>,
+    /// This proxy's certificate chain and key for `peer_tls` (PEM).
+    pub peer_tls_cert: Option<PathBuf>,
+    pub peer_tls_key: Option<PathBuf>,
+    /// The CA that signs the peer proxies' client certificates (PEM).
+    pub peer_tls_ca: Option<PathBuf>,
 }
 
 /// `[admin]`: the control endpoint.
@@ -161,6 +170,20 @@ pub struct Peer {
     /// Protocol between proxies; `[forwarding] peer_protocol` when absent.
     #[serde(default)]
     pub protocol: Option<Protocol>,
+    /// Reach this region over mutual TLS (its `peer_tls` listeners).
+    #[serde(default)]
+    pub tls: bool,
+    /// The CA that signs the region's proxies' server certificates (PEM).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// This proxy's client certificate chain and key (PEM).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// The name the region's certificates carry, when it is not the endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// `[[routes]]`: host + path prefix → origin.

@@ -52,6 +52,8 @@ pub enum ListenerKind {
     Public = 0,
     PublicTls = 1,
     Peer = 2,
+    /// The peer listener over mutual TLS.
+    PeerTls = 3,
 }
 
 impl ListenerKind {
@@ -60,16 +62,22 @@ impl ListenerKind {
             ListenerKind::Public => "public",
             ListenerKind::PublicTls => "public_tls",
             ListenerKind::Peer => "peer",
+            ListenerKind::PeerTls => "peer_tls",
         }
     }
 
     /// Clients on public listeners may not steer the fleet or claim forwarding fields.
     fn untrusted(self) -> bool {
-        self != ListenerKind::Peer
+        !self.is_peer()
+    }
+
+    /// Traffic from other regions' proxies (in the clear or over mutual TLS).
+    pub fn is_peer(self) -> bool {
+        matches!(self, ListenerKind::Peer | ListenerKind::PeerTls)
     }
 
     fn proto(self) -> &'static str {
-        if self == ListenerKind::PublicTls { "https" } else { "http" }
+        if matches!(self, ListenerKind::PublicTls | ListenerKind::PeerTls) { "https" } else { "http" }
     }
 }
 
@@ -133,6 +141,8 @@ pub enum BuildError {
     Table { path: std::path::PathBuf, source: TableError },
     #[error("the table in force does not fit this config: {0}")]
     Unfit(TableError),
+    #[error("peers.{0}: {1}")]
+    PeerTls(String, Box<crate::server::tls::TlsError>),
     #[error("table {}: {source}", path.display())]
     TableRead { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -188,8 +198,13 @@ impl Proxy {
     pub fn new(cfg: &Config, shared: Shared, initial: Table) -> Result<Proxy, BuildError> {
         let origins: Vec<OriginPool> =
             cfg.origins.iter().map(|(name, o)| OriginPool::new(name, o, cfg)).collect();
-        let peers: Vec<PeerRegion> =
-            cfg.peers.iter().map(|(name, p)| PeerRegion::new(name, p, cfg)).collect();
+        let peers: Vec<PeerRegion> = cfg
+            .peers
+            .iter()
+            .map(|(name, p)| {
+                PeerRegion::new(name, p, cfg).map_err(|e| BuildError::PeerTls(name.clone(), Box::new(e)))
+            })
+            .collect::<Result<_, _>>()?;
         let regions = Regions {
             names: std::iter::once(cfg.region.as_str())
                 .chain(cfg.peers.keys().map(String::as_str))
@@ -203,7 +218,12 @@ impl Proxy {
         shared.metrics.table_version.set(initial.version as i64);
         let request_metrics = crate::metrics::children::RequestMetrics::new(
             shared.metrics.clone(),
-            &[ListenerKind::Public.name(), ListenerKind::PublicTls.name(), ListenerKind::Peer.name()],
+            &[
+                ListenerKind::Public.name(),
+                ListenerKind::PublicTls.name(),
+                ListenerKind::Peer.name(),
+                ListenerKind::PeerTls.name(),
+            ],
             &origin_names.iter().map(|n| &**n).collect::<Vec<_>>(),
             &regions.names.iter().map(|n| &**n).collect::<Vec<_>>(),
         );
@@ -275,7 +295,7 @@ impl Proxy {
     /// Handles one request from a client; never fails: errors become responses.
     pub async fn handle(&self, ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.metrics.inflight_requests);
-        if ctx.listener == ListenerKind::Peer && req.uri().path() == health::HEALTH_PATH {
+        if ctx.listener.is_peer() && req.uri().path() == health::HEALTH_PATH {
             return self.health_response(guard);
         }
         let priority = self.shedder.priority(req.headers());
@@ -323,7 +343,7 @@ impl Proxy {
         let origin = outcome.origin.map(|o| &*self.origin_names[o]).unwrap_or("-");
         let status = resp.status();
         self.metrics.rate.record(status.is_server_error());
-        if ctx.listener != ListenerKind::Peer {
+        if !ctx.listener.is_peer() {
             self.metrics.source_rate.record(status.is_server_error());
         }
         let target_index = outcome.target.map(|t| match t {

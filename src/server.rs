@@ -31,7 +31,7 @@ use accept::ConnShared;
 pub enum ServeError {
     #[error("{field}: cannot listen on {addr}: {source}")]
     Bind { field: &'static str, addr: SocketAddr, source: std::io::Error },
-    #[error("listen.tls_cert / listen.tls_key: {0}")]
+    #[error("listen TLS files: {0}")]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Build(#[from] crate::proxy::BuildError),
@@ -50,6 +50,7 @@ pub struct BoundAddrs {
     pub public: SocketAddr,
     pub public_tls: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,
+    pub peer_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -108,6 +109,18 @@ impl Server {
             peer = Some(local("listen.peer", &l, addr)?);
             listeners.push(Bound { listener: l, kind: ListenerKind::Peer, tls: None });
         }
+        let mut peer_tls = None;
+        if let (Some(addr), Some(cert), Some(key), Some(ca)) = (
+            cfg.listen.peer_tls,
+            &cfg.listen.peer_tls_cert,
+            &cfg.listen.peer_tls_key,
+            &cfg.listen.peer_tls_ca,
+        ) {
+            let acceptor = tls::mtls_acceptor(cert, key, ca)?;
+            let l = bind("listen.peer_tls", addr).await?;
+            peer_tls = Some(local("listen.peer_tls", &l, addr)?);
+            listeners.push(Bound { listener: l, kind: ListenerKind::PeerTls, tls: Some(acceptor) });
+        }
         let admin = bind("admin.listen", cfg.admin.listen).await?;
         let admin_addr = local("admin.listen", &admin, cfg.admin.listen)?;
         Ok(Server {
@@ -116,7 +129,7 @@ impl Server {
             tokens,
             listeners,
             admin,
-            addrs: BoundAddrs { public, public_tls, peer, admin: admin_addr },
+            addrs: BoundAddrs { public, public_tls, peer, peer_tls, admin: admin_addr },
             readiness: Arc::new(Readiness::default()),
         })
     }

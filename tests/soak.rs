@@ -55,7 +55,7 @@ timeout = "2s"
                 n += 1;
                 // GETs and idempotent PUTs with a body: both are safe to retry when an
                 // origin endpoint goes away under them.
-                let req = if n % 3 == 0 {
+                let req = if n.is_multiple_of(3) {
                     http::Request::put(format!("http://{public}/echo"))
                         .body(Full::new(Bytes::from(vec![b'x'; 2048])))
                 } else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::Config;
 use super::load::{ConfigErrors, Errors, Sections};
 
-pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, ConfigErrors> {
+pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, ConfigErrors> {
     let base = errors.file().parent().map(Path::to_owned).unwrap_or_default();
     let resolve = |p: &Path| -> PathBuf { if p.is_absolute() { p.to_owned() } else { base.join(p) } };
 
@@ -89,6 +89,29 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
             if d == Some(Duration::ZERO) {
                 errors.push(format!("origins.{name}.{field}"), None, "must be greater than 0");
             }
+        }
+    }
+    for (name, peer) in s.peers.iter_mut() {
+        peer.ca = peer.ca.as_deref().map(&resolve);
+        peer.client_cert = peer.client_cert.as_deref().map(&resolve);
+        peer.client_key = peer.client_key.as_deref().map(&resolve);
+        if peer.tls {
+            let files = [
+                (format!("peers.{name}.ca"), &peer.ca),
+                (format!("peers.{name}.client_cert"), &peer.client_cert),
+                (format!("peers.{name}.client_key"), &peer.client_key),
+            ];
+            let named: Vec<(&str, &Option<PathBuf>)> = files.iter().map(|(f, p)| (f.as_str(), *p)).collect();
+            require_files(&mut errors, "tls", &named);
+        }
+        if let Some(n) = &peer.server_name
+            && rustls_pki_types::ServerName::try_from(n.as_str()).is_err()
+        {
+            errors.push(
+                format!("peers.{name}.server_name"),
+                errors.span_of(n),
+                "not a valid DNS name or IP address",
+            );
         }
     }
     for (name, peer) in &s.peers {
@@ -264,15 +287,35 @@ pub(super) fn finish(mut errors: Errors<'_>, s: Sections) -> Result<Config, Conf
 fn check_listen(errors: &mut Errors<'_>, l: &mut super::Listen, resolve: &impl Fn(&Path) -> PathBuf) {
     l.tls_cert = l.tls_cert.as_deref().map(resolve);
     l.tls_key = l.tls_key.as_deref().map(resolve);
+    l.peer_tls_cert = l.peer_tls_cert.as_deref().map(resolve);
+    l.peer_tls_key = l.peer_tls_key.as_deref().map(resolve);
+    l.peer_tls_ca = l.peer_tls_ca.as_deref().map(resolve);
     if l.public_tls.is_some() {
-        for (field, path) in [("listen.tls_cert", &l.tls_cert), ("listen.tls_key", &l.tls_key)] {
-            match path {
-                None => errors.push(field, errors.span_of("public_tls"), "required when `public_tls` is set"),
-                Some(p) => {
-                    if let Err(e) = std::fs::metadata(p) {
-                        let span = errors.span_of(field.rsplit('.').next().unwrap_or(field));
-                        errors.push(field, span, format!("{}: {e}", p.display()));
-                    }
+        require_files(
+            errors,
+            "public_tls",
+            &[("listen.tls_cert", &l.tls_cert), ("listen.tls_key", &l.tls_key)],
+        );
+    }
+    if l.peer_tls.is_some() {
+        let files = [
+            ("listen.peer_tls_cert", &l.peer_tls_cert),
+            ("listen.peer_tls_key", &l.peer_tls_key),
+            ("listen.peer_tls_ca", &l.peer_tls_ca),
+        ];
+        require_files(errors, "peer_tls", &files);
+    }
+}
+
+/// Each file named must be given (because `because` is set) and readable.
+fn require_files(errors: &mut Errors<'_>, because: &str, files: &[(&str, &Option<PathBuf>)]) {
+    for (field, path) in files {
+        match path {
+            None => errors.push(*field, errors.span_of(because), format!("required when `{because}` is set")),
+            Some(p) => {
+                if let Err(e) = std::fs::metadata(p) {
+                    let span = errors.span_of(field.rsplit('.').next().unwrap_or(field));
+                    errors.push(*field, span, format!("{}: {e}", p.display()));
                 }
             }
         }

@@ -26,7 +26,10 @@ use crate::config::Protocol;
 /// The request body sent upstream: the client's stream, or bytes kept for a retry.
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
-type PooledClient = Client<HttpConnector, UpstreamBody>;
+/// Plain TCP for origins and plain peer links; TLS (with a client certificate) for peer
+/// links that ask for it. One connector type for both keeps one client type.
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type PooledClient = Client<Connector, UpstreamBody>;
 
 /// How an upstream set is reached.
 #[derive(Debug, Clone)]
@@ -37,6 +40,10 @@ pub struct UpstreamSettings {
     pub request_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
+    /// Mutual TLS to this set (peer links): the client configuration, and the name the
+    /// endpoints' certificates carry when it is not their host.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub server_name: Option<String>,
 }
 
 /// An endpoint set and the pooled client that reaches it.
@@ -48,6 +55,8 @@ pub struct Upstream {
     client: ArcSwap<PooledClient>,
     settings: UpstreamSettings,
     protocol: Protocol,
+    /// `https` for mutual-TLS peer links, else `http`.
+    scheme: Scheme,
     request_timeout: Duration,
 }
 
@@ -66,6 +75,7 @@ impl Upstream {
             client: ArcSwap::from_pointee(build_client(s)),
             settings: s.clone(),
             protocol: s.protocol,
+            scheme: if s.tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP },
             request_timeout: s.request_timeout,
         }
     }
@@ -87,7 +97,36 @@ fn build_client(s: &UpstreamSettings) -> PooledClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(s.connect_timeout));
         connector.set_keepalive(Some(Duration::from_secs(30)));
-        connector.enforce_http(true);
+        // The TLS layer below decides the scheme; the TCP layer must accept https URIs.
+        connector.enforce_http(false);
+        let connector = match &s.tls {
+            Some(cfg) => {
+                let b =
+                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((**cfg).clone()).https_only();
+                // Validated at config load: a name that does not parse is not set.
+                let fixed = s
+                    .server_name
+                    .as_ref()
+                    .and_then(|n| rustls_pki_types::ServerName::try_from(n.clone()).ok())
+                    .map(hyper_rustls::FixedServerNameResolver::new);
+                let b = match fixed {
+                    Some(resolver) => b.with_server_name_resolver(resolver),
+                    None => b,
+                };
+                b.enable_all_versions().wrap_connector(connector)
+            }
+            None => {
+                // Never used for TLS (every URI is http), but the type wants a config.
+                let empty = rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(empty)
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(connector)
+            }
+        };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -129,7 +168,7 @@ impl Upstream {
         if budget.is_zero() {
             return Err(ProxyError::Timeout);
         }
-        retarget(&mut req, endpoint, self.protocol)?;
+        retarget(&mut req, endpoint, self.protocol, &self.scheme)?;
         let _load = self.set.start(i);
         let t0 = Instant::now();
         let result = match tokio::time::timeout(budget, self.client().request(req)).await {
@@ -155,6 +194,7 @@ fn retarget(
     req: &mut Request<UpstreamBody>,
     endpoint: Authority,
     protocol: Protocol,
+    scheme: &Scheme,
 ) -> Result<(), ProxyError> {
     if protocol == Protocol::Http1
         && !req.headers().contains_key(http::header::HOST)
@@ -166,7 +206,7 @@ fn retarget(
     }
     let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(scheme.clone());
     parts.authority = Some(endpoint);
     parts.path_and_query = Some(path);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest)?;
@@ -202,7 +242,7 @@ impl Upstream {
         let host = HeaderValue::from_str(endpoint.as_str()).map_err(|_| ProxyError::BadRequest)?;
         req.headers_mut().insert(http::header::HOST, host);
         req.headers_mut().insert(http::header::USER_AGENT, HeaderValue::from_static("flowgate-health"));
-        retarget(&mut req, endpoint, self.protocol)?;
+        retarget(&mut req, endpoint, self.protocol, &self.scheme)?;
         let t0 = Instant::now();
         let work = async {
             let resp = self.client().request(req).await.map_err(|e| ProxyError::from_client(&e))?;

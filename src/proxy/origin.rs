@@ -38,6 +38,8 @@ impl OriginPool {
             request_timeout: cfg.request_timeout.unwrap_or(all.timeouts.request),
             pool_idle_timeout: all.timeouts.upstream_idle,
             pool_max_idle: all.limits.upstream_pool_idle,
+            tls: None,
+            server_name: None,
         };
         OriginPool {
             name: name.into(),

@@ -11,6 +11,7 @@ use super::balance::SetPolicy;
 use super::bypass::BypassJudge;
 use super::forward::{Upstream, UpstreamSettings};
 use crate::config;
+use crate::server::tls::{TlsError, peer_client_config};
 use crate::table::PeerMode;
 
 /// Which path a request to a peer takes.
@@ -48,16 +49,22 @@ pub struct PeerRegion {
 const NOT_OK: u64 = u64::MAX;
 
 impl PeerRegion {
-    pub fn new(name: &str, cfg: &config::Peer, all: &config::Config) -> PeerRegion {
+    pub fn new(name: &str, cfg: &config::Peer, all: &config::Config) -> Result<PeerRegion, TlsError> {
+        let tls = match (cfg.tls, &cfg.ca, &cfg.client_cert, &cfg.client_key) {
+            (true, Some(ca), Some(cert), Some(key)) => Some(Arc::new(peer_client_config(ca, cert, key)?)),
+            _ => None,
+        };
         let settings = UpstreamSettings {
             protocol: cfg.protocol.unwrap_or(all.forwarding.peer_protocol),
             connect_timeout: all.timeouts.connect,
             request_timeout: all.timeouts.request,
             pool_idle_timeout: all.timeouts.upstream_idle,
             pool_max_idle: all.limits.upstream_pool_idle,
+            tls,
+            server_name: cfg.server_name.clone(),
         };
         let policy = SetPolicy::from_config(all);
-        PeerRegion {
+        Ok(PeerRegion {
             name: name.into(),
             lb: Upstream::new(&cfg.lb, policy.clone(), &settings),
             proxies: Upstream::new(&cfg.proxies, policy, &settings),
@@ -66,7 +73,7 @@ impl PeerRegion {
             origin_ok_since: all.origins.keys().map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             slow_start: all.balance.slow_start,
-        }
+        })
     }
 
     /// The path requests take under `mode` right now, if any is usable.
@@ -158,7 +165,7 @@ slow_start = "{slow_start}"
 "#
         );
         let cfg = config::Config::from_toml(std::path::Path::new("/t.toml"), &text).expect("config");
-        PeerRegion::new("b", &cfg.peers["b"], &cfg)
+        PeerRegion::new("b", &cfg.peers["b"], &cfg).expect("peer")
     }
 
     #[tokio::test(start_paused = true)]

@@ -55,7 +55,7 @@ impl HopInfo {
     /// malformed header can never make a request travel further.
     pub fn read(listener: ListenerKind, h: &HeaderMap, own_region: &HeaderValue, max_hops: u32) -> HopInfo {
         let own = || own_region.clone();
-        if listener != ListenerKind::Peer {
+        if !listener.is_peer() {
             return HopInfo { hops: 0, source: own(), local_only: false, deadline: None };
         }
         let hops = match h.get(&X_FLOWGATE_HOPS) {
@@ -151,6 +151,19 @@ impl Plan<'_> {
         let with_room = |t| self.factor(t, true, local_full);
         if let Some(t) = row.pick(&mut rng, with_room, |t| Some(t) == avoid) {
             return Ok(t);
+        }
+        // A retry whose row has nothing but the target that just failed (health has not
+        // caught up yet, e.g. a peer resetting every connection): another healthy region
+        // before the same one again, as when every weighted target is down.
+        if avoid.is_some() {
+            let n = self.proxy.targets.peers.len();
+            let others: Vec<Target> = std::iter::once(Target::Local)
+                .chain((0..n).map(Target::Peer))
+                .filter(|t| Some(*t) != avoid && with_room(*t) > 0.0)
+                .collect();
+            if !others.is_empty() {
+                return Ok(others[rand::RngExt::random_range(&mut rng, 0..others.len())]);
+            }
         }
         if let Some(t) = row.pick(&mut rng, with_room, |_| false) {
             return Ok(t);

@@ -142,7 +142,12 @@ impl Plan<'_> {
         }
     }
 
-    fn choose(&self, local_full: bool, avoid: Option<Target>) -> Result<Target, ProxyError> {
+    fn choose(
+        &self,
+        local_full: bool,
+        avoid: Option<Target>,
+        unreachable: Option<Target>,
+    ) -> Result<Target, ProxyError> {
         if self.local_only {
             return if local_full { Err(ProxyError::OriginBusy) } else { Ok(Target::Local) };
         }
@@ -152,14 +157,16 @@ impl Plan<'_> {
         if let Some(t) = row.pick(&mut rng, with_room, |t| Some(t) == avoid) {
             return Ok(t);
         }
-        // A retry whose row has nothing but the target that just failed (health has not
-        // caught up yet, e.g. a peer resetting every connection): another healthy region
-        // before the same one again, as when every weighted target is down.
-        if avoid.is_some() {
+        // A retry whose row has nothing but a peer that could not be reached or reset the
+        // request (health has not caught up yet, e.g. a peer resetting every connection):
+        // another healthy region before the same one again, as when every weighted target
+        // is down. Not after an answer such as a shed 503: capacity spills only within the
+        // row.
+        if unreachable.is_some() {
             let n = self.proxy.targets.peers.len();
             let others: Vec<Target> = std::iter::once(Target::Local)
                 .chain((0..n).map(Target::Peer))
-                .filter(|t| Some(*t) != avoid && with_room(*t) > 0.0)
+                .filter(|t| Some(*t) != unreachable && with_room(*t) > 0.0)
                 .collect();
             if !others.is_empty() {
                 return Ok(others[rand::RngExt::random_range(&mut rng, 0..others.len())]);
@@ -227,6 +234,7 @@ impl Plan<'_> {
         p.retry.deposit();
         let mut local_full = false;
         let mut avoid: Option<Target> = None;
+        let mut unreachable: Option<Target> = None;
         let mut avoid_lb: Option<usize> = None;
         let mut avoid_endpoint: Option<(Target, Path, usize)> = None;
         let mut last: Option<Result<Answer, ProxyError>> = None;
@@ -235,7 +243,7 @@ impl Plan<'_> {
             if outcome.attempts >= p.retry.max_attempts {
                 break;
             }
-            let target = match self.choose(local_full, avoid) {
+            let target = match self.choose(local_full, avoid, unreachable) {
                 Ok(t) => t,
                 Err(e) => {
                     last = last.or(Some(Err(e)));
@@ -313,6 +321,11 @@ impl Plan<'_> {
             }
             p.metrics.retries_total.with_label_values(&[reason.name()]).inc();
             avoid = Some(target);
+            // A peer's proxies unreachable or resetting (not its load balancer: the retry goes to the
+            // proxies next; not the local origin: another endpoint of it comes next).
+            let direct_peer = matches!(target, Target::Peer(_)) && path == Path::Direct;
+            let broken = matches!(reason, Reason::Connect | Reason::Reset);
+            unreachable = (broken && direct_peer).then_some(target);
             avoid_endpoint = Some((target, path, endpoint));
             if let (Target::Peer(i), Path::Lb) = (target, path) {
                 avoid_lb = Some(i);

@@ -16,6 +16,7 @@ pub mod headers;
 pub mod health;
 pub mod origin;
 pub mod peer;
+pub mod pool;
 pub mod retry;
 pub mod route;
 pub mod shed;

@@ -10,6 +10,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::origin::OriginPermit;
+use super::pool::PooledConn;
 use crate::server::conn_watch::ActiveRequest;
 
 /// Held for as long as a response streams: the connection counts the request as in
@@ -19,13 +20,15 @@ use crate::server::conn_watch::ActiveRequest;
 pub struct RequestGuard {
     pub active: Option<ActiveRequest>,
     pub permit: Option<OriginPermit>,
+    /// The upstream connection the response streams on: back to its pool when done.
+    pub conn: Option<PooledConn>,
     inflight: prometheus::IntGauge,
 }
 
 impl RequestGuard {
     pub fn new(active: ActiveRequest, inflight: &prometheus::IntGauge) -> RequestGuard {
         inflight.inc();
-        RequestGuard { active: Some(active), permit: None, inflight: inflight.clone() }
+        RequestGuard { active: Some(active), permit: None, conn: None, inflight: inflight.clone() }
     }
 }
 

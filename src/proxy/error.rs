@@ -81,7 +81,13 @@ impl ProxyError {
             }
             return ProxyError::ConnectFailed;
         }
-        let mut source = std::error::Error::source(err);
+        ProxyError::from_source(err)
+    }
+
+    /// What went wrong with an exchange that reached the upstream, from the error's cause
+    /// chain: hyper's parse and user errors, HTTP/2 refusals, else a reset.
+    pub fn from_source(err: &(dyn std::error::Error + 'static)) -> ProxyError {
+        let mut source = Some(err);
         while let Some(e) = source {
             if let Some(h) = e.downcast_ref::<hyper::Error>() {
                 // The client's own request body failed (a malformed chunk size, a body

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::balance::{EndpointSet, SetPolicy};
 use super::error::ProxyError;
+use super::pool::{H1Pool, PooledConn};
 use crate::config::Protocol;
 
 /// The request body sent upstream: the client's stream, or bytes kept for a retry.
@@ -53,6 +54,8 @@ pub struct Upstream {
     /// Swapped for a fresh pool when an endpoint name resolves to new addresses, so that
     /// long-lived (HTTP/2) connections do not outlive the addresses they were opened to.
     client: ArcSwap<PooledClient>,
+    /// HTTP/1.1 in the clear (origins, plain peer links) goes through this pool instead.
+    h1: Option<H1Pool>,
     settings: UpstreamSettings,
     protocol: Protocol,
     /// `https` for mutual-TLS peer links, else `http`.
@@ -64,13 +67,18 @@ pub struct Upstream {
 pub struct Answer {
     pub response: Response<Incoming>,
     pub latency: Duration,
+    /// The pooled connection the response streams on, to hold until it is relayed.
+    pub conn: Option<PooledConn>,
 }
 
 impl Upstream {
     pub fn new(endpoints: &[String], policy: SetPolicy, s: &UpstreamSettings) -> Upstream {
         // Validated at config load: every endpoint is a host:port authority.
         let authorities: Vec<Authority> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+        let h1 = (s.protocol == Protocol::Http1 && s.tls.is_none())
+            .then(|| H1Pool::new(authorities.len(), s.connect_timeout, s.pool_idle_timeout, s.pool_max_idle));
         Upstream {
+            h1,
             set: EndpointSet::new(authorities, policy),
             client: ArcSwap::from_pointee(build_client(s)),
             settings: s.clone(),
@@ -84,6 +92,9 @@ impl Upstream {
     /// again); requests under way finish on the old ones, which close when done.
     pub fn refresh_pool(&self) {
         self.client.store(Arc::new(build_client(&self.settings)));
+        if let Some(h1) = &self.h1 {
+            h1.clear();
+        }
     }
 
     fn client(&self) -> Arc<PooledClient> {
@@ -160,7 +171,7 @@ impl Upstream {
     pub async fn send(
         &self,
         i: usize,
-        mut req: Request<UpstreamBody>,
+        req: Request<UpstreamBody>,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Answer, ProxyError> {
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
@@ -168,16 +179,11 @@ impl Upstream {
         if budget.is_zero() {
             return Err(ProxyError::Timeout);
         }
-        retarget(&mut req, endpoint, self.protocol, &self.scheme)?;
         let _load = self.set.start(i);
         let t0 = Instant::now();
-        let result = match tokio::time::timeout(budget, self.client().request(req)).await {
-            Ok(Ok(response)) => Ok(Answer { response, latency: t0.elapsed() }),
-            Ok(Err(e)) => {
-                let err = ProxyError::from_client(&e);
-                tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
-                Err(err)
-            }
+        let result = match tokio::time::timeout(budget, self.exchange(endpoint, i, req)).await {
+            Ok(Ok((response, conn))) => Ok(Answer { response, latency: t0.elapsed(), conn }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(ProxyError::Timeout),
         };
         let ok = match &result {
@@ -189,12 +195,33 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// One request and its response head, over this set's pool.
+    async fn exchange(
+        &self,
+        endpoint: Authority,
+        i: usize,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Option<PooledConn>), ProxyError> {
+        retarget(&mut req, &endpoint, self.protocol, &self.scheme, self.h1.is_none())?;
+        match &self.h1 {
+            Some(pool) => pool.send(i, &endpoint, req).await.map(|(r, c)| (r, Some(c))),
+            None => self.client().request(req).await.map(|r| (r, None)).map_err(|e| {
+                let err = ProxyError::from_client(&e);
+                tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
+                err
+            }),
+        }
+    }
+}
+
 /// Points a request at an endpoint, keeping the client's host for HTTP/1.1 upstreams.
 fn retarget(
     req: &mut Request<UpstreamBody>,
-    endpoint: Authority,
+    endpoint: &Authority,
     protocol: Protocol,
     scheme: &Scheme,
+    absolute: bool,
 ) -> Result<(), ProxyError> {
     if protocol == Protocol::Http1
         && !req.headers().contains_key(http::header::HOST)
@@ -206,8 +233,12 @@ fn retarget(
     }
     let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(scheme.clone());
-    parts.authority = Some(endpoint);
+    // hyper-util's client wants the endpoint in the URI (it writes origin-form itself); a
+    // connection of our own pool writes the URI as it is, so it gets origin-form here.
+    if absolute {
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(endpoint.clone());
+    }
     parts.path_and_query = Some(path);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest)?;
     *req.version_mut() = match protocol {
@@ -242,10 +273,9 @@ impl Upstream {
         let host = HeaderValue::from_str(endpoint.as_str()).map_err(|_| ProxyError::BadRequest)?;
         req.headers_mut().insert(http::header::HOST, host);
         req.headers_mut().insert(http::header::USER_AGENT, HeaderValue::from_static("flowgate-health"));
-        retarget(&mut req, endpoint, self.protocol, &self.scheme)?;
         let t0 = Instant::now();
         let work = async {
-            let resp = self.client().request(req).await.map_err(|e| ProxyError::from_client(&e))?;
+            let (resp, _conn) = self.exchange(endpoint, i, req).await?;
             let status = resp.status();
             let from_flowgate = resp.headers().contains_key("x-flowgate-region");
             let limited = http_body_util::Limited::new(resp.into_body(), MAX_PROBE_BODY);

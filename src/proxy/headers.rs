@@ -24,6 +24,11 @@ const MAX_REQUEST_ID: usize = 128;
 /// `upgrade` is set (a protocol switch in progress) `Upgrade` and `Connection: upgrade`
 /// survive, since the switch is itself hop-by-hop and must reach the next hop.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Most requests carry none of these: one pass of cheap name comparisons instead of a
+    // hashed lookup per name (this was 5 % of the instructions of a proxied request).
+    if !upgrade && !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     if h.contains_key(&CONNECTION) {
         let listed: Vec<HeaderName> = h
             .get_all(&CONNECTION)
@@ -59,6 +64,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     } else {
         h.remove(&UPGRADE);
     }
+}
+
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == CONNECTION
+        || n == TE
+        || n == TRANSFER_ENCODING
+        || n == UPGRADE
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
 }
 
 /// Removes every `x-flowgate-*` field: only the fleet sets them.

@@ -332,7 +332,10 @@ impl Plan<'_> {
             }
         }
         match last {
-            Some(Ok(answer)) => Ok(answer.response),
+            Some(Ok(answer)) => {
+                guard.conn = answer.conn;
+                Ok(answer.response)
+            }
             Some(Err(e)) => Err(e),
             None => Err(if local_full { ProxyError::OriginBusy } else { ProxyError::NoEndpoint }),
         }

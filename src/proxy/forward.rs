@@ -206,7 +206,8 @@ impl Upstream {
         retarget(&mut req, &endpoint, self.protocol, &self.scheme, self.h1.is_none())?;
         match &self.h1 {
             Some(pool) => pool.send(i, &endpoint, req).await.map(|(r, c)| (r, Some(c))),
-            None => self.client().request(req).await.map(|r| (r, None)).map_err(|e| {
+            // Boxed: hyper-util's future is large, and would make every send larger.
+            None => Box::pin(self.client().request(req)).await.map(|r| (r, None)).map_err(|e| {
                 let err = ProxyError::from_client(&e);
                 tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
                 err

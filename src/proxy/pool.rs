@@ -97,7 +97,8 @@ impl H1Pool {
         for _ in 0..=MAX_SKIPPED + 1 {
             let mut conn = match self.checkout(i) {
                 Some(c) => c,
-                None => self.connect(i, authority).await?,
+                // Boxed: connecting is the rare path, and its future would make every send larger.
+                None => Box::pin(self.connect(i, authority)).await?,
             };
             let Some(tx) = conn.tx.as_mut() else { return Err(ProxyError::UpstreamReset) };
             match tx.try_send_request(req).await {

@@ -36,6 +36,12 @@ pub struct ConnActivity {
     /// Wakes the watchdog when a request head begins on an idle connection: it is then
     /// asleep until the idle deadline, and the header deadline is usually much sooner.
     head_started: Notify,
+    /// When the watchdog will next look (milliseconds since `start`; `NONE` before its
+    /// first sleep). A head whose deadline falls after it needs no wake-up: under load,
+    /// waking the watchdog for every request cost more than the rest of this module.
+    wake_at: AtomicU64,
+    /// The header timeout in milliseconds, once the watchdog runs; `NONE` before.
+    header_ms: AtomicU64,
 }
 
 /// Why the watchdog ended a connection.
@@ -56,6 +62,8 @@ impl ConnActivity {
             first_byte: AtomicU64::new(NONE),
             h2: AtomicBool::new(false),
             head_started: Notify::new(),
+            wake_at: AtomicU64::new(NONE),
+            header_ms: AtomicU64::new(NONE),
         })
     }
 
@@ -79,9 +87,15 @@ impl ConnActivity {
             if data.starts_with(b"PRI * HTTP/2.0") {
                 self.set_h2();
             }
-            self.first_byte.store(self.now_ms(), Ordering::Relaxed);
-            // notify_one keeps a permit if the watchdog is not waiting yet: no lost wakeup.
-            self.head_started.notify_one();
+            let now = self.now_ms();
+            // SeqCst on `first_byte` and `wake_at`, here and in the watchdog: either this
+            // sees the watchdog's new wake time, or the watchdog sees this byte.
+            self.first_byte.store(now, Ordering::SeqCst);
+            let header_ms = self.header_ms.load(Ordering::Relaxed);
+            if header_ms == NONE || self.wake_at.load(Ordering::SeqCst) > now.saturating_add(header_ms) {
+                // notify_one keeps a permit if the watchdog is not waiting yet: no lost wakeup.
+                self.head_started.notify_one();
+            }
         }
     }
 
@@ -90,12 +104,13 @@ impl ConnActivity {
     pub async fn expired(&self, header_timeout: Duration, idle_timeout: Duration) -> Expired {
         let header_ms = header_timeout.as_millis() as u64;
         let idle_ms = idle_timeout.as_millis() as u64;
+        self.header_ms.store(header_ms, Ordering::Relaxed);
         loop {
             let now = self.now_ms();
+            let first = self.first_byte.load(Ordering::SeqCst);
             let wait = if self.inflight.load(Ordering::Relaxed) > 0 {
                 (header_ms / 2).max(1)
             } else {
-                let first = self.first_byte.load(Ordering::Relaxed);
                 if first != NONE && !self.h2.load(Ordering::Relaxed) {
                     let deadline = first.saturating_add(header_ms);
                     if now >= deadline {
@@ -110,6 +125,11 @@ impl ConnActivity {
                     deadline - now
                 }
             };
+            self.wake_at.store(now.saturating_add(wait), Ordering::SeqCst);
+            if self.first_byte.load(Ordering::SeqCst) != first {
+                // A head began while this was deciding: decide again.
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                 _ = self.head_started.notified() => {}
@@ -216,6 +236,27 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(watchdog.await, Expired::HeaderTimeout);
         assert!(t0.elapsed() <= Duration::from_secs(1), "cut after {:?}", t0.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn head_after_a_request_is_cut_at_its_deadline_without_a_wake_up() {
+        let a = ConnActivity::new();
+        let req = a.begin();
+        let watchdog = a.expired(Duration::from_secs(1), Duration::from_secs(75));
+        tokio::pin!(watchdog);
+        // In flight: the watchdog checks back in 500 ms.
+        assert!(tokio::time::timeout(Duration::from_millis(100), watchdog.as_mut()).await.is_err());
+        drop(req);
+        assert!(tokio::time::timeout(Duration::from_millis(100), watchdog.as_mut()).await.is_err());
+        // A head begins at 200 ms; its deadline (1.2 s) is after the watchdog's next look.
+        let t0 = Instant::now();
+        a.on_bytes(b"GET / HTTP/1.1\r\n");
+        assert_eq!(watchdog.await, Expired::HeaderTimeout);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(999) && took <= Duration::from_millis(1010),
+            "cut after {took:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

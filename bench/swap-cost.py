@@ -12,12 +12,14 @@ turn, DURATION seconds each:
   swap   a PUT every 10 ms of a new version with other weights: the real thing
 
 The pusher keeps one HTTP/1.1 connection open. Prints each trial's req/s, the pushes made
-and refused, and the ratios of medians. Usage: ROUNDS=3 DURATION=5 bench/swap-cost.py
+and refused, and the ratios of medians. Usage: ROUNDS=3 DURATION=5 bench/swap-cost.py;
+PERSIST=0 leaves the state folder out (no fsync per push), to tell the two costs apart.
 """
 import http.client, json, os, re, statistics, subprocess, sys, tempfile, threading, time
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
+PERSIST = os.environ.get("PERSIST", "1") != "0"
 PERIOD = 0.010
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 tmp = tempfile.mkdtemp()
@@ -27,7 +29,7 @@ os.mkdir(os.path.join(tmp, "state"))
 with open(os.path.join(root, "bench", "flowgate-bench.toml")) as f:
     cfg = f.read().replace(
         'listen = "127.0.0.1:18109"',
-        f'listen = "127.0.0.1:18109"\ntoken_file = "{tmp}/tokens"\nstate_dir = "{tmp}/state"')
+        f'listen = "127.0.0.1:18109"\ntoken_file = "{tmp}/tokens"' + (f'\nstate_dir = "{tmp}/state"' if PERSIST else ""))
 with open(os.path.join(tmp, "flowgate.toml"), "w") as f:
     f.write(cfg)
 

@@ -227,6 +227,12 @@ pub struct Timeouts {
     /// How long an unused pooled upstream connection is kept.
     #[serde(with = "humantime_serde")]
     pub upstream_idle: Duration,
+    /// An HTTP/2 client connection is PINGed after this long without frames...
+    #[serde(with = "humantime_serde")]
+    pub h2_ping_interval: Duration,
+    /// ...and closed if the PING is not answered within this (a dead peer).
+    #[serde(with = "humantime_serde")]
+    pub h2_ping_timeout: Duration,
 }
 
 impl Default for Timeouts {
@@ -237,6 +243,8 @@ impl Default for Timeouts {
             request: Duration::from_secs(60),
             idle: Duration::from_secs(75),
             upstream_idle: Duration::from_secs(60),
+            h2_ping_interval: Duration::from_secs(30),
+            h2_ping_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -167,6 +167,8 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
         ("timeouts.request", timeouts.request),
         ("timeouts.idle", timeouts.idle),
         ("timeouts.upstream_idle", timeouts.upstream_idle),
+        ("timeouts.h2_ping_interval", timeouts.h2_ping_interval),
+        ("timeouts.h2_ping_timeout", timeouts.h2_ping_timeout),
     ];
     for (field, d) in named_timeouts {
         if d.is_zero() {

@@ -53,8 +53,8 @@ pub(super) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
         // than they can be served is cut off rather than served for free.
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(256))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_interval(Some(cfg.timeouts.h2_ping_interval))
+        .keep_alive_timeout(cfg.timeouts.h2_ping_timeout);
     b
 }
 

@@ -11,33 +11,14 @@
 # the median of each chain is reported, with the ratio. Needs nginx and wrk.
 # Usage: bench/hop-bench.sh; ROUNDS=3 DURATION=10 PEER_PROTOCOL=http2|http1.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; PEER_PROTOCOL=${PEER_PROTOCOL:-http2}
 (cd "$root" && cargo build --release --bin flowgate >/dev/null 2>&1)
-run=$(mktemp -d)
-mkdir -p "$run/tmp"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; sleep 0.3; rm -rf "$run"' EXIT
-
-nginx_conf() { # NAME LISTEN BODY
-  cat > "$run/$1.conf" <<EOF
-daemon off; master_process off; worker_processes 1; pid $run/$1.pid; error_log $run/$1.err warn;
-events { worker_connections 4096; }
-http {
-  client_body_temp_path $run/tmp; proxy_temp_path $run/tmp; fastcgi_temp_path $run/tmp;
-  uwsgi_temp_path $run/tmp; scgi_temp_path $run/tmp;
-  access_log off; keepalive_requests 100000000; keepalive_timeout 300s; default_type text/plain;
-  $3
-  server { listen 127.0.0.1:$2; $4 }
-}
-EOF
-  taskset -c 1 nginx -c "$run/$1.conf" & pids+=($!)
-}
-body=$(head -c 1023 /dev/zero | tr '\0' a)
-nginx_conf origin 18080 "" "location / { return 200 \"$body\\n\"; }"
-proxy_to() { echo "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"; }
-nginx_conf edge 18202 "upstream up { server 127.0.0.1:18080; keepalive 256; }" "$(proxy_to)"
-nginx_conf entry 18201 "upstream up { server 127.0.0.1:18202; keepalive 256; }" "$(proxy_to)"
+start_origin 1
+nginx_proxy edge 18202 127.0.0.1:18080
+taskset -c 1 nginx -c "$run/edge.conf" & pids+=($!)
+nginx_proxy entry 18201 127.0.0.1:18202
+taskset -c 1 nginx -c "$run/entry.conf" & pids+=($!)
 
 cat > "$run/table.json" <<EOF
 {"version": 1, "weights": {"a": {"b": 100}, "b": {"b": 100}}, "peer_modes": {"a": "direct", "b": "direct"}}
@@ -69,14 +50,8 @@ EOF
 flowgate_conf a 18301 18311 18309 b 18312
 flowgate_conf b 18302 18312 18319 a 18311
 
-for url in http://127.0.0.1:18201/ http://127.0.0.1:18301/; do
-  ok=0
-  for _ in $(seq 100); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then ok=1; break; fi
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || { echo "no answer from $url" >&2; cat "$run"/*.err >&2; exit 1; }
-done
+wait_ok http://127.0.0.1:18201/
+wait_ok http://127.0.0.1:18301/
 region=$(curl -fsS -D - -o /dev/null http://127.0.0.1:18301/ | tr -d '\r' | awk -F': ' 'tolower($1) == "x-flowgate-region" {print $2}')
 [ "$region" = b ] || { echo "flowgate a did not forward to b (served by: $region)" >&2; exit 1; }
 

@@ -5,27 +5,13 @@
 # the requests served, and the growth from the first sample after warm-up to the last.
 # Needs nginx and wrk. Usage: DURATION=600 bench/rss-steady.sh
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-600}
 (cd "$root" && cargo build --release --bin flowgate >/dev/null 2>&1)
-run=$(mktemp -d)
-mkdir -p "$run/tmp"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; sleep 0.3; rm -rf "$run"' EXIT
-cat > "$run/origin.conf" <<EOF
-daemon off; master_process off; worker_processes 1; pid $run/origin.pid; error_log $run/origin.err warn;
-events { worker_connections 4096; }
-http {
-  client_body_temp_path $run/tmp; proxy_temp_path $run/tmp; fastcgi_temp_path $run/tmp;
-  uwsgi_temp_path $run/tmp; scgi_temp_path $run/tmp;
-  access_log off; keepalive_requests 100000000; keepalive_timeout 300s; default_type text/plain;
-  server { listen 127.0.0.1:18080; location / { return 200 "$(head -c 1023 /dev/zero | tr '\0' a)\n"; } }
-}
-EOF
-taskset -c 1 nginx -c "$run/origin.conf" & pids+=($!)
+start_origin 1
 taskset -c 1 "$root/target/release/flowgate" serve --config "$root/bench/flowgate-bench.toml" 2>/dev/null & fg=$!
 pids+=($fg)
-for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:18101/ 2>/dev/null && break; sleep 0.1; done
+wait_ok http://127.0.0.1:18101/
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$fg/status"; }
 echo "rss before load: $(rss) KiB"
 taskset -c 0 wrk -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18101/ > "$run/wrk.out" & w=$!

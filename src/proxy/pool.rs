@@ -109,7 +109,12 @@ impl H1Pool {
                         conn.tx = None;
                         req = back;
                     }
-                    None => return Err(ProxyError::from_source(&e.into_error())),
+                    None => {
+                        let e = e.into_error();
+                        let err = ProxyError::from_source(&e);
+                        tracing::debug!(error = %e, endpoint = %authority, code = err.code(), "upstream request failed");
+                        return Err(err);
+                    }
                 },
             }
         }

@@ -99,3 +99,44 @@ async fn low_priority_is_shed_first_and_high_priority_gets_through() {
     assert!(o.peak.load(Ordering::SeqCst) <= 20, "never more than max_inflight at the origin");
     p.stop().await;
 }
+
+/// Sends one request on `s` and returns the first bytes of the answer.
+async fn ask(s: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: cap.test\r\n\r\n").await.ok()?;
+    let mut buf = [0u8; 1024];
+    match tokio::time::timeout(wait, s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let o = origin::start().await;
+    let p = TestProxy::start(&config_text(o.addr, "[limits]\nmax_connections = 4\n")).await;
+    // Four keep-alive clients hold every slot.
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(p.addrs.public).await.expect("connect");
+        let answer = ask(&mut s, Duration::from_secs(5)).await.unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 200"), "client {i}: {answer:?}");
+        held.push(s);
+    }
+    // A fifth connects (the kernel's backlog takes it) but is not served while they stay.
+    let mut fifth = tokio::net::TcpStream::connect(p.addrs.public).await.expect("connect");
+    assert_eq!(ask(&mut fifth, Duration::from_millis(700)).await, None, "a fifth connection was served");
+    // The admin listener is not capped by the data plane.
+    let admin = h1_client();
+    let (status, _, _) = support::get(&admin, &format!("http://{}/healthz", p.addrs.admin)).await;
+    assert_eq!(status, 200);
+    // One client leaves: the waiting one is accepted and answered.
+    drop(held.pop());
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut fifth, &mut buf))
+        .await
+        .expect("the fifth connection is served once a slot frees")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "fifth: {:?}", &buf[..n]);
+    p.stop().await;
+}

@@ -68,12 +68,13 @@ pub(super) async fn accept_loop(
     stop: CancellationToken,
 ) {
     loop {
-        // Waiting for a slot before accepting leaves excess connections in the kernel's
-        // backlog instead of accepting and dropping them.
-        let permit = tokio::select! {
+        // Waiting for a free slot before accepting leaves excess connections in the
+        // kernel's backlog instead of accepting and dropping them. The slot is not held
+        // while waiting: a listener idle in accept must not count against the cap.
+        tokio::select! {
             _ = stop.cancelled() => return,
-            p = shared.slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
+            p = shared.slots.acquire() => match p {
+                Ok(p) => drop(p),
                 Err(_) => return,
             },
         };
@@ -87,6 +88,19 @@ pub(super) async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            },
+        };
+        // Another listener may have taken the last slot meanwhile: this connection then
+        // waits for one, as it would have in the backlog.
+        let permit = match shared.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => tokio::select! {
+                _ = stop.cancelled() => return,
+                p = shared.slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
             },
         };
         let _ = stream.set_nodelay(true);

@@ -123,7 +123,11 @@ async fn route(
         }
         (_, "/v1/table") if read => api::get_table(state),
         (Method::PUT, "/v1/table") => api::put_table(req, state, remote).await,
-        (_, "/v1/table/history") if read => api::json(StatusCode::OK, &state.control.history()),
+        (_, "/v1/table/history") if read => {
+            let history: Vec<crate::wire::HistoryEntry> =
+                state.control.history().iter().map(|h| h.wire()).collect();
+            api::json(StatusCode::OK, &history)
+        }
         (_, "/v1/status") if read => {
             let window = status::window_param(req.uri().query());
             api::json(StatusCode::OK, &status::status(state, window))

@@ -40,6 +40,18 @@ pub struct HistoryEntry {
     pub table: Option<Arc<Table>>,
 }
 
+impl HistoryEntry {
+    /// As `GET /v1/table/history` shows it.
+    pub fn wire(&self) -> crate::wire::HistoryEntry {
+        crate::wire::HistoryEntry {
+            version: self.version,
+            applied_at: self.applied_at.clone(),
+            note: self.note.clone(),
+            who: self.who.clone(),
+        }
+    }
+}
+
 /// The outcome of a push that was not refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {

@@ -125,6 +125,9 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
             before_shift: None,
             dns: None,
             timeout: Duration::from_secs(5),
+            hold: None,
+            source_failing: false,
+            evacuate: Default::default(),
         },
     );
     now.set(format!(

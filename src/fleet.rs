@@ -10,6 +10,9 @@
 pub mod cli;
 pub mod client;
 pub mod evacuate;
+#[cfg(test)]
+pub(crate) mod fixtures;
+pub mod gate;
 
 pub mod plan;
 pub mod push;

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod autopilot;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -38,3 +39,4 @@ pub mod proxy;
 pub mod server;
 pub mod table;
 pub mod telemetry;
+pub mod wire;

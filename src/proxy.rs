@@ -165,6 +165,10 @@ pub struct Proxy {
     pub metrics: Metrics,
     /// The request metrics' children, resolved once per label combination.
     request_metrics: crate::metrics::children::RequestMetrics,
+    /// Per target region, in `regions.names` order (this region first): what requests
+    /// sent there got, for the per-target figures of `/v1/status` and, for this region,
+    /// the figures its health answer reports.
+    pub target_windows: Vec<crate::metrics::window::TargetWindow>,
     access_log: bool,
     /// Protocol-switched connections (WebSocket) outlive their request; drain waits for
     /// them and cuts them at the drain timeout.
@@ -229,6 +233,7 @@ impl Proxy {
             &regions.names.iter().map(|n| &**n).collect::<Vec<_>>(),
         );
         let compiled = CompiledTable::compile(initial, &regions, &origin_names, &cfg.routes);
+        let regions_len = regions.names.len();
         Ok(Proxy {
             region: cfg.region.as_str().into(),
             region_header: HeaderValue::from_str(&cfg.region)?,
@@ -242,6 +247,7 @@ impl Proxy {
             shedder: shed::Shedder::new(&cfg.overload),
             retry: RetryPolicy::new(&cfg.retry),
             request_metrics,
+            target_windows: (0..regions_len).map(|_| Default::default()).collect(),
             metrics: shared.metrics,
             access_log: cfg.log.access,
             tunnels: shared.tunnels,
@@ -351,12 +357,16 @@ impl Proxy {
             Target::Local => 0,
             Target::Peer(i) => i + 1,
         });
+        let elapsed = started.elapsed();
+        if let Some(w) = target_index.and_then(|i| self.target_windows.get(i)) {
+            w.record(status.is_server_error(), elapsed);
+        }
         self.request_metrics.observe(
             ctx.listener as usize,
             outcome.origin,
             target_index,
             status.as_u16(),
-            started.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64(),
         );
         if let Some((m, path)) = method {
             tracing::info!(
@@ -377,7 +387,11 @@ impl Proxy {
     }
 
     fn health_response(&self, guard: RequestGuard) -> Response<ProxyBody> {
-        let report = health::region_health(&self.region, &self.targets);
+        let served = self.target_windows.first().map(|w| {
+            let s = w.stats(health::SERVED_WINDOW_SECONDS);
+            crate::wire::ServedFigures { rps: s.rps, error_ratio: s.error_ratio }
+        });
+        let report = health::region_health(&self.region, &self.targets, served);
         let body = serde_json::to_vec(&report).unwrap_or_default();
         let mut resp = Response::new(ProxyBody::full(Bytes::from(body), guard));
         if !report.healthy {

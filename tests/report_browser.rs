@@ -37,6 +37,9 @@ fn journal() -> Journal {
             at,
             region_share: share,
             outcome: "ok".to_owned(),
+            rule: "receiving-regions-ok".to_owned(),
+            unreached: Vec::new(),
+            ignored: Vec::new(),
             gate: REGIONS.iter().map(|r| (r.to_string(), 0.001 * i as f64)).collect(),
         });
     }

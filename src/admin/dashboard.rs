@@ -177,7 +177,7 @@ pub fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
             r#"<span class="badge bad">down</span>"#
         };
         let mode = t.mode.map(mode_name).unwrap_or("local");
-        let path = t.path.unwrap_or(if t.local { "origins" } else { "none" });
+        let path = t.path.as_deref().unwrap_or(if t.local { "origins" } else { "none" });
         let bypass = if t.bypass_active {
             r#"<span class="badge warn">active</span>"#
         } else {
@@ -278,7 +278,7 @@ pub fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
 <script>{JS}</script>
 </body></html>
 "##,
-        state = esc(status.state),
+        state = esc(&status.state),
         uptime = duration(status.uptime_seconds),
         clock = clock(now),
         rps = rate(status.rps),
@@ -306,7 +306,12 @@ mod tests {
                 mode: None,
                 bypass_active: false,
                 path: None,
-                endpoints: BTreeMap::from([("origin", EndpointCounts { healthy: 1, usable: 1, total: 1 })]),
+                endpoints: BTreeMap::from([(
+                    "origin".to_owned(),
+                    EndpointCounts { healthy: 1, usable: 1, total: 1 },
+                )]),
+                figures: Default::default(),
+                reported: None,
             },
         );
         targets.insert(
@@ -317,8 +322,10 @@ mod tests {
                 share: 0.4,
                 mode: Some(PeerMode::Auto),
                 bypass_active: true,
-                path: Some("proxies"),
+                path: Some("proxies".to_owned()),
                 endpoints: BTreeMap::new(),
+                figures: Default::default(),
+                reported: None,
             },
         );
         Status {
@@ -326,7 +333,7 @@ mod tests {
             table_version: 42,
             table_note: Some("evacuate <b>us-east-1</b> & \"more\"".to_owned()),
             ready: true,
-            state: "ready",
+            state: "ready".to_owned(),
             rps: 12.5,
             error_ratio: 0.02,
             source_rps: 3.0,

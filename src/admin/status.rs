@@ -2,68 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::AdminState;
 use crate::proxy::Proxy;
 use crate::proxy::peer::Path;
-use crate::table::PeerMode;
 use crate::table::compile::Target;
-
-#[derive(Debug, Serialize)]
-pub struct EndpointCounts {
-    pub healthy: usize,
-    pub usable: usize,
-    pub total: usize,
-}
-
-/// One target region as this proxy sees it.
-#[derive(Debug, Serialize)]
-pub struct TargetStatus {
-    /// This proxy's own region.
-    pub local: bool,
-    /// Whether it would get traffic now (for at least one origin).
-    pub healthy: bool,
-    /// This region's share of the default row, 0 to 1.
-    pub share: f64,
-    /// `lb`, `direct` or `auto`; absent for the local region.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<PeerMode>,
-    pub bypass_active: bool,
-    /// `lb` or `proxies`: where requests go now; absent when nothing is usable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<&'static str>,
-    pub endpoints: BTreeMap<&'static str, EndpointCounts>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub region: String,
-    pub table_version: u64,
-    pub table_note: Option<String>,
-    pub ready: bool,
-    pub state: &'static str,
-    /// Requests per second answered over the last minute (or `window_seconds`).
-    pub rps: f64,
-    /// Share of those answered with a 5xx.
-    pub error_ratio: f64,
-    /// Requests per second arriving from clients (public listeners): this region's demand,
-    /// what an evacuation has to move.
-    pub source_rps: f64,
-    pub window_seconds: u64,
-    pub inflight_requests: i64,
-    pub uptime_seconds: u64,
-    pub targets: BTreeMap<String, TargetStatus>,
-    /// Per origin of this region: usable endpoints and concurrency in use.
-    pub origins: BTreeMap<String, OriginStatus>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct OriginStatus {
-    pub healthy: bool,
-    pub endpoints: EndpointCounts,
-    pub inflight: usize,
-}
+pub use crate::wire::{EndpointCounts, OriginStatus, Status, TargetFigures, TargetStatus};
 
 fn counts(set: &crate::proxy::balance::EndpointSet) -> EndpointCounts {
     EndpointCounts { healthy: set.healthy_count(), usable: set.usable_count(), total: set.len() }
@@ -92,14 +35,14 @@ pub fn status(state: &AdminState, window: u64) -> Status {
         table_version: table.version(),
         table_note: table.table.note.clone(),
         ready: readiness == "ready",
-        state: readiness,
+        state: readiness.to_owned(),
         rps,
         error_ratio,
         source_rps,
         window_seconds: window,
         inflight_requests: state.control.shared.metrics.inflight_requests.get(),
         uptime_seconds: state.started.elapsed().as_secs(),
-        targets: targets(&proxy, &table),
+        targets: targets(&proxy, &table, window),
         origins: proxy
             .targets
             .origins
@@ -115,7 +58,11 @@ pub fn status(state: &AdminState, window: u64) -> Status {
     }
 }
 
-fn targets(proxy: &Proxy, table: &crate::table::compile::CompiledTable) -> BTreeMap<String, TargetStatus> {
+fn targets(
+    proxy: &Proxy,
+    table: &crate::table::compile::CompiledTable,
+    window: u64,
+) -> BTreeMap<String, TargetStatus> {
     let row = table.table.weights.get(&*proxy.region);
     let sum: u64 = row.map(|r| r.values().sum()).unwrap_or(0);
     let share = |name: &str| match row {
@@ -124,15 +71,23 @@ fn targets(proxy: &Proxy, table: &crate::table::compile::CompiledTable) -> BTree
         None => (name == &*proxy.region) as u8 as f64,
     };
     let mut out = BTreeMap::new();
-    for name in &proxy.regions.names {
+    for (index, name) in proxy.regions.names.iter().enumerate() {
         let Some(target) = proxy.regions.target(name) else { continue };
+        let figures = proxy
+            .target_windows
+            .get(index)
+            .map(|w| {
+                let s = w.stats(window);
+                TargetFigures { rps: s.rps, error_ratio: s.error_ratio, latency_ms_p50: s.latency_ms_p50 }
+            })
+            .unwrap_or_default();
         let status = match target {
             Target::Local => {
                 let healthy = proxy.targets.origins.iter().any(|o| o.upstream.set.any_usable());
                 let mut endpoints = BTreeMap::new();
                 for o in &proxy.targets.origins {
                     let c = counts(&o.upstream.set);
-                    let e = endpoints.entry("origin").or_insert(EndpointCounts {
+                    let e = endpoints.entry("origin".to_owned()).or_insert(EndpointCounts {
                         healthy: 0,
                         usable: 0,
                         total: 0,
@@ -149,6 +104,8 @@ fn targets(proxy: &Proxy, table: &crate::table::compile::CompiledTable) -> BTree
                     bypass_active: false,
                     path: None,
                     endpoints,
+                    figures,
+                    reported: None,
                 }
             }
             Target::Peer(i) => {
@@ -162,11 +119,13 @@ fn targets(proxy: &Proxy, table: &crate::table::compile::CompiledTable) -> BTree
                     share: share(name),
                     mode: Some(mode),
                     bypass_active: peer.bypassing(mode),
-                    path: path.map(Path::name),
+                    path: path.map(|p| Path::name(p).to_owned()),
                     endpoints: BTreeMap::from([
-                        ("lb", counts(&peer.lb.set)),
-                        ("proxies", counts(&peer.proxies.set)),
+                        ("lb".to_owned(), counts(&peer.lb.set)),
+                        ("proxies".to_owned(), counts(&peer.proxies.set)),
                     ]),
+                    figures,
+                    reported: peer.reported(),
                 }
             }
         };

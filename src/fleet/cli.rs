@@ -101,6 +101,9 @@ fn options(a: &RunArgs) -> RunOptions {
         before_shift: a.before_shift.clone(),
         dns: a.dns.clone(),
         timeout: a.timeout,
+        hold: None,
+        source_failing: false,
+        evacuate: Default::default(),
     }
 }
 

@@ -1,7 +1,6 @@
 //! Talking to one proxy's control endpoint, with a timeout on everything and a bounded
 //! retry where the request surely did not arrive (connection refused, reset on connect).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,38 +32,7 @@ pub enum ClientError {
     Decode { addr: String, message: String },
 }
 
-/// What a proxy's `/v1/status` says (the fields the fleet commands use; others ignored).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
-#[serde(default)]
-pub struct StatusView {
-    pub region: String,
-    pub table_version: u64,
-    pub ready: bool,
-    pub rps: f64,
-    pub error_ratio: f64,
-    pub source_rps: f64,
-    pub targets: BTreeMap<String, TargetView>,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
-#[serde(default)]
-pub struct TargetView {
-    pub local: bool,
-    pub healthy: bool,
-    pub share: f64,
-    pub mode: Option<String>,
-    pub bypass_active: bool,
-}
-
-/// One entry of `/v1/table/history`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
-#[serde(default)]
-pub struct HistoryView {
-    pub version: u64,
-    pub applied_at: String,
-    pub note: Option<String>,
-    pub who: String,
-}
+pub use crate::wire::{HistoryEntry as HistoryView, Status as StatusView, TargetStatus as TargetView};
 
 /// A proxy's answer to a push.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,13 +15,14 @@ use serde::Serialize;
 
 use super::FleetFile;
 use super::client::AdminClient;
+use super::gate;
 use super::plan::{self, Plan, PlanInput};
 use super::push::{self, Proxy};
 use super::status::{self, FleetStatus};
 use crate::table::Table;
 
 /// How a run behaves (the command-line options).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     pub steps: u32,
     pub interval: Duration,
@@ -37,6 +38,30 @@ pub struct RunOptions {
     /// Run after the last step (flip DNS); gets FLOWGATE_REGION and FLOWGATE_PHASE.
     pub dns: Option<String>,
     pub timeout: Duration,
+    /// Asked before every step: a reason to stop where the run is (the autopilot's pause
+    /// switch). Nothing is rolled back then.
+    pub hold: Option<HoldCheck>,
+    /// The evacuated region is known to be failing (the autopilot judged it): a rollback
+    /// must not send traffic back to it, whatever its status says.
+    pub source_failing: bool,
+    /// Regions that must receive nothing (failing themselves), and whether a capacity
+    /// shortfall moves what fits instead of refusing.
+    pub evacuate: plan::EvacuateOptions,
+}
+
+/// See [`RunOptions::hold`].
+pub type HoldCheck = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("steps", &self.steps)
+            .field("interval", &self.interval)
+            .field("max_utilization", &self.max_utilization)
+            .field("max_error_ratio", &self.max_error_ratio)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a run stopped early.
@@ -54,6 +79,10 @@ pub enum RunError {
     /// A hook failed; traffic was left where it was.
     #[error("{0}")]
     Hook(String),
+    /// Stopped after pushing without rolling back: a rollback would have sent traffic
+    /// back to a failing region, or the run was paused.
+    #[error("{0}")]
+    Held(String),
 }
 
 /// One step as it happened, for `--json`, logs and the exercise report.
@@ -68,8 +97,18 @@ pub struct StepRecord {
     /// The evacuated region's share of its own traffic after this step.
     pub region_share: f64,
     pub outcome: String,
-    /// Per region error ratio the gate saw.
+    /// The rule that decided the step (`receiving-regions-ok`, or the one that failed:
+    /// `receiving-error-ratio`, `receiving-readiness`, `receiving-health`,
+    /// `receiving-capacity`, `push-refused-by-receiving-region`).
+    pub rule: String,
+    /// Per region error ratio the gate saw (what its origins served).
     pub gate: BTreeMap<String, f64>,
+    /// Proxies this step could not reach or that did not apply it, in regions where that
+    /// is tolerated (the draining side, or proxies already unreachable before the run):
+    /// they must catch up later.
+    pub unreached: Vec<String>,
+    /// What the gate saw and did not count (the draining side's errors and readiness).
+    pub ignored: Vec<String>,
 }
 
 /// Per region request rate and error ratio at one moment.
@@ -85,6 +124,25 @@ pub struct Journal {
     pub steps: Vec<StepRecord>,
     pub samples: Vec<Sample>,
     pub notes: Vec<String>,
+}
+
+/// The fleet as a run found it.
+pub struct Current {
+    pub proxies: Vec<Proxy>,
+    pub status: FleetStatus,
+    pub table: Table,
+    /// Proxies that did not answer (`addr (region): error`).
+    pub unreached: Vec<String>,
+    /// Proxies on an older version than the newest (draining side only).
+    pub behind: Vec<String>,
+}
+
+/// One direction of a run, as the gate and the rollback need it.
+struct Move<'a> {
+    region: &'a str,
+    phase: &'a str,
+    sides: &'a gate::Sides,
+    baseline: &'a FleetStatus,
 }
 
 /// A fleet, a client and the clock of one run.
@@ -118,31 +176,67 @@ impl<'a> Runner<'a> {
         push::proxies(self.fleet).await.map_err(RunError::Refused)
     }
 
-    /// Reads the fleet and the table in force; refuses if anything is unreachable or the
-    /// proxies disagree.
-    pub async fn current(&self) -> Result<(Vec<Proxy>, FleetStatus, Table), RunError> {
+    /// Reads the fleet and the table in force. Proxies of the draining regions may be
+    /// unreachable or behind (they are the broken side in an outage); a receiving region
+    /// must answer through a majority of its proxies, all on one version, or nothing moves.
+    pub async fn current(&self, sides: &gate::Sides) -> Result<Current, RunError> {
         let proxies = self.proxies().await?;
-        let st = status::gather(&self.client, &proxies, 60).await;
-        if st.unreachable > 0 {
-            let down: Vec<String> = st
-                .proxies
-                .iter()
-                .filter_map(|p| p.error.as_ref().map(|e| format!("{} ({}): {e}", p.addr, p.region)))
-                .collect();
-            return Err(RunError::Refused(format!(
-                "not every proxy answers; nothing pushed: {}",
-                down.join("; ")
-            )));
+        if proxies.is_empty() {
+            return Err(RunError::Refused("the fleet has no proxy".into()));
         }
-        if !st.versions_agree {
+        let st = status::gather(&self.client, &proxies, 60).await;
+        let mut unreached = Vec::new();
+        for p in &st.proxies {
+            if let Some(e) = &p.error {
+                unreached.push(format!("{} ({}): {e}", p.addr, p.region));
+            }
+        }
+        for r in &sides.receiving {
+            let Some(s) = st.regions.get(r) else { continue };
+            if s.reachable * 2 <= s.proxies {
+                let down: Vec<&String> = unreached.iter().filter(|u| u.contains(&format!("({r})"))).collect();
+                return Err(RunError::Refused(format!(
+                    "receiving region {r} is unreachable ({} of {} proxies answer); nothing pushed: {}",
+                    s.reachable,
+                    s.proxies,
+                    down.iter().map(|d| d.as_str()).collect::<Vec<_>>().join("; ")
+                )));
+            }
+        }
+        let newest = st.versions.last().copied().unwrap_or(0);
+        let behind: Vec<String> = st
+            .proxies
+            .iter()
+            .filter_map(|p| {
+                let v = p.status.as_ref()?.table_version;
+                (v != newest).then(|| format!("{} ({}) on version {v}", p.addr, p.region))
+            })
+            .collect();
+        let receiving_behind = st.proxies.iter().any(|p| {
+            sides.receiving.contains(&p.region)
+                && p.status.as_ref().is_some_and(|s| s.table_version != newest)
+        });
+        if receiving_behind {
             return Err(RunError::Refused(format!(
                 "the proxies disagree on the table version ({:?}); push one table to all of them first (flowgate push)",
                 st.versions
             )));
         }
-        let first = proxies.first().ok_or_else(|| RunError::Refused("the fleet has no proxy".into()))?;
-        let table = self.client.table(&first.addr).await.map_err(|e| RunError::Refused(e.to_string()))?;
-        Ok((proxies, st, table))
+        // The table in force, from a receiving proxy on the newest version when there is one.
+        let mut sources: Vec<&status::ProxyStatus> = st
+            .proxies
+            .iter()
+            .filter(|p| p.status.as_ref().is_some_and(|s| s.table_version == newest))
+            .collect();
+        sources.sort_by_key(|p| !sides.receiving.contains(&p.region));
+        let mut last_error = String::from("no proxy answers");
+        for p in sources {
+            match self.client.table(&p.addr).await {
+                Ok(table) => return Ok(Current { proxies, status: st, table, unreached, behind }),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(RunError::Refused(format!("cannot read the table in force: {last_error}")))
     }
 
     /// Client demand per region, summed over its proxies.
@@ -237,76 +331,31 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// What makes the gate fail: a region's errors above the limit (and above where they
-    /// were before the run), a proxy not ready or unreachable, a target gone unhealthy.
-    fn gate(&self, baseline: &FleetStatus, now: &FleetStatus) -> Result<BTreeMap<String, f64>, String> {
-        let mut seen = BTreeMap::new();
-        // Every region over the limit, worst first: the failing region's errors also show
-        // in the regions that send it traffic, and the operator needs to see which is which.
-        let mut over = Vec::new();
-        for (r, s) in &now.regions {
-            seen.insert(r.clone(), s.error_ratio);
-            let before = baseline.regions.get(r).map(|b| b.error_ratio).unwrap_or(0.0);
-            if s.error_ratio > self.opts.max_error_ratio && s.error_ratio > before {
-                over.push((r, s.error_ratio, before));
-            }
-        }
-        if !over.is_empty() {
-            over.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-            let why: Vec<String> = over
-                .iter()
-                .map(|(r, e, before)| {
-                    format!(
-                        "region {r}: error ratio {:.2} % is above the limit of {:.2} % (it was {:.2} % before)",
-                        e * 100.0,
-                        self.opts.max_error_ratio * 100.0,
-                        before * 100.0
-                    )
-                })
-                .collect();
-            return Err(why.join("; "));
-        }
-        for (r, s) in &now.regions {
-            if s.ready < s.proxies {
-                return Err(format!(
-                    "region {r}: {} of {} proxies are not ready or not answering",
-                    s.proxies - s.ready,
-                    s.proxies
-                ));
-            }
-        }
-        for p in &now.proxies {
-            let Some(st) = &p.status else {
-                return Err(format!(
-                    "proxy {} ({}) stopped answering: {}",
-                    p.addr,
-                    p.region,
-                    p.error.as_deref().unwrap_or("")
-                ));
-            };
-            let was = baseline.proxies.iter().find(|b| b.addr == p.addr).and_then(|b| b.status.as_ref());
-            for (t, view) in &st.targets {
-                let was_healthy = was.and_then(|w| w.targets.get(t)).is_some_and(|w| w.healthy);
-                if was_healthy && !view.healthy {
-                    return Err(format!("proxy {} ({}) now sees region {t} unhealthy", p.addr, p.region));
+    /// After a failed step: back to the last good shares, unless that would send traffic
+    /// back to a region that is failing; then the run holds where it is.
+    async fn stop(&mut self, last_good: &Table, version: u64, why: String, ctx: &Move<'_>) -> RunError {
+        if ctx.phase == "evacuate" {
+            let failing = if self.opts.source_failing {
+                Some(format!("{} was judged failing", ctx.region))
+            } else {
+                match self.sample(10).await {
+                    Ok(now) => gate::failing(&now, ctx.region, self.opts.max_error_ratio),
+                    Err(e) => Some(format!("its state cannot be read: {e}")),
                 }
+            };
+            if let Some(because) = failing {
+                let msg = format!(
+                    "{why}; NOT rolled back, since that would move traffic back to {} ({because}): holding the shares in force",
+                    ctx.region
+                );
+                self.say(msg.clone());
+                return RunError::Held(msg);
             }
         }
-        Ok(seen)
-    }
-
-    async fn rollback(
-        &mut self,
-        last_good: &Table,
-        version: u64,
-        why: String,
-        region: &str,
-        phase: &str,
-    ) -> RunError {
         let mut back = last_good.clone();
         back.version = version;
         back.max_shift = None;
-        back.note = Some(format!("rollback of {phase} {region}: {why}"));
+        back.note = Some(format!("rollback of {} {}: {why}", ctx.phase, ctx.region));
         self.say(format!("rolling back: pushing the last good shares as version {version}"));
         let proxies = match self.proxies().await {
             Ok(p) => p,
@@ -314,13 +363,37 @@ impl<'a> Runner<'a> {
                 return RunError::RolledBack(format!("{why}; the rollback could not list the proxies: {e}"));
             }
         };
-        match push::push_all(&self.client, &proxies, &back).await {
-            Ok(_) => RunError::RolledBack(format!(
+        let results = push::push(&self.client, &proxies, &back).await;
+        let (blocking, tolerated) = self.split_failures(&results, ctx);
+        if blocking.is_empty() {
+            let mut msg = format!(
                 "{why}; rolled back to the shares of version {} as version {version}",
                 last_good.version
-            )),
-            Err((_, e)) => RunError::RolledBack(format!("{why}; ROLLBACK INCOMPLETE: {e}")),
+            );
+            if !tolerated.is_empty() {
+                msg.push_str(&format!("; not reached (they catch up later): {}", tolerated.join("; ")));
+            }
+            RunError::RolledBack(msg)
+        } else {
+            RunError::RolledBack(format!("{why}; ROLLBACK INCOMPLETE: {}", blocking.join("; ")))
         }
+    }
+
+    /// Failed pushes, split into those that stop the run (a receiving proxy that answered
+    /// before the run) and those tolerated (draining side, or already unreachable).
+    fn split_failures(&self, results: &[push::PushResult], ctx: &Move<'_>) -> (Vec<String>, Vec<String>) {
+        let mut blocking = Vec::new();
+        let mut tolerated = Vec::new();
+        for r in results.iter().filter(|r| !r.ok()) {
+            let line = format!("{} ({}): {} {}", r.addr, r.region, r.answer, r.detail).trim_end().to_owned();
+            let answered_before = ctx.baseline.proxies.iter().any(|p| p.addr == r.addr && p.status.is_some());
+            if ctx.sides.receiving.contains(&r.region) && answered_before {
+                blocking.push(line);
+            } else {
+                tolerated.push(line);
+            }
+        }
+        (blocking, tolerated)
     }
 
     /// Pushes the plan step by step with gates; returns when the last step is in force.
@@ -331,7 +404,9 @@ impl<'a> Runner<'a> {
         region: &str,
         phase: &str,
     ) -> Result<(), RunError> {
-        let (_, baseline, _) = self.current().await?;
+        let sides = self.sides(region, phase, start, plan);
+        let baseline = self.current(&sides).await?.status;
+        let ctx = Move { region, phase, sides: &sides, baseline: &baseline };
         let bar = if self.opts.json || self.opts.quiet || !std::io::stderr().is_terminal() {
             indicatif::ProgressBar::hidden()
         } else {
@@ -344,25 +419,42 @@ impl<'a> Runner<'a> {
             b.set_prefix(format!("{phase} {region}"));
             b
         };
+        let capacity = self.capacity();
         let mut last_good = start.clone();
         let of = plan.tables.len() as u32;
         for (i, step) in plan.tables.iter().enumerate() {
             let k = i as u32 + 1;
+            if let Some(why) = self.opts.hold.as_ref().and_then(|h| h()) {
+                bar.abandon();
+                let msg = format!(
+                    "{phase} {region}: held before step {k} of {of} ({why}); version {} stays in force",
+                    last_good.version
+                );
+                self.say(msg.clone());
+                return Err(RunError::Held(msg));
+            }
             let proxies = self.proxies().await?;
             let share = plan::shares(step.weights.get(region), region).get(region).copied().unwrap_or(0.0);
-            if let Err((_, why)) = push::push_all(&self.client, &proxies, step).await {
-                bar.abandon();
-                return Err(self.rollback(&last_good, step.version + 1, why, region, phase).await);
-            }
-            bar.set_message(format!(
-                "version {}, {region} keeps {:.1} % of its traffic",
-                step.version,
-                share * 100.0
-            ));
-            self.watch(self.opts.interval).await?;
-            let window = self.opts.interval.as_secs().clamp(1, 60);
-            let now = self.sample(window).await?;
-            let gate = self.gate(&baseline, &now);
+            let results = push::push(&self.client, &proxies, step).await;
+            let (blocking, unreached) = self.split_failures(&results, &ctx);
+            let decision = if blocking.is_empty() {
+                bar.set_message(format!(
+                    "version {}, {region} keeps {:.1} % of its traffic",
+                    step.version,
+                    share * 100.0
+                ));
+                self.watch(self.opts.interval).await?;
+                let window = self.opts.interval.as_secs().clamp(1, 60);
+                let now = self.sample(window).await?;
+                gate::check(&baseline, &now, &sides, &capacity, self.opts.max_error_ratio)
+            } else {
+                gate::Decision::push_refused(format!(
+                    "{} proxies of receiving regions did not apply version {}: {}",
+                    blocking.len(),
+                    step.version,
+                    blocking.join("; ")
+                ))
+            };
             let record = StepRecord {
                 phase: phase.to_owned(),
                 step: k,
@@ -370,38 +462,88 @@ impl<'a> Runner<'a> {
                 version: step.version,
                 at: self.started.elapsed().as_secs_f64(),
                 region_share: share,
-                outcome: match &gate {
-                    Ok(_) => "ok".into(),
-                    Err(why) => format!("gate failed: {why}"),
+                outcome: match &decision.why {
+                    None => "ok".into(),
+                    Some(why) if decision.rule == gate::PUSH_REFUSED => format!("push failed: {why}"),
+                    Some(why) => format!("gate failed: {why}"),
                 },
-                gate: gate.clone().unwrap_or_default(),
+                rule: decision.rule.to_owned(),
+                gate: decision.seen.clone(),
+                unreached,
+                ignored: decision.ignored.clone(),
             };
-            if self.opts.json {
-                println!("{}", serde_json::to_string(&record).unwrap_or_default());
-            } else if !self.opts.quiet {
-                let line = format!(
-                    "{phase} {region}: step {k}/{of} version {} in force; {region} keeps {:.1} %; gate {}",
-                    step.version,
-                    share * 100.0,
-                    record.outcome
-                );
-                // A hidden bar (stderr not a terminal: CI, logs) prints nothing itself.
-                if bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
-                }
-            }
-            self.journal.steps.push(record);
+            self.record(region, record, &bar);
             bar.inc(1);
-            if let Err(why) = gate {
+            if let Some(why) = decision.why {
                 bar.abandon();
-                return Err(self.rollback(&last_good, step.version + 1, why, region, phase).await);
+                return Err(self.stop(&last_good, step.version + 1, why, &ctx).await);
             }
             last_good = step.clone();
         }
         bar.finish();
         Ok(())
+    }
+
+    /// Prints a step (a JSON line with `--json`) and keeps it in the journal.
+    fn record(&mut self, region: &str, record: StepRecord, bar: &indicatif::ProgressBar) {
+        if self.opts.json {
+            println!("{}", serde_json::to_string(&record).unwrap_or_default());
+        } else if !self.opts.quiet {
+            let mut line = format!(
+                "{} {region}: step {}/{} version {} in force; {region} keeps {:.1} %; gate {} [rule {}]",
+                record.phase,
+                record.step,
+                record.of,
+                record.version,
+                record.region_share * 100.0,
+                record.outcome,
+                record.rule
+            );
+            if !record.unreached.is_empty() {
+                line.push_str(&format!(
+                    "\n  not reached (they catch up later): {}",
+                    record.unreached.join("; ")
+                ));
+            }
+            if !record.ignored.is_empty() {
+                line.push_str(&format!("\n  not counted (draining side): {}", record.ignored.join("; ")));
+            }
+            // A hidden bar (stderr not a terminal: CI, logs) prints nothing itself.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+        self.journal.steps.push(record);
+    }
+
+    /// Which regions a plan drains and which it feeds: a region receives when its share,
+    /// summed over every row, grows from `start` to the plan's end.
+    fn sides(&self, region: &str, phase: &str, start: &Table, plan: &Plan) -> gate::Sides {
+        let Some(end) = plan.tables.last() else {
+            return if phase == "restore" {
+                gate::Sides::restore(region, self.fleet.regions.keys())
+            } else {
+                gate::Sides::evacuate(region, self.fleet.regions.keys())
+            };
+        };
+        let total = |t: &Table, target: &str| -> f64 {
+            self.fleet
+                .regions
+                .keys()
+                .map(|src| plan::shares(t.weights.get(src), src).get(target).copied().unwrap_or(0.0))
+                .sum()
+        };
+        let mut sides = gate::Sides::default();
+        for r in self.fleet.regions.keys() {
+            if total(end, r) > total(start, r) + 1e-9 {
+                sides.receiving.insert(r.clone());
+            } else {
+                sides.draining.insert(r.clone());
+            }
+        }
+        sides
     }
 
     /// Plans, shows, confirms, runs hooks and executes one direction.
@@ -417,7 +559,22 @@ impl<'a> Runner<'a> {
                 self.fleet.regions.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        let (proxies, st, table) = self.current().await?;
+        let sides = if phase == "restore" {
+            gate::Sides::restore(region, self.fleet.regions.keys())
+        } else {
+            gate::Sides::evacuate(region, self.fleet.regions.keys())
+        };
+        let Current { proxies, status: st, table, unreached, behind } = self.current(&sides).await?;
+        if !unreached.is_empty() {
+            self.say(format!(
+                "{} proxies do not answer; going on without them (they catch up later): {}",
+                unreached.len(),
+                unreached.join("; ")
+            ));
+        }
+        if !behind.is_empty() {
+            self.say(format!("behind the newest version (they get the next one): {}", behind.join("; ")));
+        }
         let demand = Self::demand(&st);
         let capacity = self.capacity();
         let input = PlanInput {
@@ -433,7 +590,7 @@ impl<'a> Runner<'a> {
                 let target = self.pre_evacuation_table(&proxies, region).await?;
                 plan::restore(&input, region, &target)
             }
-            _ => plan::evacuate(&input, region),
+            _ => plan::evacuate_with(&input, region, &self.opts.evacuate),
         };
         let plan = plan.map_err(|e| match e {
             plan::PlanError::NotEnoughCapacity { .. } => {
@@ -441,6 +598,20 @@ impl<'a> Runner<'a> {
             }
             other => RunError::Usage(other.to_string()),
         })?;
+        if let Some(short) = &plan.shortfall {
+            let missing: Vec<String> = short
+                .missing
+                .iter()
+                .filter(|(_, m)| **m > 0.0)
+                .map(|(r, m)| format!("{r} needs {:.0} rps more capacity", m.ceil()))
+                .collect();
+            self.say(format!(
+                "capacity is short: {region} keeps {:.1} % of its traffic ({:.0} rps) after this move; {}",
+                short.kept_share * 100.0,
+                short.kept_rps,
+                missing.join(", ")
+            ));
+        }
         let text = self.describe(&plan, region, phase);
         if self.opts.json {
             println!(
@@ -464,8 +635,14 @@ impl<'a> Runner<'a> {
             "{phase} {region}: done, version {} in force fleet-wide",
             plan.tables.last().map(|t| t.version).unwrap_or(table.version)
         ));
-        if let Some(cmd) = self.opts.dns.clone() {
-            self.hook(&cmd, region, done).await?;
+        match (self.opts.dns.clone(), &plan.shortfall) {
+            // DNS would move every client away at once: only once the region is empty.
+            (Some(_), Some(short)) if phase == "evacuate" => self.say(format!(
+                "DNS hook not run: {region} still serves {:.1} % of its traffic (capacity is short)",
+                short.kept_share * 100.0
+            )),
+            (Some(cmd), _) => self.hook(&cmd, region, done).await?,
+            (None, _) => {}
         }
         Ok(())
     }
@@ -501,7 +678,8 @@ impl<'a> Runner<'a> {
 
 /// `exercise`: evacuate, hold while watching, restore; the report says what happened.
 pub async fn exercise(runner: &mut Runner<'_>, region: &str, hold: Duration) -> Result<(), RunError> {
-    let (_, _, before) = runner.current().await?;
+    let sides = gate::Sides::evacuate(region, runner.fleet.regions.keys());
+    let before = runner.current(&sides).await?.table;
     runner.confirm(&format!("an exercise on {region} (evacuate, hold {hold:?}, restore)"))?;
     runner.opts.yes = true;
     runner.run(region, "evacuate", None).await?;

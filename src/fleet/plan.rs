@@ -40,6 +40,30 @@ pub struct Plan {
     pub load_after: BTreeMap<String, f64>,
     /// Requests per second that change region by the end.
     pub moved_rps: f64,
+    /// Set when only part of the region's traffic fits (a partial evacuation, asked for
+    /// with [`EvacuateOptions::partial`]): what would have been needed.
+    pub shortfall: Option<Shortfall>,
+}
+
+/// What a partial evacuation left behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shortfall {
+    /// Share of the region's traffic (0 to 1) that stays on it at the end.
+    pub kept_share: f64,
+    /// Requests per second that stay.
+    pub kept_rps: f64,
+    /// Per receiving region: capacity to add for the whole evacuation to fit.
+    pub missing: BTreeMap<String, f64>,
+}
+
+/// How an evacuation may bend.
+#[derive(Debug, Clone, Default)]
+pub struct EvacuateOptions {
+    /// Regions that must not receive any of the traffic (they are failing themselves).
+    pub avoid: BTreeSet<String>,
+    /// When the spare capacity is short, move what fits instead of refusing (the
+    /// autopilot in an outage: part of the traffic saved beats none).
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -164,8 +188,14 @@ pub fn step_shift(steps: u32) -> f64 {
 
 /// Plans the evacuation of `region`.
 pub fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> {
+    evacuate_with(input, region, &EvacuateOptions::default())
+}
+
+/// Plans the evacuation of `region`, with the regions to avoid and whether a shortfall
+/// of capacity may leave part of the traffic behind.
+pub fn evacuate_with(input: &PlanInput<'_>, region: &str, opts: &EvacuateOptions) -> Result<Plan, PlanError> {
     let regions = check_input(input, region)?;
-    let others: Vec<&String> = regions.iter().filter(|r| *r != region).collect();
+    let others: Vec<&String> = regions.iter().filter(|r| *r != region && !opts.avoid.contains(*r)).collect();
     if others.is_empty() {
         return Err(PlanError::Alone(region.to_owned()));
     }
@@ -179,13 +209,17 @@ pub fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> 
         })
         .collect();
     let spare_total: f64 = spare.values().sum();
+    // The fraction of the region's shares that moves: all of it, unless it does not fit
+    // and a partial move was asked for.
+    let mut fraction = 1.0;
+    let mut shortfall = None;
     if moving > spare_total * (1.0 + 1e-9) + 1e-9 || spare_total <= 0.0 {
         if moving <= 0.0 && spare_total <= 0.0 {
             // Nothing to move and nowhere to move it: shares still go to the others,
             // in proportion to capacity.
         } else {
             let cap_total: f64 = others.iter().map(|r| input.capacity.get(*r).copied().unwrap_or(0.0)).sum();
-            let missing = others
+            let missing: BTreeMap<String, f64> = others
                 .iter()
                 .map(|r| {
                     let c = input.capacity.get(*r).copied().unwrap_or(0.0);
@@ -195,7 +229,16 @@ pub fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> 
                     ((*r).clone(), (needed - c).max(0.0))
                 })
                 .collect();
-            return Err(PlanError::NotEnoughCapacity { needed_rps: moving, spare_rps: spare_total, missing });
+            if !opts.partial || spare_total <= 0.0 {
+                return Err(PlanError::NotEnoughCapacity {
+                    needed_rps: moving,
+                    spare_rps: spare_total,
+                    missing,
+                });
+            }
+            fraction = (spare_total / moving).clamp(0.0, 1.0);
+            shortfall =
+                Some(Shortfall { kept_share: 1.0 - fraction, kept_rps: moving - spare_total, missing });
         }
     }
     // Where the region's shares go: in proportion to spare capacity (or to capacity when
@@ -211,7 +254,10 @@ pub fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> 
         let mut out: BTreeMap<String, f64> =
             row.iter().filter(|(k, _)| *k != region).map(|(k, v)| (k.clone(), *v)).collect();
         for (r, w) in &weights {
-            *out.entry(r.clone()).or_insert(0.0) += e * w;
+            *out.entry(r.clone()).or_insert(0.0) += e * fraction * w;
+        }
+        if fraction < 1.0 {
+            out.insert(region.to_owned(), e * (1.0 - fraction));
         }
         out
     };
@@ -247,7 +293,7 @@ pub fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> 
     }
     let load_after =
         tables.last().map(|t| loads(t, input.demand, &regions)).unwrap_or_else(|| load_before.clone());
-    Ok(Plan { tables, load_before, load_after, moved_rps: moving })
+    Ok(Plan { tables, load_before, load_after, moved_rps: moving * fraction, shortfall })
 }
 
 /// Plans the ramp from the table in force back to `target` (the shares before an
@@ -313,7 +359,7 @@ pub fn restore(input: &PlanInput<'_>, region: &str, target: &Table) -> Result<Pl
             (load_after.get(r).copied().unwrap_or(0.0) - load_before.get(r).copied().unwrap_or(0.0)).max(0.0)
         })
         .sum();
-    Ok(Plan { tables, load_before, load_after, moved_rps })
+    Ok(Plan { tables, load_before, load_after, moved_rps, shortfall: None })
 }
 
 #[cfg(test)]

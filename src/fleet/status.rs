@@ -33,12 +33,20 @@ pub struct FleetStatus {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RegionSummary {
     pub proxies: usize,
+    /// Proxies whose status could be read.
+    pub reachable: usize,
     pub ready: usize,
     pub rps: f64,
     pub source_rps: f64,
     pub error_ratio: f64,
     /// Whether every reachable proxy of the region reports every target healthy.
     pub all_targets_healthy: bool,
+    /// What the region's own origins served (its proxies' local target figures): the load
+    /// on the region and its error ratio, whoever sent the requests.
+    pub served_rps: f64,
+    pub served_error_ratio: f64,
+    /// Whether every origin of every reachable proxy has a usable endpoint.
+    pub origins_healthy: bool,
 }
 
 pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64) -> FleetStatus {
@@ -55,19 +63,31 @@ pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64
             },
         }
     });
-    let proxies: Vec<ProxyStatus> = futures_util::future::join_all(work).await;
+    summarize(futures_util::future::join_all(work).await)
+}
+
+/// The fleet-wide view of the proxies' answers.
+pub fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
     let mut versions: Vec<u64> =
         proxies.iter().filter_map(|p| p.status.as_ref().map(|s| s.table_version)).collect();
     versions.sort_unstable();
     versions.dedup();
     let mut regions: BTreeMap<String, RegionSummary> = BTreeMap::new();
     for p in &proxies {
-        let r = regions
-            .entry(p.region.clone())
-            .or_insert(RegionSummary { all_targets_healthy: true, ..Default::default() });
+        let r = regions.entry(p.region.clone()).or_insert(RegionSummary {
+            all_targets_healthy: true,
+            origins_healthy: true,
+            ..Default::default()
+        });
         r.proxies += 1;
         if let Some(s) = &p.status {
+            r.reachable += 1;
             r.ready += s.ready as usize;
+            if let Some(local) = s.local() {
+                r.served_rps += local.figures.rps;
+                r.served_error_ratio += local.figures.error_ratio * local.figures.rps;
+            }
+            r.origins_healthy &= s.origins.values().all(|o| o.healthy);
             r.error_ratio += s.error_ratio * s.rps;
             r.rps += s.rps;
             r.source_rps += s.source_rps;
@@ -76,6 +96,7 @@ pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64
     }
     for r in regions.values_mut() {
         r.error_ratio = if r.rps > 0.0 { r.error_ratio / r.rps } else { 0.0 };
+        r.served_error_ratio = if r.served_rps > 0.0 { r.served_error_ratio / r.served_rps } else { 0.0 };
     }
     FleetStatus {
         versions_agree: versions.len() <= 1,

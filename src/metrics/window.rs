@@ -116,3 +116,138 @@ impl RateWindow {
         (s.total as f64 / span as f64, s.failure_ratio())
     }
 }
+
+/// Upper bounds (milliseconds) of the latency bins a [`TargetWindow`] keeps; the last bin
+/// is open-ended.
+const LATENCY_BINS_MS: [f64; 14] =
+    [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+
+#[derive(Debug, Default)]
+struct LatencyBucket {
+    second: AtomicU64,
+    total: AtomicU32,
+    failed: AtomicU32,
+    bins: [AtomicU32; LATENCY_BINS_MS.len() + 1],
+}
+
+/// Requests sent to one target region, per second: rate, 5xx share and a coarse latency
+/// histogram, for the per-target figures of `/v1/status` and the figures a region
+/// reports about itself in its health answer. A sample costs three atomic adds.
+#[derive(Debug)]
+pub struct TargetWindow {
+    epoch: Instant,
+    buckets: Vec<LatencyBucket>,
+}
+
+/// What a [`TargetWindow`] holds over a span.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TargetStats {
+    pub rps: f64,
+    pub error_ratio: f64,
+    pub latency_ms_p50: f64,
+    /// Requests in the span (the figures mean little over a handful).
+    pub requests: u64,
+}
+
+impl Default for TargetWindow {
+    fn default() -> Self {
+        TargetWindow {
+            epoch: Instant::now(),
+            buckets: (0..BUCKETS).map(|_| LatencyBucket::default()).collect(),
+        }
+    }
+}
+
+impl TargetWindow {
+    fn second(&self) -> u64 {
+        self.epoch.elapsed().as_secs() + 1
+    }
+
+    /// One answered request; `error` for a 5xx.
+    pub fn record(&self, error: bool, latency: Duration) {
+        let second = self.second();
+        let b = &self.buckets[(second as usize) % BUCKETS];
+        if b.second.swap(second, Ordering::Relaxed) != second {
+            b.total.store(0, Ordering::Relaxed);
+            b.failed.store(0, Ordering::Relaxed);
+            for bin in &b.bins {
+                bin.store(0, Ordering::Relaxed);
+            }
+        }
+        b.total.fetch_add(1, Ordering::Relaxed);
+        if error {
+            b.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let ms = latency.as_secs_f64() * 1000.0;
+        let bin = LATENCY_BINS_MS.iter().position(|up| ms <= *up).unwrap_or(LATENCY_BINS_MS.len());
+        b.bins[bin].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Figures over the last `span` complete seconds (or since start, when shorter).
+    pub fn stats(&self, span: u64) -> TargetStats {
+        let complete = self.second().saturating_sub(1);
+        let span = span.min(complete).max(1);
+        let (mut total, mut failed) = (0u64, 0u64);
+        let mut bins = [0u64; LATENCY_BINS_MS.len() + 1];
+        for b in &self.buckets {
+            let sec = b.second.load(Ordering::Relaxed);
+            if sec + span > complete && sec <= complete {
+                total += b.total.load(Ordering::Relaxed) as u64;
+                failed += b.failed.load(Ordering::Relaxed) as u64;
+                for (sum, bin) in bins.iter_mut().zip(&b.bins) {
+                    *sum += bin.load(Ordering::Relaxed) as u64;
+                }
+            }
+        }
+        TargetStats {
+            rps: total as f64 / span as f64,
+            error_ratio: if total == 0 { 0.0 } else { failed as f64 / total as f64 },
+            latency_ms_p50: median(&bins),
+            requests: total,
+        }
+    }
+}
+
+/// The median of a binned histogram, interpolated linearly inside its bin.
+fn median(bins: &[u64; LATENCY_BINS_MS.len() + 1]) -> f64 {
+    let total: u64 = bins.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let half = total as f64 / 2.0;
+    let mut seen = 0u64;
+    for (i, n) in bins.iter().enumerate() {
+        if *n > 0 && (seen + n) as f64 >= half {
+            let lo = if i == 0 { 0.0 } else { LATENCY_BINS_MS[i - 1] };
+            // The open bin has no upper bound: report its lower one.
+            let Some(hi) = LATENCY_BINS_MS.get(i) else { return lo };
+            return lo + (hi - lo) * ((half - seen as f64) / *n as f64);
+        }
+        seen += n;
+    }
+    0.0
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn target_window_reports_rate_errors_and_median() {
+        let w = TargetWindow::default();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        for i in 0..10 {
+            w.record(i < 3, Duration::from_millis(if i < 5 { 3 } else { 30 }));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let s = w.stats(1);
+        assert_eq!(s.requests, 10);
+        assert!((s.rps - 10.0).abs() < 1e-9);
+        assert!((s.error_ratio - 0.3).abs() < 1e-9);
+        // Five samples in (2, 5] ms and five in (20, 50]: the median is the top of the first.
+        assert!((s.latency_ms_p50 - 5.0).abs() < 1e-9, "{}", s.latency_ms_p50);
+        // Sixty-five seconds later the samples have left the window.
+        tokio::time::advance(Duration::from_secs(65)).await;
+        assert_eq!(w.stats(60).requests, 0);
+    }
+}

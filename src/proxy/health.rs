@@ -37,10 +37,23 @@ pub struct RegionHealth {
     pub region: String,
     pub healthy: bool,
     pub origins: std::collections::BTreeMap<String, OriginHealth>,
+    /// What this region's own origins served over the last `SERVED_WINDOW_SECONDS`:
+    /// other regions relay it in their status, so that a region answering 5xx while its
+    /// health checks pass is seen failing from outside it. Absent from older proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<crate::wire::ServedFigures>,
 }
 
+/// The span of the figures a health answer reports: short, so that a region's errors
+/// reach the other regions (and the autopilot's quorum) within seconds.
+pub const SERVED_WINDOW_SECONDS: u64 = 10;
+
 /// This region's health: healthy only when every origin can be served.
-pub fn region_health(region: &str, targets: &Targets) -> RegionHealth {
+pub fn region_health(
+    region: &str,
+    targets: &Targets,
+    served: Option<crate::wire::ServedFigures>,
+) -> RegionHealth {
     let origins: std::collections::BTreeMap<String, OriginHealth> = targets
         .origins
         .iter()
@@ -54,7 +67,7 @@ pub fn region_health(region: &str, targets: &Targets) -> RegionHealth {
             (o.name.to_string(), h)
         })
         .collect();
-    RegionHealth { region: region.to_owned(), healthy: origins.values().all(|o| o.healthy), origins }
+    RegionHealth { region: region.to_owned(), healthy: origins.values().all(|o| o.healthy), origins, served }
 }
 
 /// What a probe loop needs besides its endpoint.
@@ -228,6 +241,7 @@ async fn probe_peer(targets: Arc<Targets>, pid: usize, direct: bool, i: usize, c
 fn apply_report(targets: &Targets, peer: &PeerRegion, body: &[u8], all_ok: bool) {
     match serde_json::from_slice::<RegionHealth>(body) {
         Ok(report) => {
+            peer.set_reported(report.served);
             for (oid, origin) in targets.origins.iter().enumerate() {
                 let ok = report.origins.get(&*origin.name).is_some_and(|o| o.healthy);
                 peer.set_origin_ok(oid, ok);

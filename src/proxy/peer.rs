@@ -44,7 +44,13 @@ pub struct PeerRegion {
     origin_ok_since: Vec<AtomicU64>,
     epoch: Instant,
     slow_start: Duration,
+    /// The region's last account of what its origins served (its health answer), and
+    /// when it came.
+    reported: std::sync::Mutex<Option<(crate::wire::ServedFigures, Instant)>>,
 }
+
+/// A region's own figures older than this are no longer shown.
+const REPORT_STALE: Duration = Duration::from_secs(30);
 
 const NOT_OK: u64 = u64::MAX;
 
@@ -73,6 +79,7 @@ impl PeerRegion {
             origin_ok_since: all.origins.keys().map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             slow_start: all.balance.slow_start,
+            reported: std::sync::Mutex::new(None),
         })
     }
 
@@ -140,6 +147,19 @@ impl PeerRegion {
         } else if o.load(Ordering::Relaxed) == NOT_OK {
             o.store(self.now_ms(), Ordering::Relaxed);
         }
+    }
+
+    /// Keeps what the region's health answer said about its own origins.
+    pub fn set_reported(&self, served: Option<crate::wire::ServedFigures>) {
+        if let Ok(mut r) = self.reported.lock() {
+            *r = served.map(|s| (s, Instant::now()));
+        }
+    }
+
+    /// The region's own figures, while recent.
+    pub fn reported(&self) -> Option<crate::wire::ServedFigures> {
+        let r = self.reported.lock().ok()?;
+        r.filter(|(_, at)| at.elapsed() < REPORT_STALE).map(|(s, _)| s)
     }
 
     pub fn origin_ok(&self, origin: usize) -> bool {

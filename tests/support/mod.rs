@@ -2,6 +2,7 @@
 //! clients, all on 127.0.0.1 with ports picked by the kernel.
 #![allow(dead_code)]
 
+pub mod bind9;
 pub mod fleet;
 pub mod origin;
 

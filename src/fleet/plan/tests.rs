@@ -174,3 +174,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_outage_evacuation_avoids_failing_regions_and_moves_what_fits() {
+    let t = table(&[]);
+    let demand = map(&[("a", 300.0), ("b", 100.0), ("c", 100.0)]);
+    let capacity = map(&[("a", 1000.0), ("b", 1000.0), ("c", 250.0)]);
+    let input = PlanInput { table: &t, demand: &demand, capacity: &capacity, steps: 2, max_utilization: 0.8 };
+    // b is failing: everything goes to c, which has 100 rps spare of the 300 that must move.
+    let avoid = EvacuateOptions { avoid: BTreeSet::from(["b".to_string()]), partial: false };
+    let refused = evacuate_with(&input, "a", &avoid).unwrap_err();
+    assert!(matches!(refused, PlanError::NotEnoughCapacity { .. }), "{refused}");
+    let partial = EvacuateOptions { partial: true, ..avoid };
+    let plan = evacuate_with(&input, "a", &partial).unwrap();
+    let last = plan.tables.last().unwrap();
+    assert_eq!(last.weights["a"].get("b"), None, "nothing may go to a failing region");
+    let short = plan.shortfall.clone().expect("a shortfall");
+    assert!((short.kept_share - 2.0 / 3.0).abs() < 1e-3, "{short:?}");
+    assert!((short.kept_rps - 200.0).abs() < 1e-6);
+    assert!(short.missing["c"] > 0.0);
+    // c ends at its limit, not above it.
+    assert!((plan.load_after["c"] - 200.0).abs() < 0.5, "{:?}", plan.load_after);
+    assert!((plan.moved_rps - 100.0).abs() < 1e-6);
+    // Every region failing but the evacuated one: nowhere to go.
+    let all = EvacuateOptions { avoid: BTreeSet::from(["b".to_string(), "c".to_string()]), partial: true };
+    assert!(matches!(evacuate_with(&input, "a", &all), Err(PlanError::Alone(_))));
+}

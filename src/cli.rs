@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long)]
         to: Option<PathBuf>,
     },
+    /// Watch the fleet and evacuate a failing region by itself (`pause` / `resume` flip
+    /// its switch).
+    Autopilot(AutopilotCmd),
     /// Evacuate, hold, restore, and write a report of what clients saw.
     Exercise {
         region: String,
@@ -101,6 +104,101 @@ pub enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+}
+
+/// `flowgate autopilot`: run it, or flip its pause switch.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AutopilotCmd {
+    #[command(subcommand)]
+    pub switch: Option<AutopilotSwitch>,
+    #[command(flatten)]
+    pub run: AutopilotArgs,
+}
+
+/// `pause` and `resume`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AutopilotSwitch {
+    /// Stop acting (decisions go on being logged); survives a restart of the autopilot.
+    Pause(SwitchArgs),
+    /// Act again.
+    Resume(SwitchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SwitchArgs {
+    /// The fleet file the autopilot runs with (its state file lives beside it).
+    #[arg(long)]
+    pub fleet: PathBuf,
+    /// The autopilot's state file, when it runs with `--state-file`.
+    #[arg(long, env = "FLOWGATE_AUTOPILOT_STATE")]
+    pub state_file: Option<PathBuf>,
+    /// Ask a running autopilot at this address (host:port) instead of writing the state
+    /// file (it needs the fleet file's admin token).
+    #[arg(long)]
+    pub autopilot: Option<String>,
+}
+
+/// The options of a running autopilot.
+#[derive(Debug, Clone, Args)]
+pub struct AutopilotArgs {
+    /// The fleet file: every region's proxies and capacity.
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+    /// Its listener: /healthz, /metrics, /v1/decisions, the page at /.
+    #[arg(long, default_value = "127.0.0.1:9911")]
+    pub listen: String,
+    /// How often it reads the fleet.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// How long a region must look failing before anything moves.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub confirm: Duration,
+    /// Never evacuate when fewer healthy regions than this would remain.
+    #[arg(long, default_value_t = 2)]
+    pub min_healthy_regions: usize,
+    /// Never plan a region above this share of its capacity.
+    #[arg(long, default_value_t = 0.8)]
+    pub max_utilization: f64,
+    /// Pushes of an evacuation or restore.
+    #[arg(long, default_value_t = 5)]
+    pub steps: u32,
+    /// Wait between steps, then gate on the receiving regions.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub step_interval: Duration,
+    /// Restore an evacuated region once it has looked healthy this long (default: never,
+    /// it notifies).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub auto_restore: Option<Duration>,
+    /// No new action for this long after one ends.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub cooldown: Duration,
+    /// Decide and log, push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Command run before the first push (pre-scaling); gets FLOWGATE_REGION,
+    /// FLOWGATE_PHASE and, when capacity is short, FLOWGATE_MISSING_CAPACITY.
+    #[arg(long)]
+    pub before_shift: Option<String>,
+    /// Command run after an evacuation or restore completes (flip DNS).
+    #[arg(long)]
+    pub dns: Option<String>,
+    /// Command run for every decision, the decision as JSON on stdin (paging, chat).
+    #[arg(long)]
+    pub notify: Option<String>,
+    /// During a move: roll back when a receiving region's error ratio rises above this.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_ratio: f64,
+    /// A region's error ratio at or above this is a failure signal.
+    #[arg(long, default_value_t = 0.05)]
+    pub failing_error_ratio: f64,
+    /// Where the pause switch and the autopilot's own actions are kept (default: beside
+    /// the fleet file, FILE.autopilot-state.json).
+    #[arg(long, env = "FLOWGATE_AUTOPILOT_STATE")]
+    pub state_file: Option<PathBuf>,
+    /// Per-proxy timeout.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 /// The options `evacuate`, `restore` and `exercise` share.

@@ -128,6 +128,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
             hold: None,
             source_failing: false,
             evacuate: Default::default(),
+            hook_env: Vec::new(),
         },
     );
     now.set(format!(

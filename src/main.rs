@@ -58,6 +58,7 @@ fn fleet_command(cmd: Command) -> ExitCode {
                 cli::exercise_cmd(&region, &run, hold, report.as_deref()).await
             }
             Command::Probe { url, timeout } => cli::probe_cmd(&url, timeout).await,
+            Command::Autopilot(a) => cli::autopilot_cmd(a).await,
             Command::Demo { duration, keep_running } => {
                 cli::Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running }).await)
             }
@@ -158,7 +159,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             }
         };
         reload_on_sighup(server.control());
-        server.run(shutdown_signal()).await;
+        server.run(flowgate::server::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }
@@ -181,23 +182,4 @@ fn reload_on_sighup(control: std::sync::Arc<flowgate::control::Control>) {
             }
         }
     });
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        }
-        _ => {
-            tracing::warn!("cannot install signal handlers; falling back to ctrl-c");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

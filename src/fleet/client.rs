@@ -134,6 +134,19 @@ impl AdminClient {
         self.get_json(addr, &format!("/v1/table/history/{version}")).await
     }
 
+    /// POSTs to a path that takes no body (the autopilot's switch) and returns the answer.
+    pub async fn post(&self, addr: &str, path: &str) -> Result<Bytes, ClientError> {
+        let (status, body) = self.call(addr, Method::POST, path, None).await?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                addr: addr.to_owned(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).trim().to_owned(),
+            });
+        }
+        Ok(body)
+    }
+
     /// Pushes a table; connection failures are retried a few times (the table surely did
     /// not arrive), anything else is not (versions make a repeated push harmless anyway).
     pub async fn put_table(&self, addr: &str, table: &Table) -> Result<PutOutcome, ClientError> {

@@ -47,6 +47,8 @@ pub struct RunOptions {
     /// Regions that must receive nothing (failing themselves), and whether a capacity
     /// shortfall moves what fits instead of refusing.
     pub evacuate: plan::EvacuateOptions,
+    /// More environment for the hooks (the autopilot adds `FLOWGATE_TRIGGER=autopilot`).
+    pub hook_env: Vec<(String, String)>,
 }
 
 /// See [`RunOptions::hold`].
@@ -301,6 +303,7 @@ impl<'a> Runner<'a> {
             .arg(cmd)
             .env("FLOWGATE_REGION", region)
             .env("FLOWGATE_PHASE", phase)
+            .envs(self.opts.hook_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .status()
             .await
             .map_err(|e| RunError::Hook(format!("hook `{cmd}` ({phase}) could not start: {e}")))?;
@@ -611,6 +614,14 @@ impl<'a> Runner<'a> {
                 short.kept_rps,
                 missing.join(", ")
             ));
+            // The pre-scale hook learns what to add: `REGION=RPS,...`.
+            let env: Vec<String> = short
+                .missing
+                .iter()
+                .filter(|(_, m)| **m > 0.0)
+                .map(|(r, m)| format!("{r}={:.0}", m.ceil()))
+                .collect();
+            self.opts.hook_env.push(("FLOWGATE_MISSING_CAPACITY".into(), env.join(",")));
         }
         let text = self.describe(&plan, region, phase);
         if self.opts.json {
@@ -620,6 +631,8 @@ impl<'a> Runner<'a> {
             );
         } else if !self.opts.quiet {
             eprint!("{text}");
+        } else {
+            self.journal.notes.push(text);
         }
         if self.opts.dry_run {
             self.say("dry run: nothing pushed".into());

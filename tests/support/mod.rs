@@ -5,6 +5,7 @@
 pub mod bind9;
 pub mod fleet;
 pub mod origin;
+pub mod outage;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -43,6 +43,8 @@ pub struct Origin {
     pub peak: Arc<AtomicUsize>,
     /// When not 0, the status every client request gets (see `fail_with`).
     fail: Arc<AtomicU16>,
+    /// Percent of client requests that get `fail` (100 unless `fail_share` says less).
+    fail_percent: Arc<AtomicU16>,
     /// The accept loop and every connection task, so that `kill` can end them all.
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
@@ -57,6 +59,7 @@ pub async fn start() -> Origin {
         active: Arc::new(AtomicUsize::new(0)),
         peak: Arc::new(AtomicUsize::new(0)),
         fail: Arc::new(AtomicU16::new(0)),
+        fail_percent: Arc::new(AtomicU16::new(100)),
         tasks: Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new())),
     };
     o.serve(listener);
@@ -75,19 +78,24 @@ impl Origin {
     fn serve(&self, listener: TcpListener) {
         let (hits, active, peak, tasks) =
             (self.hits.clone(), self.active.clone(), self.peak.clone(), self.tasks.clone());
-        let fail = self.fail.clone();
+        let (fail, percent) = (self.fail.clone(), self.fail_percent.clone());
         let tasks2 = tasks.clone();
         tasks.lock().expect("tasks").spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (hits, active, peak, fail) = (hits.clone(), active.clone(), peak.clone(), fail.clone());
+                let (hits, active, peak, fail, percent) =
+                    (hits.clone(), active.clone(), peak.clone(), fail.clone(), percent.clone());
                 tasks2.lock().expect("tasks").spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         // The proxy's health probes are not client requests.
                         let probe = req.uri().path() == "/healthz";
-                        let failing = if probe { 0 } else { fail.load(Ordering::SeqCst) };
+                        let mut failing = if probe { 0 } else { fail.load(Ordering::SeqCst) };
                         let guard = (!probe).then(|| {
-                            hits.fetch_add(1, Ordering::SeqCst);
+                            // Spread evenly: request n fails when n mod 100 is under the share.
+                            let n = hits.fetch_add(1, Ordering::SeqCst);
+                            if (n % 100) as u16 >= percent.load(Ordering::SeqCst) {
+                                failing = 0;
+                            }
                             let now = active.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(now, Ordering::SeqCst);
                             ActiveGuard(active.clone())
@@ -116,6 +124,14 @@ impl Origin {
     /// From now on every client request (health probes excepted) is answered with
     /// `status`; 0 goes back to normal.
     pub fn fail_with(&self, status: u16) {
+        self.fail_percent.store(100, Ordering::SeqCst);
+        self.fail.store(status, Ordering::SeqCst);
+    }
+
+    /// From now on `percent` of client requests (evenly spread) get `status`, the rest
+    /// are served; health probes pass. `fail_with(0)` ends it.
+    pub fn fail_share(&self, status: u16, percent: u16) {
+        self.fail_percent.store(percent.min(100), Ordering::SeqCst);
         self.fail.store(status, Ordering::SeqCst);
     }
 

@@ -1,0 +1,318 @@
+//! The autopilot's own listener: `GET /healthz`, `GET /metrics` (prefix
+//! `flowgate_autopilot_`), `GET /v1/decisions` (newest first), `GET /v1/state`, `GET /`
+//! (a page of the whole fleet, rendered on the server and reloading itself), and
+//! `POST /v1/pause` / `POST /v1/resume` (bearer token of the fleet file) for operators
+//! who reach the autopilot over the network rather than its state file.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::switch;
+use crate::admin::dashboard::esc;
+
+/// How many decisions `/v1/decisions` and the page keep.
+pub const DECISIONS_KEPT: usize = 200;
+
+/// One region as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionRow {
+    pub region: String,
+    pub verdict: String,
+    pub rule: String,
+    pub why: String,
+    pub proxies: usize,
+    pub answering: usize,
+    pub ready: usize,
+    pub versions: Vec<u64>,
+    pub served_rps: f64,
+    pub served_error_ratio: f64,
+    /// Share of its own clients' traffic it serves itself (its own row), when known.
+    pub keeps_share: Option<f64>,
+}
+
+/// What the page and `/v1/state` show; written by the control loop once a round.
+#[derive(Debug, Default, Serialize)]
+pub struct View {
+    pub regions: Vec<RegionRow>,
+    pub operation: Option<String>,
+    pub paused: bool,
+    pub evacuated_by_autopilot: Option<String>,
+    pub dry_run: bool,
+    pub last_round: String,
+    pub unreachable: Vec<String>,
+    #[serde(skip)]
+    pub decisions: VecDeque<serde_json::Value>,
+}
+
+/// The `flowgate_autopilot_` families.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `{region, verdict}`: 1 for the region's current verdict.
+    pub verdict: IntGaugeVec,
+    /// `{action}`: decisions logged.
+    pub decisions: IntCounterVec,
+    /// `{action, outcome}`: evacuations and restores run, by how they ended.
+    pub actions: IntCounterVec,
+    pub paused: IntGauge,
+    pub operation_in_progress: IntGauge,
+    pub proxies_unreachable: IntGauge,
+    /// `{region}`: error ratio of what the region's origins served, in parts per million.
+    pub region_error_ppm: IntGaugeVec,
+    pub rounds: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let o = |n: &str, h: &str| Opts::new(n, h).namespace("flowgate_autopilot");
+        let m = Metrics {
+            registry: Registry::new(),
+            verdict: IntGaugeVec::new(
+                o("region_verdict", "1 for each region's current verdict."),
+                &["region", "verdict"],
+            )?,
+            decisions: IntCounterVec::new(o("decisions_total", "Decisions logged, by action."), &["action"])?,
+            actions: IntCounterVec::new(
+                o("actions_total", "Evacuations and restores run, by outcome."),
+                &["action", "outcome"],
+            )?,
+            paused: IntGauge::with_opts(o("paused", "1 while the autopilot is paused."))?,
+            operation_in_progress: IntGauge::with_opts(o(
+                "operation_in_progress",
+                "1 while an evacuation or restore runs.",
+            ))?,
+            proxies_unreachable: IntGauge::with_opts(o(
+                "proxies_unreachable",
+                "Proxies that did not answer the last round.",
+            ))?,
+            region_error_ppm: IntGaugeVec::new(
+                o(
+                    "region_error_ratio_ppm",
+                    "Error ratio of what each region's origins served, parts per million.",
+                ),
+                &["region"],
+            )?,
+            rounds: IntCounterVec::new(
+                o("rounds_total", "Rounds of reading the fleet, by result."),
+                &["result"],
+            )?,
+        };
+        m.registry.register(Box::new(m.verdict.clone()))?;
+        m.registry.register(Box::new(m.decisions.clone()))?;
+        m.registry.register(Box::new(m.actions.clone()))?;
+        m.registry.register(Box::new(m.paused.clone()))?;
+        m.registry.register(Box::new(m.operation_in_progress.clone()))?;
+        m.registry.register(Box::new(m.proxies_unreachable.clone()))?;
+        m.registry.register(Box::new(m.region_error_ppm.clone()))?;
+        m.registry.register(Box::new(m.rounds.clone()))?;
+        for action in ["none", "evacuate", "restore", "held"] {
+            m.decisions.with_label_values(&[action]);
+        }
+        for action in ["evacuate", "restore"] {
+            for outcome in ["done", "rolled-back", "held", "refused", "failed"] {
+                m.actions.with_label_values(&[action, outcome]);
+            }
+        }
+        for result in ["ok", "failed"] {
+            m.rounds.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+}
+
+/// What the listener shares with the control loop.
+pub struct Shared {
+    pub view: Mutex<View>,
+    pub metrics: Metrics,
+    pub state_path: PathBuf,
+    pub token: Option<String>,
+}
+
+/// Serves until `stop` fires.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "autopilot listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(v: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    reply(StatusCode::OK, "application/json", body)
+}
+
+fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/metrics") => {
+            let mut buf = Vec::new();
+            let _ = TextEncoder::new().encode(&shared.metrics.registry.gather(), &mut buf);
+            reply(StatusCode::OK, "text/plain; version=0.0.4", buf)
+        }
+        (&Method::GET, "/v1/decisions") => match shared.view.lock() {
+            Ok(v) => json(&v.decisions.iter().collect::<Vec<_>>()),
+            Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "state unavailable\n"),
+        },
+        (&Method::GET, "/v1/state") => match shared.view.lock() {
+            Ok(v) => json(&*v),
+            Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "state unavailable\n"),
+        },
+        (&Method::GET, "/") => match shared.view.lock() {
+            Ok(v) => {
+                let mut r = reply(StatusCode::OK, "text/html; charset=utf-8", page(&v));
+                r.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+                );
+                r
+            }
+            Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "state unavailable\n"),
+        },
+        (&Method::POST, p @ ("/v1/pause" | "/v1/resume")) => {
+            let offered = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let ok = match (&shared.token, offered) {
+                (Some(t), Some(o)) => {
+                    use subtle::ConstantTimeEq;
+                    bool::from(
+                        ring::digest::digest(&ring::digest::SHA256, t.as_bytes())
+                            .as_ref()
+                            .ct_eq(ring::digest::digest(&ring::digest::SHA256, o.as_bytes()).as_ref()),
+                    )
+                }
+                _ => false,
+            };
+            if !ok {
+                return reply(
+                    StatusCode::UNAUTHORIZED,
+                    "application/json",
+                    "{\"error\": \"a valid bearer token (the fleet file's token_env) is required\"}\n",
+                );
+            }
+            let paused = p == "/v1/pause";
+            match switch::set_paused(&shared.state_path, paused, "api") {
+                Ok(s) => json(&serde_json::json!({"paused": s.paused})),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "application/json",
+                    serde_json::json!({"error": e.to_string()}).to_string(),
+                ),
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
+/// The page: the whole fleet and the last decisions, without JavaScript.
+fn page(v: &View) -> String {
+    let mut rows = String::new();
+    for r in &v.regions {
+        let versions: Vec<String> = r.versions.iter().map(u64::to_string).collect();
+        rows.push_str(&format!(
+            "<tr class=\"{verdict}\"><td>{region}</td><td>{verdict}</td><td>{answering}/{proxies} ({ready} ready)</td><td>{versions}</td><td class=\"n\">{rps:.1}</td><td class=\"n\">{err}</td><td class=\"n\">{keeps}</td><td>{why}</td></tr>\n",
+            region = esc(&r.region),
+            verdict = esc(&r.verdict),
+            answering = r.answering,
+            proxies = r.proxies,
+            ready = r.ready,
+            versions = esc(&versions.join(", ")),
+            rps = r.served_rps,
+            err = pct(r.served_error_ratio),
+            keeps = r.keeps_share.map(pct).unwrap_or_else(|| "?".into()),
+            why = esc(&r.why),
+        ));
+    }
+    let mut decisions = String::new();
+    for d in v.decisions.iter().take(30) {
+        let field = |k: &str| d.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+        decisions.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&field("time")),
+            esc(&field("region")),
+            esc(&field("verdict")),
+            esc(&field("action")),
+            esc(&field("why")),
+        ));
+    }
+    let banner = match (&v.operation, v.paused) {
+        (Some(op), _) => format!("<p class=\"op\">in progress: {}</p>", esc(op)),
+        (None, true) => {
+            "<p class=\"op\">PAUSED: the autopilot decides but does not act (flowgate autopilot resume)</p>"
+                .into()
+        }
+        (None, false) => "<p>no operation in progress</p>".into(),
+    };
+    let unreachable = if v.unreachable.is_empty() {
+        String::new()
+    } else {
+        format!("<p>not answering: {}</p>", esc(&v.unreachable.join("; ")))
+    };
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>flowgate autopilot</title><style>
+body{{font:14px system-ui,sans-serif;margin:1.5em;color:#111}} table{{border-collapse:collapse;margin:.5em 0}}
+td,th{{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}} .n{{text-align:right}}
+tr.failing td{{background:#fee2e2}} tr.suspect td{{background:#fef9c3}} .op{{font-weight:bold}}
+</style></head><body>
+<h1>flowgate autopilot</h1>
+<p>last round {last}{dry}; evacuated by the autopilot: {ours}</p>
+{banner}{unreachable}
+<h2>Regions</h2>
+<table><thead><tr><th>region</th><th>verdict</th><th>proxies</th><th>table versions</th><th class="n">served rps</th><th class="n">errors</th><th class="n">keeps own traffic</th><th>why</th></tr></thead><tbody>
+{rows}</tbody></table>
+<h2>Last decisions</h2>
+<table><thead><tr><th>time</th><th>region</th><th>verdict</th><th>action</th><th>why</th></tr></thead><tbody>
+{decisions}</tbody></table>
+</body></html>"#,
+        last = esc(&v.last_round),
+        dry = if v.dry_run { " (dry run: nothing is pushed)" } else { "" },
+        ours = esc(v.evacuated_by_autopilot.as_deref().unwrap_or("none")),
+    )
+}

@@ -1,12 +1,14 @@
 //! `flowgate demo`: three regions on loopback, a steady client load, and the real
 //! `exercise` code evacuating and restoring `us-east-1`; halfway, one region's load
-//! balancer is crushed so that the bypass engages. Everything runs on the product's own
+//! balancer is crushed so that the bypass engages. Then an unplanned outage: `eu-west-1`'s
+//! origin dies and the real autopilot evacuates it unattended. Everything runs on the product's own
 //! code paths (`Server`, `Control`, the fleet runner); only the origins, the load
 //! balancers and the clients are the demo's.
 
 mod lb;
 mod load;
 mod origin;
+mod outage;
 mod view;
 mod world;
 
@@ -147,11 +149,13 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
         Err(e) => format!("the exercise failed: {e}"),
     });
     tokio::time::sleep(interval).await;
+    let act = outage::run(&world, &now, &tally, dir, Duration::from_secs(4)).await;
     stop_load.cancel();
     clients.wait().await;
 
     let (evac, restore) = phase_times(&runner, interval, total);
-    let (ok, errors) = tally.total();
+    let (ok, _) = tally.total();
+    let [errors, during, after] = tally.phases();
     stop_view.cancel();
     let _ = view.await;
     if !now.bypass_seen.load(Ordering::Relaxed) {
@@ -168,10 +172,12 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
         println!("last client error: {}", last.as_deref().unwrap_or("?"));
     }
     println!(
-        "demo: {} requests, {errors} errors, evacuated {EVACUATED} in {:.0}s, restored in {:.0}s",
-        ok + errors,
+        "demo: {} requests, {errors} errors in the exercise, evacuated {EVACUATED} in {:.0}s, restored in {:.0}s; \
+         outage: {}, {during} requests failed before the evacuation was in force, {after} after",
+        ok + errors + during + after,
         evac.as_secs_f64(),
-        restore.as_secs_f64()
+        restore.as_secs_f64(),
+        act.note,
     );
     if opts.keep_running {
         println!("still running; dashboards (Ctrl-C to stop):");
@@ -185,7 +191,9 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
     if let Ok(w) = Arc::try_unwrap(world) {
         w.stop().await;
     }
-    if errors == 0 && result.is_ok() { 0 } else { 1 }
+    // The outage's failures before its evacuation are what the act shows; after it, and
+    // anywhere in the planned exercise, one failed request is a failed demo.
+    if errors == 0 && after == 0 && result.is_ok() && act.to_evacuation.is_some() { 0 } else { 1 }
 }
 
 /// How long the evacuation and the restore took, from the runner's step records.

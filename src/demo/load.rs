@@ -20,6 +20,13 @@ pub struct Tally {
     pub errors: Vec<AtomicU64>,
     /// The last failure, for the summary.
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// When the outage began and when its evacuation was in force: failures are counted
+    /// by the phase their request started in.
+    pub outage_at: std::sync::OnceLock<tokio::time::Instant>,
+    pub evacuated_at: std::sync::OnceLock<tokio::time::Instant>,
+    /// Failures of requests started before the outage, during it (before the evacuation
+    /// was in force), and after.
+    pub errors_by_phase: [AtomicU64; 3],
 }
 
 impl Tally {
@@ -28,7 +35,23 @@ impl Tally {
             ok: (0..regions).map(|_| AtomicU64::new(0)).collect(),
             errors: (0..regions).map(|_| AtomicU64::new(0)).collect(),
             last_error: std::sync::Mutex::new(None),
+            outage_at: std::sync::OnceLock::new(),
+            evacuated_at: std::sync::OnceLock::new(),
+            errors_by_phase: Default::default(),
         }
+    }
+
+    fn phase(&self, started: tokio::time::Instant) -> usize {
+        match (self.outage_at.get(), self.evacuated_at.get()) {
+            (_, Some(e)) if started >= *e => 2,
+            (Some(o), _) if started >= *o => 1,
+            _ => 0,
+        }
+    }
+
+    /// Failures before the outage, during it, and after its evacuation was in force.
+    pub fn phases(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.errors_by_phase[i].load(Ordering::Relaxed))
     }
 
     pub fn total(&self) -> (u64, u64) {
@@ -64,6 +87,7 @@ pub fn start(
                         _ = stop.cancelled() => return,
                         _ = tick.tick() => {}
                     }
+                    let started = tokio::time::Instant::now();
                     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
                         let resp = client.get(uri.clone()).await.map_err(|e| e.to_string())?;
                         let status = resp.status();
@@ -87,6 +111,7 @@ pub fn start(
                             if let Ok(mut last) = tally.last_error.lock() {
                                 *last = Some(e);
                             }
+                            tally.errors_by_phase[tally.phase(started)].fetch_add(1, Ordering::Relaxed);
                             tally.errors[region].fetch_add(1, Ordering::Relaxed)
                         }
                     };

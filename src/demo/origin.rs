@@ -15,12 +15,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// A running demo origin.
 pub struct DemoOrigin {
     pub addr: SocketAddr,
     /// Client requests served (health probes not counted).
     pub served: Arc<AtomicU64>,
+    /// Fired by `kill`: the listener closes and every connection drops.
+    dead: CancellationToken,
 }
 
 impl DemoOrigin {
@@ -30,10 +33,17 @@ impl DemoOrigin {
         let served = Arc::new(AtomicU64::new(0));
         let body = Bytes::from(format!("hello from {region}\n"));
         let served2 = served.clone();
+        let dead = CancellationToken::new();
+        let dead2 = dead.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let (served, body) = (served2.clone(), body.clone());
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    // The listener is dropped with this task: new connections are refused.
+                    _ = dead2.cancelled() => return,
+                };
+                let Ok((stream, _)) = accepted else { return };
+                let (served, body, dead) = (served2.clone(), body.clone(), dead2.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (served, body) = (served.clone(), body.clone());
@@ -46,12 +56,20 @@ impl DemoOrigin {
                             Ok::<_, Infallible>(Response::new(Full::new(body)))
                         }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = dead.cancelled() => {}
+                    }
                 });
             }
         });
-        Ok(DemoOrigin { addr, served })
+        Ok(DemoOrigin { addr, served, dead })
+    }
+
+    /// The origin process dies: it stops listening and drops every open connection.
+    pub fn kill(&self) {
+        self.dead.cancel();
     }
 }

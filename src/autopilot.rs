@@ -184,6 +184,14 @@ async fn table_in_force(client: &AdminClient, st: &FleetStatus) -> Option<Table>
     None
 }
 
+/// Steps of an outage evacuation. The ramp protects the receiving regions from load that
+/// moves; when the failing region already serves (almost) nothing of its demand (its own
+/// proxies fail its traffic over to healthy regions, or none of them answers), that load
+/// has moved already and one step makes it official.
+fn ramp_steps(e: &judge::Evidence, configured: u32) -> u32 {
+    if e.proxies_answering == 0 || e.served_rps <= 0.1 * e.demand_rps { 1 } else { configured }
+}
+
 /// Share of its own clients' traffic a region serves itself under `table`.
 fn keeps(table: &Table, region: &str) -> f64 {
     plan::shares(table.weights.get(region), region).get(region).copied().unwrap_or(0.0)
@@ -296,8 +304,9 @@ impl Pilot {
             Ok(_) => None,
             Err(e) => Some(format!("its state cannot be read: {e}")),
         });
+        let steps = if evacuate { ramp_steps(&d.evidence, self.opts.steps) } else { self.opts.steps };
         let opts = RunOptions {
-            steps: self.opts.steps,
+            steps,
             interval: self.opts.step_interval,
             max_utilization: self.opts.max_utilization,
             max_error_ratio: self.opts.max_error_ratio,
@@ -426,7 +435,6 @@ impl Pilot {
         ours: Option<&str>,
     ) {
         let m = &self.shared.metrics;
-        m.paused.set(state.paused as i64);
         m.proxies_unreachable.set(st.unreachable as i64);
         let mut rows = Vec::new();
         for (d, _) in decisions {
@@ -477,6 +485,8 @@ impl Pilot {
                 .filter_map(|p| p.error.as_ref().map(|e| format!("{} ({}): {e}", p.addr, p.region)))
                 .collect();
         }
+        // After the view: whoever sees the gauge flip finds the page flipped too.
+        m.paused.set(state.paused as i64);
     }
 }
 

@@ -347,3 +347,59 @@ async fn a_dry_run_decides_and_logs_but_pushes_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(versions(&fleet).await.iter().all(|v| *v == 0), "a dry run pushes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn its_listener_shows_the_fleet_exports_metrics_and_flips_the_switch_with_the_token() {
+    let _turn = SERIAL.lock().await;
+    let fleet = OutageFleet::start(1).await;
+    let pilot = AutopilotProcess::spawn(&fleet.fleet_file, &FAST);
+    wait_watching(&pilot).await;
+    let base = format!("http://{}", pilot.listen);
+    let client = support::h1_client();
+    let get = |path: &str| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move {
+            let (status, _, body) = support::get(&client, &url).await;
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    let (_, metrics) = get("/metrics").await;
+    let sample = |text: &str, line: &str| text.lines().any(|l| l == line);
+    for family in [
+        "flowgate_autopilot_region_verdict{region=\"us-east-1\",verdict=\"healthy\"} 1",
+        "flowgate_autopilot_paused 0",
+        "flowgate_autopilot_actions_total{action=\"evacuate\",outcome=\"done\"} 0",
+        "flowgate_autopilot_operation_in_progress 0",
+    ] {
+        assert!(sample(&metrics, family), "{family} missing:\n{metrics}");
+    }
+    let (_, decisions) = get("/v1/decisions").await;
+    let decisions: Value = serde_json::from_str(&decisions).expect("JSON");
+    assert!(decisions.as_array().is_some_and(|d| d.len() >= 3), "{decisions}");
+    let (_, page) = get("/").await;
+    for r in outage::REGIONS {
+        assert!(page.contains(r), "the page names {r}");
+    }
+    assert!(page.contains("no operation in progress"), "{page}");
+    // The switch over HTTP: refused without the token, flipped with it.
+    let post = |token: Option<&str>| {
+        let mut b = http::Request::post(format!("{base}/v1/pause"));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b.body(http_body_util::Full::new(bytes::Bytes::new())).expect("request");
+        let client = client.clone();
+        async move { client.request(req).await.expect("answer").status() }
+    };
+    assert_eq!(post(None).await, 401);
+    assert_eq!(post(Some("wrong")).await, 401);
+    assert_eq!(post(Some(outage::TOKEN)).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !sample(&get("/metrics").await.1, "flowgate_autopilot_paused 1") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sample(&get("/metrics").await.1, "flowgate_autopilot_paused 1"), "paused over HTTP");
+    let page = get("/").await.1;
+    assert!(page.contains("PAUSED"), "the page says so:\n{page}");
+}

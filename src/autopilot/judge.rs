@@ -82,6 +82,8 @@ pub struct Evidence {
     pub proxies: usize,
     pub proxies_answering: usize,
     pub proxies_ready: usize,
+    /// Client requests per second arriving at the region's proxies (its demand).
+    pub demand_rps: f64,
     /// What the region's origins served over the window (its proxies' local figures).
     pub served_rps: f64,
     pub served_error_ratio: f64,
@@ -159,6 +161,7 @@ pub fn judge(st: &FleetStatus, region: &str, baseline: Option<f64>, th: &Thresho
         proxies: summary.proxies,
         proxies_answering: summary.reachable,
         proxies_ready: summary.ready,
+        demand_rps: summary.source_rps,
         served_rps: summary.served_rps,
         served_error_ratio: summary.served_error_ratio,
         success_rps,

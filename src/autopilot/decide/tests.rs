@@ -9,6 +9,7 @@ fn evidence(own_view: &[&str]) -> Evidence {
         proxies: 2,
         proxies_answering: 2,
         proxies_ready: 2,
+        demand_rps: 10.0,
         served_rps: 10.0,
         served_error_ratio: 0.0,
         success_rps: 10.0,

@@ -91,6 +91,7 @@ pub struct Autopilot {
     opts: Options,
     shared: Arc<server::Shared>,
     listener: TcpListener,
+    reload: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Per region: an exponentially weighted mean of its successful requests per second,
@@ -117,9 +118,17 @@ impl Autopilot {
             metrics: server::Metrics::new()?,
             state_path: opts.state_file.clone(),
             token: fleet.token(),
+            // A round takes at most the interval plus a status and three table reads.
+            liveness: server::Liveness::new((opts.interval + opts.timeout * 4) * 2 + Duration::from_secs(10)),
         });
         shared.metrics.paused.set(state.paused as i64);
-        Ok(Autopilot { fleet, opts, shared, listener })
+        Ok(Autopilot { fleet, opts, shared, listener, reload: Default::default() })
+    }
+
+    /// Set it (SIGHUP) and the next round re-reads the fleet file; a bad one is refused
+    /// with a log line and the fleet in force kept.
+    pub fn reload_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.reload.clone()
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -132,7 +141,7 @@ impl Autopilot {
 
     /// Runs until `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
-        let Autopilot { fleet, opts, shared, listener } = self;
+        let Autopilot { fleet, opts, shared, listener, reload } = self;
         tokio::spawn(server::serve(listener, shared.clone(), stop.clone()));
         let mut pilot = Pilot {
             client: AdminClient::new(fleet.token(), opts.timeout),
@@ -148,6 +157,7 @@ impl Autopilot {
             shared,
             controller: Controller::default(),
             baselines: BTreeMap::new(),
+            reload,
         };
         loop {
             let started = Instant::now();
@@ -170,6 +180,7 @@ struct Pilot {
     shared: Arc<server::Shared>,
     controller: Controller,
     baselines: BTreeMap<String, Baseline>,
+    reload: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The fleet's table in force, from the reachable proxy with the newest version.
@@ -199,14 +210,19 @@ fn keeps(table: &Table, region: &str) -> f64 {
 
 impl Pilot {
     async fn round(&mut self, stop: &CancellationToken) {
-        let proxies = match push::proxies(&self.fleet).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "autopilot: cannot list the proxies");
-                self.shared.metrics.rounds.with_label_values(&["failed"]).inc();
-                return;
+        if self.reload.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            match FleetFile::load(&self.fleet.file) {
+                Ok(f) => {
+                    tracing::warn!(file = %self.fleet.file.display(), regions = f.regions.len(), "autopilot: fleet file reloaded");
+                    self.client = AdminClient::new(f.token(), self.opts.timeout);
+                    self.fleet = f;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "autopilot: fleet file refused; keeping the one in force")
+                }
             }
-        };
+        }
+        let proxies = push::proxies_or_unresolved(&self.fleet).await;
         let st = status::gather(&self.client, &proxies, self.th.window_seconds).await;
         let table = table_in_force(&self.client, &st).await;
         let state = match switch::load(&self.opts.state_file) {
@@ -273,7 +289,9 @@ impl Pilot {
         };
         let decisions = self.controller.round(Instant::now(), &readings, &ctx, &self.rails);
         self.show(&st, table.as_ref(), &decisions, &state, ours.as_deref());
-        self.shared.metrics.rounds.with_label_values(&["ok"]).inc();
+        let result = if st.unreachable == st.proxies.len() { "failed" } else { "ok" };
+        self.shared.metrics.rounds.with_label_values(&[result]).inc();
+        self.shared.liveness.round_done();
         let mut todo = None;
         for (d, news) in &decisions {
             if *news {
@@ -327,12 +345,16 @@ impl Pilot {
             v.operation = Some(format!("{phase} {} (since {started})", d.region));
         }
         self.shared.metrics.operation_in_progress.set(1);
+        // Steps, their gates and retries, and up to half an hour of hooks (pre-scaling).
+        let per_step = self.opts.step_interval + self.opts.timeout * 10;
+        self.shared.liveness.busy(Some(per_step * steps + Duration::from_secs(1800)));
         let mut runner = Runner::new(&self.fleet, opts);
         let result = tokio::select! {
             r = runner.run(&d.region, phase, None) => r,
             _ = stop.cancelled() => Err(RunError::Held(format!("stopped by a signal during the {phase}; the fleet stays where it is"))),
         };
         self.shared.metrics.operation_in_progress.set(0);
+        self.shared.liveness.busy(None);
         if let Ok(mut v) = self.shared.view.lock() {
             v.operation = None;
         }

@@ -8,6 +8,9 @@
 //! - `deploy/docker/Dockerfile` against the binary's flags and `deploy/docker/flowgate.toml`.
 //! - `deploy/systemd/flowgate.service` against the binary's flags (`systemd-analyze verify`
 //!   in an ignored test: needs systemd, which `.ci/run` installs).
+//! - The autopilot (one per fleet): `deploy/kubernetes/autopilot` and
+//!   `deploy/systemd/flowgate-autopilot.service` the same ways, against the proxies' files,
+//!   and their command lines run on the binary.
 //! - The probe paths and signals all of them name, against a running binary.
 //!
 //! Every rule compares two sides, so renaming a port, a path, a file or a Service on one
@@ -19,12 +22,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use flowgate::cli::{Cli, Command as Cmd};
+use flowgate::autopilot::switch;
+use flowgate::cli::{AutopilotArgs, AutopilotCmd, Cli, Command as Cmd};
 use flowgate::config::Config;
+use flowgate::fleet::FleetFile;
 use serde_yaml_ng::{Mapping, Value};
+use support::outage::AutopilotProcess;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
@@ -44,7 +50,12 @@ fn read(path: &Path) -> String {
 
 /// Runs the built binary; (exit code, stdout, stderr).
 fn flowgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run flowgate");
+    flowgate_env(args, &[])
+}
+
+/// `flowgate` with extra environment variables for the child.
+fn flowgate_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).envs(env.iter().copied()).output().expect("run flowgate");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -120,6 +131,40 @@ fn config_listeners(cfg: &Config) -> Vec<(&'static str, SocketAddr)> {
 
 fn drain_secs(cfg: &Config) -> (f64, f64) {
     (cfg.drain.delay.as_secs_f64(), cfg.drain.timeout.as_secs_f64())
+}
+
+/// A health check in exec form (the image's HEALTHCHECK, the autopilot's probes): the
+/// image's binary running `probe` (no curl in the image) on loopback, plain HTTP, at
+/// `port` and `path`, its --timeout ending before the runner's own (`within`).
+fn check_probe_command(what: &str, argv: &[String], binary: &str, port: u16, path: &str, within: Duration) {
+    assert_eq!(
+        argv.first().map(String::as_str),
+        Some(binary),
+        "{what}: runs the image's binary {binary} (no curl in the image): {argv:?}"
+    );
+    let Cmd::Probe { url, timeout } = parse_cli(what, &argv[1..]) else {
+        panic!("{what}: not `flowgate probe URL`: {argv:?}")
+    };
+    let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{what}: {url}: {e}"));
+    assert_eq!(uri.scheme_str(), Some("http"), "{what}: {url}");
+    let host: std::net::IpAddr =
+        uri.host().and_then(|h| h.parse().ok()).unwrap_or_else(|| panic!("{what}: {url}: a loopback IP"));
+    assert!(host.is_loopback(), "{what}: {url}: probe from inside the container, on loopback");
+    assert_eq!(uri.port_u16(), Some(port), "{what}: {url}: not the listener's port {port}");
+    assert_eq!(uri.path(), path, "{what}: {url}: not the listener's health path {path}");
+    assert!(
+        timeout < within,
+        "{what}: the probe's --timeout {timeout:?} must end before the runner's {within:?}"
+    );
+}
+
+/// Runs a health check command as written, pointed at the built binary and `addr`.
+fn probe_command_passes(argv: &[String], addr: SocketAddr) -> bool {
+    let mut cmd = argv.to_vec();
+    cmd[0] = BIN.to_owned();
+    let uri: http::Uri = cmd.last().unwrap().parse().unwrap();
+    *cmd.last_mut().unwrap() = format!("http://{addr}{}", uri.path());
+    Command::new(&cmd[0]).args(&cmd[1..]).status().unwrap().success()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,28 +426,16 @@ fn image() -> Image {
     let (hc_opts, hc_rest) = options(&run.one("HEALTHCHECK").args);
     let hc_cmd = hc_rest.strip_prefix("CMD").expect("Dockerfile: HEALTHCHECK CMD [...]");
     let healthcheck = exec_form("HEALTHCHECK CMD", hc_cmd.trim());
-    assert_eq!(
-        healthcheck[0], binary,
-        "Dockerfile: the HEALTHCHECK runs the image's binary (no curl in the image)"
-    );
-    let Cmd::Probe { url, timeout } = parse_cli("HEALTHCHECK", &healthcheck[1..]) else {
-        panic!("Dockerfile: HEALTHCHECK CMD is not `flowgate probe URL`: {healthcheck:?}")
-    };
-    let uri: http::Uri = url.parse().expect("HEALTHCHECK url");
-    assert_eq!(uri.scheme_str(), Some("http"), "HEALTHCHECK {url}");
-    let host: std::net::IpAddr = uri.host().and_then(|h| h.parse().ok()).expect("HEALTHCHECK: a loopback IP");
-    assert!(host.is_loopback(), "HEALTHCHECK {url}: probe from inside the container, on loopback");
-    assert_eq!(
-        uri.port_u16(),
-        Some(cfg.admin.listen.port()),
-        "HEALTHCHECK {url}: not the config's admin port"
-    );
-    assert_eq!(uri.path(), LIVE_PATH, "HEALTHCHECK {url}: not the admin listener's liveness path");
     let hc_timeout = humantime::parse_duration(hc_opts.get("timeout").map(String::as_str).unwrap_or("30s"))
         .expect("HEALTHCHECK --timeout");
-    assert!(
-        timeout < hc_timeout,
-        "HEALTHCHECK: the probe's --timeout {timeout:?} must end before Docker's {hc_timeout:?}"
+    // The admin listener's liveness path, on the config's admin port, within Docker's timeout.
+    check_probe_command(
+        "Dockerfile: HEALTHCHECK",
+        &healthcheck,
+        &binary,
+        cfg.admin.listen.port(),
+        LIVE_PATH,
+        hc_timeout,
     );
 
     let stop_signal = run.one("STOPSIGNAL").args.clone();
@@ -599,6 +632,146 @@ fn seconds(v: &Value, what: &str) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("{what}: a number of seconds, got {v:?}"))
 }
 
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| s(&d["kind"]) == Some(kind)).collect()
+}
+
+/// A selector picks pods with these labels.
+fn selects(selector: &BTreeMap<String, String>, pod_labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+}
+
+/// A list of strings (args, an exec command).
+fn strings(v: &Value, what: &str) -> Vec<String> {
+    seq(v)
+        .iter()
+        .map(|a| s(a).unwrap_or_else(|| panic!("{what}: {a:?} is not a string")).to_owned())
+        .collect()
+}
+
+/// The volume mounted at `dir` in container `c` of `pod`: (mount, volume).
+fn mount_at<'a>(what: &str, pod: &'a Value, c: &'a Value, dir: &Path) -> Option<(&'a Value, &'a Value)> {
+    seq(&c["volumeMounts"]).iter().find(|m| s(&m["mountPath"]).map(Path::new) == Some(dir)).map(|m| {
+        let name = s(&m["name"]).expect("mount name");
+        let vol = seq(&pod["volumes"])
+            .iter()
+            .find(|v| s(&v["name"]) == Some(name))
+            .unwrap_or_else(|| panic!("{what}: volume {name} is mounted but not defined"));
+        (m, vol)
+    })
+}
+
+/// The files of a rendered ConfigMap.
+fn config_map_data(what: &str, docs: &[Value], name: &str) -> BTreeMap<String, String> {
+    let cm = of_kind(docs, "ConfigMap")
+        .into_iter()
+        .find(|d| name_of(d) == name)
+        .unwrap_or_else(|| panic!("{what}: ConfigMap {name} is not rendered"));
+    cm["data"]
+        .as_mapping()
+        .expect("ConfigMap data")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// A container's ports by name; every one is named.
+fn container_ports(what: &str, c: &Value) -> BTreeMap<String, u16> {
+    seq(&c["ports"])
+        .iter()
+        .map(|p| {
+            let name =
+                s(&p["name"]).unwrap_or_else(|| panic!("{what}: every container port is named: {p:?}"));
+            let n = p["containerPort"].as_u64().expect("containerPort");
+            (name.to_owned(), u16::try_from(n).expect("port"))
+        })
+        .collect()
+}
+
+/// The Secret (name, key) the container's `var` comes from; a literal or an optional
+/// Secret fails.
+fn token_secret(what: &str, c: &Value, var: &str) -> (String, String) {
+    let env = seq(&c["env"]).iter().find(|e| s(&e["name"]) == Some(var)).unwrap_or_else(|| {
+        panic!("{what}: no env {var}: flowgate refuses a non-loopback admin listener without a token")
+    });
+    let secret = &env["valueFrom"]["secretKeyRef"];
+    let (name, key) = (s(&secret["name"]).unwrap_or(""), s(&secret["key"]).unwrap_or(""));
+    assert!(
+        !name.is_empty() && !key.is_empty(),
+        "{what}: {var} comes from a Secret (secretKeyRef), not a literal"
+    );
+    assert!(secret["optional"].as_bool() != Some(true), "{what}: the token Secret is not optional");
+    (name.to_owned(), key.to_owned())
+}
+
+/// What every flowgate container follows: a read-only root filesystem, no privilege
+/// escalation, no capabilities, the image's (non-root) user; and resources.
+fn check_container(what: &str, pod: &Value, c: &Value, img: &Image) {
+    let csc = &c["securityContext"];
+    let psc = &pod["securityContext"];
+    let either = |k: &str| if csc[k].is_null() { &psc[k] } else { &csc[k] };
+    assert_eq!(csc["readOnlyRootFilesystem"].as_bool(), Some(true), "{what}: readOnlyRootFilesystem");
+    assert_eq!(csc["allowPrivilegeEscalation"].as_bool(), Some(false), "{what}: allowPrivilegeEscalation");
+    assert!(
+        seq(&csc["capabilities"]["drop"]).iter().any(|d| s(d) == Some("ALL")),
+        "{what}: drop ALL capabilities"
+    );
+    assert_eq!(either("runAsNonRoot").as_bool(), Some(true), "{what}: runAsNonRoot");
+    assert_eq!(
+        either("runAsUser").as_u64(),
+        Some(u64::from(img.uid)),
+        "{what}: runAsUser is the image's USER"
+    );
+    for kind in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(!c["resources"][kind][r].is_null(), "{what}: resources.{kind}.{r}");
+        }
+    }
+}
+
+/// The pod's terminationGracePeriodSeconds, Kubernetes' default if unset.
+fn grace_secs(pod: &Value) -> f64 {
+    match &pod["terminationGracePeriodSeconds"] {
+        Value::Null => 30.0,
+        v => seconds(v, "terminationGracePeriodSeconds"),
+    }
+}
+
+/// A Service's ports: (port, container port name, container port); each targets a
+/// container port by name or number and carries that port's name.
+fn service_ports(sw: &str, svc: &Value, ports: &BTreeMap<String, u16>) -> Vec<(u16, String, u16)> {
+    seq(&svc["spec"]["ports"])
+        .iter()
+        .map(|p| {
+            let port = u16::try_from(p["port"].as_u64().expect("port")).unwrap();
+            let target = if p["targetPort"].is_null() { &p["port"] } else { &p["targetPort"] };
+            let (cname, cport) = container_port(ports, target, sw);
+            assert_eq!(
+                s(&p["name"]),
+                Some(cname.as_str()),
+                "{sw}: port {port} targets container port {cname}: name it so"
+            );
+            (port, cname, cport)
+        })
+        .collect()
+}
+
+/// Every object in one namespace, which the render creates if it names one.
+fn one_namespace(label: &str, docs: &[Value]) -> Option<String> {
+    let namespaces: BTreeSet<Option<String>> = docs
+        .iter()
+        .filter(|d| s(&d["kind"]) != Some("Namespace"))
+        .map(|d| s(&d["metadata"]["namespace"]).map(str::to_owned))
+        .collect();
+    assert_eq!(namespaces.len(), 1, "{label}: objects in several namespaces: {namespaces:?}");
+    let namespace = namespaces.into_iter().next().unwrap();
+    if let Some(ns) = &namespace {
+        let declared = of_kind(docs, "Namespace").iter().any(|d| name_of(d) == ns);
+        assert!(declared, "{label}: namespace {ns} is used but not created");
+    }
+    namespace
+}
+
 /// Checks one region's objects against the binary, its config (from the ConfigMap) and the
 /// image. The rules:
 /// - the container runs the image's ENTRYPOINT with `serve --config P` (the binary's own
@@ -616,18 +789,14 @@ fn seconds(v: &Value, what: &str) -> f64 {
 ///   public one, a peer one, a headless one with the admin port (port = container port),
 ///   none that exposes admin outside the cluster; PDB and HPA point at the pods.
 fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
-    let of_kind = |k: &str| docs.iter().filter(|d| s(&d["kind"]) == Some(k)).collect::<Vec<_>>();
-    let deps = of_kind("Deployment");
+    let deps = of_kind(docs, "Deployment");
     assert_eq!(deps.len(), 1, "{label}: one Deployment");
     let dep = deps[0];
     let what = format!("{label}: Deployment {}", name_of(dep));
     let pod = &dep["spec"]["template"]["spec"];
     let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
-    let selects = |sel: &BTreeMap<String, String>| {
-        !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
-    };
     assert!(
-        selects(&labels(&dep["spec"]["selector"]["matchLabels"])),
+        selects(&labels(&dep["spec"]["selector"]["matchLabels"]), &pod_labels),
         "{what}: the selector does not match the pod labels"
     );
 
@@ -643,41 +812,20 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
         "{what}: no command: the image's ENTRYPOINT ({}) is the binary",
         img.binary
     );
-    let args: Vec<String> =
-        seq(&c["args"]).iter().map(|a| s(a).expect("args are strings").to_owned()).collect();
+    let args = strings(&c["args"], &what);
     let config_path = serve_config(&format!("{what} args"), &args);
     assert!(config_path.is_absolute(), "{what}: --config {} is relative", config_path.display());
     let config_dir = config_path.parent().unwrap();
     let config_key = config_path.file_name().unwrap().to_str().unwrap().to_owned();
 
-    let mounts = seq(&c["volumeMounts"]);
-    let volumes = seq(&pod["volumes"]);
-    let mount_at = |dir: &Path| {
-        mounts.iter().find(|m| s(&m["mountPath"]).map(Path::new) == Some(dir)).map(|m| {
-            let name = s(&m["name"]).expect("mount name");
-            let vol = volumes
-                .iter()
-                .find(|v| s(&v["name"]) == Some(name))
-                .unwrap_or_else(|| panic!("{what}: volume {name} is mounted but not defined"));
-            (m, vol)
-        })
-    };
-    let (cm_mount, cm_vol) = mount_at(config_dir).unwrap_or_else(|| {
+    let (cm_mount, cm_vol) = mount_at(&what, pod, c, config_dir).unwrap_or_else(|| {
         panic!("{what}: nothing is mounted at {} (the --config folder)", config_dir.display())
     });
     assert_eq!(cm_mount["readOnly"].as_bool(), Some(true), "{what}: mount the config read-only");
     let config_map = s(&cm_vol["configMap"]["name"])
         .unwrap_or_else(|| panic!("{what}: {} is not a ConfigMap volume", config_dir.display()))
         .to_owned();
-    let cm = of_kind("ConfigMap").into_iter().find(|d| name_of(d) == config_map).unwrap_or_else(|| {
-        panic!("{what}: ConfigMap {config_map} (mounted at {}) is not rendered", config_dir.display())
-    });
-    let files: BTreeMap<String, String> = cm["data"]
-        .as_mapping()
-        .expect("ConfigMap data")
-        .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned()))
-        .collect();
+    let files = config_map_data(&format!("{what} (mounted at {})", config_dir.display()), docs, &config_map);
     let text = files.get(&config_key).unwrap_or_else(|| {
         panic!("{what}: ConfigMap {config_map} has no {config_key} for --config {}", config_path.display())
     });
@@ -700,15 +848,7 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
     validate_with_binary(label, &files, &config_key, table_key.as_deref());
 
     // Ports: by name, the config's listeners, all of them and nothing else.
-    let ports: BTreeMap<String, u16> = seq(&c["ports"])
-        .iter()
-        .map(|p| {
-            let name =
-                s(&p["name"]).unwrap_or_else(|| panic!("{what}: every container port is named: {p:?}"));
-            let n = p["containerPort"].as_u64().expect("containerPort");
-            (name.to_owned(), u16::try_from(n).expect("port"))
-        })
-        .collect();
+    let ports = container_ports(&what, c);
     assert_eq!(
         ports,
         config_ports(&cfg),
@@ -737,23 +877,7 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
 
     // The admin token: the config's variable, from a Secret.
     if !cfg.admin.listen.ip().is_loopback() && cfg.admin.token_file.is_none() {
-        let env = seq(&c["env"])
-            .iter()
-            .find(|e| s(&e["name"]) == Some(cfg.admin.token_env.as_str()))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{what}: no env {}: flowgate refuses a non-loopback admin listener without a token",
-                    cfg.admin.token_env
-                )
-            });
-        let secret = &env["valueFrom"]["secretKeyRef"];
-        assert!(
-            s(&secret["name"]).is_some_and(|n| !n.is_empty())
-                && s(&secret["key"]).is_some_and(|k| !k.is_empty()),
-            "{what}: {} comes from a Secret (secretKeyRef), not a literal",
-            cfg.admin.token_env
-        );
-        assert!(secret["optional"].as_bool() != Some(true), "{what}: the token Secret is not optional");
+        token_secret(&what, c, &cfg.admin.token_env);
     }
 
     // State and security.
@@ -762,7 +886,7 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
         .state_dir
         .clone()
         .unwrap_or_else(|| panic!("{label}: {config_key} sets no [admin] state_dir"));
-    let (state_mount, state_vol) = mount_at(&state)
+    let (state_mount, state_vol) = mount_at(&what, pod, c, &state)
         .unwrap_or_else(|| panic!("{what}: nothing is mounted at state_dir {}", state.display()));
     assert!(state_mount["readOnly"].as_bool() != Some(true), "{what}: state_dir must be writable");
     assert!(
@@ -770,28 +894,11 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
         "{what}: state_dir {} is an emptyDir or a volume claim",
         state.display()
     );
-    let csc = &c["securityContext"];
-    let psc = &pod["securityContext"];
-    let either = |k: &str| if csc[k].is_null() { &psc[k] } else { &csc[k] };
-    assert_eq!(csc["readOnlyRootFilesystem"].as_bool(), Some(true), "{what}: readOnlyRootFilesystem");
-    assert_eq!(csc["allowPrivilegeEscalation"].as_bool(), Some(false), "{what}: allowPrivilegeEscalation");
-    assert!(
-        seq(&csc["capabilities"]["drop"]).iter().any(|d| s(d) == Some("ALL")),
-        "{what}: drop ALL capabilities"
-    );
-    assert_eq!(either("runAsNonRoot").as_bool(), Some(true), "{what}: runAsNonRoot");
-    assert_eq!(
-        either("runAsUser").as_u64(),
-        Some(u64::from(img.uid)),
-        "{what}: runAsUser is the image's USER"
-    );
+    check_container(&what, pod, c, img);
 
     // Drain timing.
     let (delay, timeout) = drain_secs(&cfg);
-    let grace = match &pod["terminationGracePeriodSeconds"] {
-        Value::Null => 30.0, // Kubernetes' default
-        v => seconds(v, "terminationGracePeriodSeconds"),
-    };
+    let grace = grace_secs(pod);
     let pre_stop = &c["lifecycle"]["preStop"];
     if img.distroless {
         assert!(
@@ -811,34 +918,20 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
     );
     assert_eq!(img.stop_signal, "SIGTERM");
 
-    for kind in ["requests", "limits"] {
-        for r in ["cpu", "memory"] {
-            assert!(!c["resources"][kind][r].is_null(), "{what}: resources.{kind}.{r}");
-        }
-    }
-
     // Services.
     let mut public = None;
     let mut peer_service = None;
     let mut headless = None;
-    for svc in of_kind("Service") {
+    for svc in of_kind(docs, "Service") {
         let name = name_of(svc).to_owned();
         let sw = format!("{label}: Service {name}");
         assert!(
-            selects(&labels(&svc["spec"]["selector"])),
+            selects(&labels(&svc["spec"]["selector"]), &pod_labels),
             "{sw}: the selector does not match the pods' labels"
         );
         let kind = s(&svc["spec"]["type"]).unwrap_or("ClusterIP");
         let is_headless = s(&svc["spec"]["clusterIP"]) == Some("None");
-        for p in seq(&svc["spec"]["ports"]) {
-            let port = u16::try_from(p["port"].as_u64().expect("port")).unwrap();
-            let target = if p["targetPort"].is_null() { &p["port"] } else { &p["targetPort"] };
-            let (cname, cport) = container_port(&ports, target, &sw);
-            assert_eq!(
-                s(&p["name"]),
-                Some(cname.as_str()),
-                "{sw}: port {port} targets container port {cname}: name it so"
-            );
+        for (port, cname, cport) in service_ports(&sw, svc, &ports) {
             if is_headless {
                 assert_eq!(
                     port, cport,
@@ -863,13 +956,13 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
         .unwrap_or_else(|| panic!("{label}: no headless Service (clusterIP: None) with the admin port"));
 
     // PDB and HPA.
-    let pdbs = of_kind("PodDisruptionBudget");
+    let pdbs = of_kind(docs, "PodDisruptionBudget");
     assert_eq!(pdbs.len(), 1, "{label}: one PodDisruptionBudget");
     assert!(
-        selects(&labels(&pdbs[0]["spec"]["selector"]["matchLabels"])),
+        selects(&labels(&pdbs[0]["spec"]["selector"]["matchLabels"]), &pod_labels),
         "{label}: the PDB selects the pods"
     );
-    let hpas = of_kind("HorizontalPodAutoscaler");
+    let hpas = of_kind(docs, "HorizontalPodAutoscaler");
     assert_eq!(hpas.len(), 1, "{label}: one HorizontalPodAutoscaler");
     let target = &hpas[0]["spec"]["scaleTargetRef"];
     assert_eq!(
@@ -889,19 +982,7 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
         "{label}: the HPA owns the replica count; the Deployment sets none"
     );
 
-    // One namespace for everything.
-    let namespaces: BTreeSet<Option<String>> = docs
-        .iter()
-        .filter(|d| s(&d["kind"]) != Some("Namespace"))
-        .map(|d| s(&d["metadata"]["namespace"]).map(str::to_owned))
-        .collect();
-    assert_eq!(namespaces.len(), 1, "{label}: objects in several namespaces: {namespaces:?}");
-    let namespace = namespaces.into_iter().next().unwrap();
-    if let Some(ns) = &namespace {
-        let declared = of_kind("Namespace").iter().any(|d| name_of(d) == ns);
-        assert!(declared, "{label}: namespace {ns} is used but not created");
-    }
-
+    let namespace = one_namespace(label, docs);
     Rendered { label: label.to_owned(), namespace, cfg, files, table_key, config_map, headless, peer_service }
 }
 
@@ -1025,6 +1106,17 @@ fn kubernetes_base_and_overlays_read_directly() {
     check_fleet(&regions);
 }
 
+/// (kind, name) of every object, the generated ConfigMap's hash suffix left off.
+fn object_ids(docs: &[Value], generated: &str) -> BTreeSet<(String, String)> {
+    docs.iter()
+        .map(|d| {
+            let n = name_of(d);
+            let n = if n.starts_with(&format!("{generated}-")) { generated } else { n };
+            (s(&d["kind"]).unwrap().to_owned(), n.to_owned())
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "needs kubectl (installed by .ci/run)"]
 fn kubernetes_overlays_rendered_by_kubectl() {
@@ -1037,18 +1129,9 @@ fn kubernetes_overlays_rendered_by_kubectl() {
         // The generated name carries a hash of the content, so a config change rolls the pods.
         assert!(r.config_map.starts_with("flowgate-config-"), "{name}: ConfigMap {}", r.config_map);
         // The render without kubectl above has the same objects.
-        let ids = |docs: &[Value]| -> BTreeSet<(String, String)> {
-            docs.iter()
-                .map(|d| {
-                    let n = name_of(d);
-                    let n = if n.starts_with("flowgate-config-") { "flowgate-config" } else { n };
-                    (s(&d["kind"]).unwrap().to_owned(), n.to_owned())
-                })
-                .collect()
-        };
         assert_eq!(
-            ids(&docs),
-            ids(&simple_render(&dir)),
+            object_ids(&docs, "flowgate-config"),
+            object_ids(&simple_render(&dir), "flowgate-config"),
             "{name}: kubectl and the direct read disagree on the objects"
         );
         regions.push(r);
@@ -1063,7 +1146,7 @@ fn kubernetes_overlays_rendered_by_kubectl() {
 
 type Unit = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
-fn parse_unit(text: &str) -> Unit {
+fn parse_unit(name: &str, text: &str) -> Unit {
     let mut unit = Unit::new();
     let mut section = String::new();
     for line in text.lines().map(str::trim) {
@@ -1074,7 +1157,7 @@ fn parse_unit(text: &str) -> Unit {
             section = name.to_owned();
             continue;
         }
-        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("flowgate.service: {line}"));
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{name}: {line}"));
         unit.entry(section.clone())
             .or_default()
             .entry(k.trim().to_owned())
@@ -1125,10 +1208,16 @@ fn stop_signal(unit: &Unit) -> String {
     unit_value(unit, "KillSignal").unwrap_or("SIGTERM").to_owned()
 }
 
-fn unit() -> (String, Unit) {
-    let text = read(&root("deploy/systemd/flowgate.service"));
-    let u = parse_unit(&text);
+/// The text and the parse of `deploy/systemd/NAME`.
+fn unit_file(name: &str) -> (String, Unit) {
+    let text = read(&root(&format!("deploy/systemd/{name}")));
+    let u = parse_unit(name, &text);
     (text, u)
+}
+
+/// The proxy's unit.
+fn unit() -> (String, Unit) {
+    unit_file("flowgate.service")
 }
 
 #[test]
@@ -1210,12 +1299,20 @@ fn systemd_unit_matches_the_binary() {
 #[test]
 #[ignore = "needs systemd-analyze (installed by .ci/run)"]
 fn systemd_analyze_verify_passes() {
-    let (text, u) = unit();
+    for name in ["flowgate.service", "flowgate-autopilot.service"] {
+        systemd_analyze_verify(name);
+    }
+}
+
+/// `systemd-analyze verify` passes on deploy/systemd/NAME, and catches a misspelt key and a
+/// missing binary in it.
+fn systemd_analyze_verify(name: &str) {
+    let (text, u) = unit_file(name);
     // verify checks that every Exec binary exists: point them at the one cargo built.
     let installed = &unit_argv(&u, "ExecStart")[0];
     let dir = tempfile::tempdir().unwrap();
     let verify = |text: &str| -> (bool, String) {
-        let path = dir.path().join("flowgate.service");
+        let path = dir.path().join(name);
         std::fs::write(&path, text.replace(installed.as_str(), BIN)).unwrap();
         let out = Command::new("systemd-analyze")
             .args(["verify"])
@@ -1228,12 +1325,12 @@ fn systemd_analyze_verify_passes() {
         (out.status.success(), ours.join("\n"))
     };
     let (ok, said) = verify(&text);
-    assert!(ok && said.is_empty(), "systemd-analyze verify flowgate.service:\n{said}");
+    assert!(ok && said.is_empty(), "systemd-analyze verify {name}:\n{said}");
     // The same run does catch a misspelt key, which it reports but does not fail on.
     let (_, said) = verify(&text.replace("ProtectSystem=strict", "ProtectSytem=strict"));
-    assert!(said.contains("ProtectSytem"), "a misspelt key went unnoticed: {said:?}");
+    assert!(said.contains("ProtectSytem"), "{name}: a misspelt key went unnoticed: {said:?}");
     let (ok, _) = verify(&text.replace(&format!("ExecStart={installed}"), "ExecStart=/nonexistent/flowgate"));
-    assert!(!ok, "a missing binary went unnoticed");
+    assert!(!ok, "{name}: a missing binary went unnoticed");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1261,12 +1358,7 @@ fn admin_paths_and_signals_on_the_binary() {
     assert_ne!(probe(&format!("http://{admin}/readyz-renamed")), 0, "probe exits 0 on a 404");
 
     // The Dockerfile's HEALTHCHECK as written, pointed at this binary and its admin port.
-    let mut hc = img.healthcheck.clone();
-    hc[0] = BIN.to_owned();
-    let uri: http::Uri = hc.last().unwrap().parse().unwrap();
-    *hc.last_mut().unwrap() = format!("http://{admin}{}", uri.path());
-    let status = Command::new(&hc[0]).args(&hc[1..]).status().unwrap();
-    assert!(status.success(), "HEALTHCHECK {hc:?}: {status}");
+    assert!(probe_command_passes(&img.healthcheck, admin), "HEALTHCHECK {:?}", img.healthcheck);
 
     // The unit's reload signal re-reads the config and the process goes on.
     let reload = reload_signal(&u);
@@ -1298,4 +1390,598 @@ fn admin_paths_and_signals_on_the_binary() {
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("{stop}: still running after the drain"));
     assert!(status.success(), "{stop}: exit {status}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The autopilot: deploy/kubernetes/autopilot and deploy/systemd/flowgate-autopilot.service
+
+/// The route of the autopilot's listener that its probes use, and the prefix of its
+/// metrics (`src/autopilot/server.rs`); `autopilot_command_lines_run_on_the_binary` checks
+/// both on a running autopilot.
+const AUTOPILOT_HEALTH_PATH: &str = "/healthz";
+const AUTOPILOT_METRICS_PREFIX: &str = "flowgate_autopilot_";
+
+/// `autopilot [OPTIONS]` (not `pause` or `resume`), through the binary's parser.
+fn autopilot_args(what: &str, args: &[String]) -> AutopilotArgs {
+    // The parser reads --state-file from this variable too: it must not fill in for the file.
+    assert!(
+        std::env::var_os("FLOWGATE_AUTOPILOT_STATE").is_none(),
+        "unset FLOWGATE_AUTOPILOT_STATE to run these tests: the parser would take it for {what}'s --state-file"
+    );
+    match parse_cli(what, args) {
+        Cmd::Autopilot(AutopilotCmd { switch: None, run }) => run,
+        other => panic!("{what}: expected `autopilot --fleet FILE ...`, got {other:?}"),
+    }
+}
+
+/// An autopilot as a deploy file runs it.
+#[derive(Debug)]
+struct Pilot {
+    what: String,
+    /// The arguments after the binary.
+    args: Vec<String>,
+    run: AutopilotArgs,
+    fleet: PathBuf,
+    state_file: PathBuf,
+    listen: SocketAddr,
+    /// FLOWGATE_AUTOPILOT_STATE as a command run beside it sees it (kubectl exec).
+    state_env: Option<PathBuf>,
+    /// Its health checks, exec form.
+    probes: Vec<Vec<String>>,
+    /// How long it is given to exit after SIGTERM before it is killed.
+    stop_within: Duration,
+}
+
+/// What every autopilot command line must say: the fleet file and the state file by
+/// absolute path, the state file not the default beside the fleet file (that folder is
+/// read-only wherever the fleet file is deployed: a ConfigMap, /etc under
+/// ProtectSystem=strict), and a socket address to listen on.
+fn pilot(what: &str, args: &[String]) -> Pilot {
+    let run = autopilot_args(what, args);
+    let fleet = run.fleet.clone().unwrap_or_else(|| panic!("{what}: no --fleet"));
+    assert!(fleet.is_absolute(), "{what}: --fleet {} is relative", fleet.display());
+    let state_file = run.state_file.clone().unwrap_or_else(|| {
+        panic!(
+            "{what}: no --state-file: the default, {}, is beside the fleet file, which is read-only",
+            switch::default_path(&fleet).display()
+        )
+    });
+    assert!(state_file.is_absolute(), "{what}: --state-file {} is relative", state_file.display());
+    assert_ne!(
+        state_file.parent(),
+        fleet.parent(),
+        "{what}: --state-file {} is beside the fleet file, which is read-only",
+        state_file.display()
+    );
+    let listen = run.listen.parse().unwrap_or_else(|e| panic!("{what}: --listen {}: {e}", run.listen));
+    Pilot {
+        what: what.to_owned(),
+        args: args.to_vec(),
+        run,
+        fleet,
+        state_file,
+        listen,
+        state_env: None,
+        probes: Vec::new(),
+        stop_within: Duration::ZERO,
+    }
+}
+
+/// What the autopilot's kustomization renders, for the checks against the proxies'.
+#[derive(Debug)]
+struct RenderedPilot {
+    pilot: Pilot,
+    fleet: FleetFile,
+    config_map: String,
+    /// The Secret (name, key) of its token.
+    token_secret: (String, String),
+    pod_labels: BTreeMap<String, String>,
+    image: String,
+}
+
+/// Checks the autopilot's objects against the binary and the image. The rules:
+/// - one Deployment of one replica, Recreate, nothing that scales it: never two autopilots
+///   (each would act);
+/// - the container runs the image's ENTRYPOINT with `autopilot ...` ([`pilot`]); --fleet in
+///   a read-only mount of a rendered ConfigMap that has the file, a fleet file; --state-file
+///   in a writable emptyDir or rendered volume claim, and FLOWGATE_AUTOPILOT_STATE, if set,
+///   the same file;
+/// - --listen on 0.0.0.0, its port the one container port; Services select the pod, target
+///   that port, and are ClusterIP (POST /v1/pause is on it);
+/// - readiness and liveness run the image's `flowgate probe` on loopback, the --listen
+///   port's AUTOPILOT_HEALTH_PATH, within the probe's timeoutSeconds;
+/// - the fleet file's token_env from a Secret; no hook flags when the image has no shell
+///   (hooks run with `sh -c`);
+/// - the container rules of the proxies ([`check_container`]); one namespace, created.
+fn check_autopilot(label: &str, docs: &[Value], img: &Image) -> RenderedPilot {
+    let deps = of_kind(docs, "Deployment");
+    assert_eq!(deps.len(), 1, "{label}: one Deployment");
+    let dep = deps[0];
+    let what = format!("{label}: Deployment {}", name_of(dep));
+    assert_eq!(
+        dep["spec"]["replicas"].as_u64(),
+        Some(1),
+        "{what}: replicas: 1 (two autopilots would each act)"
+    );
+    assert_eq!(
+        s(&dep["spec"]["strategy"]["type"]),
+        Some("Recreate"),
+        "{what}: strategy Recreate (a rolling update runs two autopilots for a while)"
+    );
+    assert!(of_kind(docs, "HorizontalPodAutoscaler").is_empty(), "{label}: nothing scales the autopilot");
+    let pod = &dep["spec"]["template"]["spec"];
+    let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
+    assert!(
+        selects(&labels(&dep["spec"]["selector"]["matchLabels"]), &pod_labels),
+        "{what}: the selector does not match the pod labels"
+    );
+    let containers = seq(&pod["containers"]);
+    assert_eq!(containers.len(), 1, "{what}: one container");
+    let c = &containers[0];
+
+    // The command line, through the binary's parser.
+    assert!(
+        c["command"].is_null(),
+        "{what}: no command: the image's ENTRYPOINT ({}) is the binary",
+        img.binary
+    );
+    let mut p = pilot(&format!("{what} args"), &strings(&c["args"], &what));
+
+    // The fleet file, from a read-only ConfigMap.
+    let fleet_dir = p.fleet.parent().unwrap();
+    let (cm_mount, cm_vol) = mount_at(&what, pod, c, fleet_dir).unwrap_or_else(|| {
+        panic!("{what}: nothing is mounted at {} (the --fleet folder)", fleet_dir.display())
+    });
+    assert_eq!(cm_mount["readOnly"].as_bool(), Some(true), "{what}: mount the fleet file read-only");
+    let config_map = s(&cm_vol["configMap"]["name"])
+        .unwrap_or_else(|| panic!("{what}: {} is not a ConfigMap volume", fleet_dir.display()))
+        .to_owned();
+    let files = config_map_data(&format!("{what} (mounted at {})", fleet_dir.display()), docs, &config_map);
+    let key = p.fleet.file_name().unwrap().to_str().unwrap();
+    let text = files.get(key).unwrap_or_else(|| {
+        panic!("{what}: ConfigMap {config_map} has no {key} for --fleet {}", p.fleet.display())
+    });
+    let fleet = FleetFile::parse(&p.fleet, text).unwrap_or_else(|e| panic!("{label}: {e}"));
+
+    // The state file, on a writable volume.
+    let state_dir = p.state_file.parent().unwrap();
+    let (state_mount, state_vol) = mount_at(&what, pod, c, state_dir).unwrap_or_else(|| {
+        panic!("{what}: nothing is mounted at {} (the --state-file folder)", state_dir.display())
+    });
+    assert!(
+        state_mount["readOnly"].as_bool() != Some(true),
+        "{what}: the --state-file folder must be writable"
+    );
+    if let Some(claim) = s(&state_vol["persistentVolumeClaim"]["claimName"]) {
+        assert!(
+            of_kind(docs, "PersistentVolumeClaim").iter().any(|d| name_of(d) == claim),
+            "{what}: the volume claim {claim} is not rendered"
+        );
+    } else {
+        assert!(
+            !state_vol["emptyDir"].is_null(),
+            "{what}: the --state-file folder {} is an emptyDir or a volume claim",
+            state_dir.display()
+        );
+    }
+    let env = seq(&c["env"]);
+    p.state_env = env.iter().find(|e| s(&e["name"]) == Some("FLOWGATE_AUTOPILOT_STATE")).map(|e| {
+        PathBuf::from(
+            s(&e["value"]).unwrap_or_else(|| panic!("{what}: FLOWGATE_AUTOPILOT_STATE: a literal value")),
+        )
+    });
+    if let Some(state_env) = &p.state_env {
+        assert_eq!(
+            state_env, &p.state_file,
+            "{what}: FLOWGATE_AUTOPILOT_STATE is not --state-file: `autopilot pause` run in the pod would flip another switch"
+        );
+    }
+
+    // The token, and hooks only where there is a shell to run them.
+    let token_secret = token_secret(&what, c, &fleet.token_env);
+    if img.distroless {
+        for (flag, hook) in
+            [("--before-shift", &p.run.before_shift), ("--dns", &p.run.dns), ("--notify", &p.run.notify)]
+        {
+            assert!(hook.is_none(), "{what}: {flag}: hooks run with `sh -c`, and the image has no shell");
+        }
+    }
+
+    // The listener: its port, its probes, its Services.
+    assert_unspecified(&what, "--listen", p.listen);
+    let ports = container_ports(&what, c);
+    assert_eq!(
+        ports.values().copied().collect::<Vec<_>>(),
+        [p.listen.port()],
+        "{what}: the one container port is --listen's"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let argv = strings(&c[probe]["exec"]["command"], &what);
+        assert!(!argv.is_empty(), "{what}: {probe} runs `flowgate probe` (exec)");
+        let within = Duration::from_secs(c[probe]["timeoutSeconds"].as_u64().unwrap_or(1));
+        let pw = format!("{what}: {probe}");
+        check_probe_command(&pw, &argv, &img.binary, p.listen.port(), AUTOPILOT_HEALTH_PATH, within);
+        p.probes.push(argv);
+    }
+    let services = of_kind(docs, "Service");
+    assert!(!services.is_empty(), "{label}: no Service for the autopilot's listener");
+    for svc in services {
+        let sw = format!("{label}: Service {}", name_of(svc));
+        assert!(
+            selects(&labels(&svc["spec"]["selector"]), &pod_labels),
+            "{sw}: the selector does not match the pod's labels"
+        );
+        let kind = s(&svc["spec"]["type"]).unwrap_or("ClusterIP");
+        assert_eq!(kind, "ClusterIP", "{sw}: a {kind} Service exposes POST /v1/pause outside the cluster");
+        assert!(!service_ports(&sw, svc, &ports).is_empty(), "{sw}: no ports");
+    }
+
+    check_container(&what, pod, c, img);
+    p.stop_within = Duration::from_secs_f64(grace_secs(pod));
+    one_namespace(label, docs);
+    let image = s(&c["image"]).unwrap_or_else(|| panic!("{what}: no image")).to_owned();
+    RenderedPilot { pilot: p, fleet, config_map, token_secret, pod_labels, image }
+}
+
+/// The fleet file is config/fleet.toml's fleet (which `check_fleet` holds against the
+/// overlays).
+fn assert_same_fleet(what: &str, fleet: &FleetFile) {
+    let repo = FleetFile::load(&root("config/fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let regions = |f: &FleetFile| -> Vec<(String, Vec<String>, f64)> {
+        f.regions.iter().map(|(n, r)| (n.clone(), r.admin.clone(), r.capacity_rps)).collect()
+    };
+    assert_eq!(fleet.token_env, repo.token_env, "{what}: token_env against config/fleet.toml");
+    assert_eq!(regions(fleet), regions(&repo), "{what}: the regions against config/fleet.toml");
+}
+
+/// The autopilot against one rendering of the proxies (`proxies`, whose config is `cfg`):
+/// its fleet file is config/fleet.toml's; it sends the token the proxies check, from the
+/// same Secret; it runs their image; none of their selectors picks its pod (so the two can
+/// share a namespace).
+fn check_pilot_with_proxies(p: &RenderedPilot, label: &str, proxies: &[Value], cfg: &Config) {
+    assert_same_fleet(&format!("autopilot: ConfigMap {}", p.config_map), &p.fleet);
+    assert_eq!(
+        p.fleet.token_env, cfg.admin.token_env,
+        "autopilot: the fleet file's token_env is not {label}'s [admin] token_env"
+    );
+    let dep = of_kind(proxies, "Deployment")[0];
+    let c = seq(&dep["spec"]["template"]["spec"]["containers"])
+        .iter()
+        .find(|c| s(&c["name"]) == Some("flowgate"))
+        .expect("the proxies' container");
+    assert_eq!(
+        token_secret(label, c, &cfg.admin.token_env),
+        p.token_secret,
+        "autopilot: its token is not from the proxies' Secret ({label})"
+    );
+    assert_eq!(s(&c["image"]), Some(p.image.as_str()), "autopilot: not the image of {label}'s proxies");
+    for d in proxies {
+        for sel in [&d["spec"]["selector"], &d["spec"]["selector"]["matchLabels"]] {
+            assert!(
+                !selects(&labels(sel), &p.pod_labels),
+                "{label}: {} {}'s selector picks the autopilot's pod",
+                s(&d["kind"]).unwrap_or("?"),
+                name_of(d)
+            );
+        }
+    }
+}
+
+fn kustomization(dir: &Path) -> Value {
+    serde_yaml_ng::from_str(&read(&dir.join("kustomization.yaml"))).expect("kustomization.yaml")
+}
+
+#[test]
+fn kubernetes_autopilot_read_directly() {
+    let img = image();
+    let dir = root("deploy/kubernetes/autopilot");
+    check_old_kustomize(&dir);
+    let p = check_autopilot("autopilot", &simple_render(&dir), &img);
+    assert_eq!(p.config_map, "flowgate-autopilot-config");
+    let base = simple_render(&root("deploy/kubernetes/base"));
+    let b = check_region("base", &base, &img);
+    check_pilot_with_proxies(&p, "base", &base, &b.cfg);
+    // The direct read applies no images: the autopilot's are every overlay's.
+    for name in overlay_names() {
+        assert_eq!(
+            kustomization(&dir)["images"],
+            kustomization(&root(&format!("deploy/kubernetes/overlays/{name}")))["images"],
+            "autopilot: images: against overlays/{name}'s (one release everywhere)"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs kubectl (installed by .ci/run)"]
+fn kubernetes_autopilot_rendered_by_kubectl() {
+    let img = image();
+    let dir = root("deploy/kubernetes/autopilot");
+    let docs = kubectl_render(&dir);
+    let p = check_autopilot("autopilot", &docs, &img);
+    // The generated name carries a hash of the content, so a fleet file change rolls the pod.
+    assert!(p.config_map.starts_with("flowgate-autopilot-config-"), "ConfigMap {}", p.config_map);
+    assert_eq!(
+        object_ids(&docs, "flowgate-autopilot-config"),
+        object_ids(&simple_render(&dir), "flowgate-autopilot-config"),
+        "autopilot: kubectl and the direct read disagree on the objects"
+    );
+    for name in overlay_names() {
+        let region = kubectl_render(&root(&format!("deploy/kubernetes/overlays/{name}")));
+        let r = check_region(&name, &region, &img);
+        check_pilot_with_proxies(&p, &name, &region, &r.cfg);
+    }
+}
+
+/// The [Service] keys of the proxy's unit that the autopilot's sets otherwise, by design:
+/// its own command line and reload, its own state folder, no capabilities, no file limit.
+const UNIT_KEYS_OF_ITS_OWN: [&str; 10] = [
+    "ExecStartPre",
+    "ExecStart",
+    "ExecReload",
+    "TimeoutStopSec",
+    "RestartSec",
+    "EnvironmentFile",
+    "StateDirectory",
+    "LimitNOFILE",
+    "AmbientCapabilities",
+    "CapabilityBoundingSet",
+];
+
+/// The autopilot's unit: Type=exec, `ExecStart=BINARY autopilot ...` ([`pilot`]) with the
+/// state file in StateDirectory (the one writable folder), ExecReload sending SIGHUP (it
+/// re-reads the fleet file), SIGTERM, Restart=on-failure, no capability for a port above 1023.
+fn unit_pilot(u: &Unit) -> Pilot {
+    let what = "flowgate-autopilot.service";
+    assert_eq!(unit_value(u, "Type"), Some("exec"), "{what}: Type=exec: flowgate does not send sd_notify");
+    let start = unit_argv(u, "ExecStart");
+    let mut p = pilot(&format!("{what}: ExecStart"), &start[1..]);
+    let state_dir = format!("/var/lib/{}", unit_value(u, "StateDirectory").expect("StateDirectory"));
+    assert_eq!(
+        p.state_file.parent(),
+        Some(Path::new(&state_dir)),
+        "{what}: --state-file {} is not in StateDirectory ({state_dir}), the one writable folder",
+        p.state_file.display()
+    );
+    assert_eq!(
+        reload_signal(u),
+        "SIGHUP",
+        "{what}: ExecReload sends SIGHUP (the autopilot re-reads its fleet file on it)"
+    );
+    assert_eq!(stop_signal(u), "SIGTERM", "{what}: the autopilot exits 0 on SIGTERM");
+    assert_eq!(unit_value(u, "Restart"), Some("on-failure"), "{what}: Restart=on-failure");
+    if p.listen.port() >= 1024 {
+        assert_eq!(
+            unit_value(u, "CapabilityBoundingSet"),
+            Some(""),
+            "{what}: port {}: no capabilities",
+            p.listen.port()
+        );
+        assert!(
+            unit_value(u, "AmbientCapabilities").is_none(),
+            "{what}: port {}: no capabilities",
+            p.listen.port()
+        );
+    }
+    p.stop_within = timespan(unit_value(u, "TimeoutStopSec").unwrap_or("90s"));
+    p
+}
+
+#[test]
+fn systemd_autopilot_unit_matches_the_binary_and_the_proxy_unit() {
+    let (_, u) = unit_file("flowgate-autopilot.service");
+    let (_, proxy) = unit();
+    let p = unit_pilot(&u);
+    let what = "flowgate-autopilot.service";
+    assert_eq!(
+        unit_argv(&u, "ExecStart")[0],
+        unit_argv(&proxy, "ExecStart")[0],
+        "{what}: the proxy's binary"
+    );
+
+    // Sandboxed like the proxy: every other key of its unit, the same.
+    for (section, keys) in &proxy {
+        for (k, v) in keys {
+            if section == "Service" && UNIT_KEYS_OF_ITS_OWN.contains(&k.as_str()) || k == "Description" {
+                continue;
+            }
+            assert_eq!(
+                u.get(section).and_then(|s| s.get(k)),
+                Some(v),
+                "{what}: [{section}] {k} as in flowgate.service"
+            );
+        }
+    }
+    // The proxy's token file, required: without the token every push is refused.
+    let env_file = unit_value(&u, "EnvironmentFile").expect("EnvironmentFile");
+    assert!(!env_file.starts_with('-'), "{what}: EnvironmentFile={env_file} is required (the token)");
+    assert_eq!(
+        env_file,
+        unit_value(&proxy, "EnvironmentFile").unwrap().trim_start_matches('-'),
+        "{what}: the proxy's token file"
+    );
+    // The fleet file installed at --fleet is config/fleet.toml, whose token is the proxies'.
+    let readme = read(&root("deploy/systemd/README.md"));
+    for said in [
+        format!("config/fleet.toml {}", p.fleet.display()),
+        format!("deploy/systemd/{what}"),
+        format!("--autopilot {}", p.listen),
+    ] {
+        assert!(readme.contains(&said), "deploy/systemd/README.md: {said}");
+    }
+    let fleet = FleetFile::load(&root("config/fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::load(&root("config/flowgate.toml")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(fleet.token_env, cfg.admin.token_env, "config/fleet.toml's token_env is not the proxies'");
+    // One layout everywhere: the pods' fleet file, state file and port.
+    let k =
+        check_autopilot("autopilot", &simple_render(&root("deploy/kubernetes/autopilot")), &image()).pilot;
+    assert_eq!(
+        (&k.fleet, &k.state_file, k.listen.port()),
+        (&p.fleet, &p.state_file, p.listen.port()),
+        "{what} against deploy/kubernetes/autopilot: --fleet, --state-file, --listen port"
+    );
+}
+
+/// GET through the support client, on a runtime of its own; (status, body).
+fn http_get(url: &str) -> (http::StatusCode, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, _, body) = rt.block_on(async { support::get(&support::h1_client(), url).await });
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Polls `GET /v1/state` until its `paused` is `paused`.
+fn wait_paused(pilot: &AutopilotProcess, paused: bool, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let (_, body) = http_get(&format!("http://{}/v1/state", pilot.listen));
+        if serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["paused"].as_bool())
+            == Some(paused)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Runs a deploy file's autopilot command line on the built binary, its paths under a
+/// temporary folder (the fleet file where --fleet says, each region of `fleet` at a
+/// loopback port where nothing listens; the state folder empty, as a new volume or
+/// StateDirectory is) and --listen on a free loopback port. Then what the deploy file
+/// relies on: it reads the fleet (a JSON line on stdout per region), its probes pass,
+/// /metrics serves its families, a pause lands in --state-file and a resume written there
+/// is read, and SIGTERM ends it with 0 within the time the deploy file gives it.
+fn run_as_deployed(p: &Pilot, fleet: &FleetFile) {
+    let what = &p.what;
+    let dir = tempfile::tempdir().unwrap();
+    let here = |path: &str| match path.strip_prefix('/') {
+        Some(rel) => dir.path().join(rel).display().to_string(),
+        None => path.to_owned(),
+    };
+    let mut text = format!("token_env = \"{}\"\n", fleet.token_env);
+    for (name, r) in &fleet.regions {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        text.push_str(&format!(
+            "[regions.{name}]\nadmin = [\"{closed}\"]\ncapacity_rps = {}\n",
+            r.capacity_rps
+        ));
+    }
+    let fleet_file = PathBuf::from(here(p.fleet.to_str().unwrap()));
+    std::fs::create_dir_all(fleet_file.parent().unwrap()).unwrap();
+    std::fs::write(&fleet_file, text).unwrap();
+    let state = PathBuf::from(here(p.state_file.to_str().unwrap()));
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+
+    // Its arguments but `autopilot`, --fleet and --listen (the helper passes its own).
+    let mut args = Vec::new();
+    let mut it = p.args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let (flag, value) = a.split_once('=').map_or((a.as_str(), None), |(f, v)| (f, Some(v)));
+        if flag == "--fleet" || flag == "--listen" {
+            if value.is_none() {
+                it.next();
+            }
+            continue;
+        }
+        args.push(match value {
+            Some(v) => format!("{flag}={}", here(v)),
+            None => here(a),
+        });
+    }
+    assert_eq!(
+        fleet.token_env, "FLOWGATE_ADMIN_TOKEN",
+        "{what}: the test's autopilot gets its token in FLOWGATE_ADMIN_TOKEN"
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut pilot = AutopilotProcess::spawn(&fleet_file, &args);
+    let token = [("FLOWGATE_ADMIN_TOKEN", support::outage::TOKEN)];
+
+    // It reads the fleet: a decision on every region, one JSON line each on stdout.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let judged = || -> BTreeSet<String> {
+        pilot.decisions().iter().filter_map(|d| d["region"].as_str().map(str::to_owned)).collect()
+    };
+    while Instant::now() < deadline && judged().len() < fleet.regions.len() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        judged(),
+        fleet.regions.keys().cloned().collect(),
+        "{what}: no decision on every region:\n{}",
+        pilot.dump()
+    );
+
+    // Its probes as written, and the path they use, on the running autopilot.
+    for argv in &p.probes {
+        assert!(probe_command_passes(argv, pilot.listen), "{what}: {argv:?}:\n{}", pilot.dump());
+    }
+    assert_eq!(
+        probe(&format!("http://{}{AUTOPILOT_HEALTH_PATH}", pilot.listen)),
+        0,
+        "{what}: {AUTOPILOT_HEALTH_PATH}"
+    );
+    assert_ne!(probe(&format!("http://{}/healthz-renamed", pilot.listen)), 0, "probe exits 0 on a 404");
+    let (status, metrics) = http_get(&format!("http://{}/metrics", pilot.listen));
+    assert!(
+        status.is_success() && metrics.lines().any(|l| l.starts_with(AUTOPILOT_METRICS_PREFIX)),
+        "{what}: /metrics {status} has no {AUTOPILOT_METRICS_PREFIX} families"
+    );
+
+    // A pause through its listener (the token's) lands in --state-file, nothing beside the
+    // fleet file, and it reads the switch from there.
+    let addr = pilot.listen.to_string();
+    let fleet_arg = fleet_file.to_str().unwrap();
+    let (code, out, err) =
+        flowgate_env(&["autopilot", "pause", "--fleet", fleet_arg, "--autopilot", &addr], &token);
+    assert_eq!(code, 0, "{what}: autopilot pause --autopilot {addr}:\n{out}{err}");
+    assert!(
+        switch::load(&state).unwrap().paused,
+        "{what}: the pause is not in --state-file {}",
+        state.display()
+    );
+    assert!(!switch::default_path(&fleet_file).exists(), "{what}: a state file beside the fleet file");
+    let round = p.run.interval * 3 + Duration::from_secs(5);
+    assert!(wait_paused(&pilot, true, round), "{what}: /v1/state is not paused:\n{}", pilot.dump());
+    // A resume written to the file, as `flowgate autopilot resume` run beside it does (in the
+    // pod with its FLOWGATE_AUTOPILOT_STATE, on the host with --state-file).
+    let state_arg = state.to_str().unwrap();
+    let (code, out, err) = match &p.state_env {
+        Some(env) => {
+            let env = here(env.to_str().unwrap());
+            flowgate_env(
+                &["autopilot", "resume", "--fleet", fleet_arg],
+                &[("FLOWGATE_AUTOPILOT_STATE", &env)],
+            )
+        }
+        None => flowgate(&["autopilot", "resume", "--fleet", fleet_arg, "--state-file", state_arg]),
+    };
+    assert_eq!(code, 0, "{what}: autopilot resume:\n{out}{err}");
+    assert!(
+        wait_paused(&pilot, false, round),
+        "{what}: the resume in {state_arg} was not read:\n{}",
+        pilot.dump()
+    );
+
+    // SIGTERM: exit 0, well within the time before SIGKILL.
+    let t0 = Instant::now();
+    let status = pilot.terminate().unwrap_or_else(|| panic!("{what}: still running 10 s after SIGTERM"));
+    let took = t0.elapsed();
+    assert!(status.success(), "{what}: SIGTERM: exit {status}:\n{}", pilot.dump());
+    assert!(
+        took < p.stop_within / 2,
+        "{what}: SIGTERM took {took:?}; it is killed after {:?}",
+        p.stop_within
+    );
+}
+
+#[test]
+fn autopilot_command_lines_run_on_the_binary() {
+    let k8s =
+        check_autopilot("autopilot", &simple_render(&root("deploy/kubernetes/autopilot")), &image()).pilot;
+    let (_, u) = unit_file("flowgate-autopilot.service");
+    let unit = unit_pilot(&u);
+    let fleet = FleetFile::load(&root("config/fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::scope(|s| {
+        s.spawn(|| run_as_deployed(&k8s, &fleet));
+        s.spawn(|| run_as_deployed(&unit, &fleet));
+    });
 }

@@ -139,6 +139,52 @@ pub struct Shared {
     pub metrics: Metrics,
     pub state_path: PathBuf,
     pub token: Option<String>,
+    pub liveness: Liveness,
+}
+
+/// Whether the control loop still turns: `/healthz` fails once no round has completed
+/// for `stale_after`, unless an action is running (a ramp has no rounds) and has not
+/// outlived its generous bound, so a wedged loop gets the process restarted.
+#[derive(Debug)]
+pub struct Liveness {
+    last_round_ms: std::sync::atomic::AtomicU64,
+    busy_until_ms: std::sync::atomic::AtomicU64,
+    stale_after: std::time::Duration,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Liveness {
+    pub fn new(stale_after: std::time::Duration) -> Liveness {
+        Liveness { last_round_ms: unix_ms().into(), busy_until_ms: 0.into(), stale_after }
+    }
+
+    pub fn round_done(&self) {
+        self.last_round_ms.store(unix_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An action starts that may take up to `bound` (`None`: it ended).
+    pub fn busy(&self, bound: Option<std::time::Duration>) {
+        let until = bound.map(|b| unix_ms() + b.as_millis() as u64).unwrap_or(0);
+        self.busy_until_ms.store(until, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `Err` with why when the loop looks wedged.
+    pub fn check(&self) -> Result<(), String> {
+        let now = unix_ms();
+        let last = self.last_round_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let busy = self.busy_until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) <= self.stale_after.as_millis() as u64 || now <= busy {
+            Ok(())
+        } else {
+            Err(format!("no round completed for {} s", now.saturating_sub(last) / 1000))
+        }
+    }
 }
 
 /// Serves until `stop` fires.
@@ -182,7 +228,10 @@ fn json(v: &impl Serialize) -> Response<Full<Bytes>> {
 
 fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/healthz") => match shared.liveness.check() {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n"),
+            Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{why}\n")),
+        },
         (&Method::GET, "/metrics") => {
             let mut buf = Vec::new();
             let _ = TextEncoder::new().encode(&shared.metrics.registry.gather(), &mut buf);
@@ -315,4 +364,25 @@ tr.failing td{{background:#fee2e2}} tr.suspect td{{background:#fef9c3}} .op{{fon
         dry = if v.dry_run { " (dry run: nothing is pushed)" } else { "" },
         ours = esc(v.evacuated_by_autopilot.as_deref().unwrap_or("none")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Liveness;
+
+    #[test]
+    fn a_loop_that_stops_turning_fails_its_health_check_unless_an_action_runs() {
+        let l = Liveness::new(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(l.check().is_err());
+        l.busy(Some(Duration::from_secs(60)));
+        assert!(l.check().is_ok(), "a long ramp has no rounds");
+        l.busy(None);
+        assert!(l.check().is_err());
+        let fresh = Liveness::new(Duration::from_secs(60));
+        fresh.round_done();
+        assert!(fresh.check().is_ok());
+    }
 }

@@ -280,6 +280,17 @@ pub async fn autopilot_cmd(cmd: crate::cli::AutopilotCmd) -> Exit {
     if let Some(addr) = pilot.local_addr() {
         eprintln!("autopilot listening on http://{addr}/ ({} regions)", fleet_path.display());
     }
+    let reload = pilot.reload_flag();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        Err(e) => eprintln!("warning: cannot install the SIGHUP handler ({e}); the fleet file is read once"),
+    }
     let stop = tokio_util::sync::CancellationToken::new();
     let signal = stop.clone();
     tokio::spawn(async move {

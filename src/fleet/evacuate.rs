@@ -174,8 +174,10 @@ impl<'a> Runner<'a> {
         self.journal.notes.push(line);
     }
 
+    /// Every proxy, a region whose names do not resolve kept as one that does not answer
+    /// (the gates then treat it as they treat any unreachable proxy).
     async fn proxies(&self) -> Result<Vec<Proxy>, RunError> {
-        push::proxies(self.fleet).await.map_err(RunError::Refused)
+        Ok(push::proxies_or_unresolved(self.fleet).await)
     }
 
     /// Reads the fleet and the table in force. Proxies of the draining regions may be

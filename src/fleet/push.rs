@@ -14,6 +14,10 @@ use crate::table::Table;
 pub struct Proxy {
     pub region: String,
     pub addr: String,
+    /// Set when the region's `dns:` entry did not resolve: `addr` is the entry, and this
+    /// is why there is no proxy behind it (it counts as one that does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<String>,
 }
 
 /// Every proxy of every region, `dns:` entries expanded now.
@@ -21,10 +25,35 @@ pub async fn proxies(fleet: &FleetFile) -> Result<Vec<Proxy>, String> {
     let mut out = Vec::new();
     for (region, r) in &fleet.regions {
         for addr in resolve::expand(&r.admin).await.map_err(|e| format!("regions.{region}.admin: {e}"))? {
-            out.push(Proxy { region: region.clone(), addr });
+            out.push(Proxy { region: region.clone(), addr, unresolved: None });
         }
     }
     Ok(out)
+}
+
+/// Like [`proxies`], but a region whose names do not resolve (its DNS is down with it,
+/// or it has no ready pod) stays in the list as one proxy that does not answer, instead
+/// of blinding the caller to the whole fleet: an outage's evacuation and the autopilot
+/// must see the other regions exactly then.
+pub async fn proxies_or_unresolved(fleet: &FleetFile) -> Vec<Proxy> {
+    let mut out = Vec::new();
+    for (region, r) in &fleet.regions {
+        for entry in &r.admin {
+            match resolve::expand(std::slice::from_ref(entry)).await {
+                Ok(addrs) => out.extend(addrs.into_iter().map(|addr| Proxy {
+                    region: region.clone(),
+                    addr,
+                    unresolved: None,
+                })),
+                Err(e) => out.push(Proxy {
+                    region: region.clone(),
+                    addr: entry.clone(),
+                    unresolved: Some(format!("regions.{region}.admin: {e}")),
+                }),
+            }
+        }
+    }
+    out
 }
 
 /// What one proxy answered to a push.
@@ -53,7 +82,12 @@ impl PushResult {
 pub async fn push(client: &AdminClient, proxies: &[Proxy], table: &Table) -> Vec<PushResult> {
     let work = proxies.iter().map(|p| async move {
         let t0 = Instant::now();
-        let result = client.put_table(&p.addr, table).await;
+        let result = match &p.unresolved {
+            Some(why) => {
+                Err(super::client::ClientError::Connect { addr: p.addr.clone(), message: why.clone() })
+            }
+            None => client.put_table(&p.addr, table).await,
+        };
         let (before, after, answer, detail) = match result {
             Ok(PutOutcome::Applied { version, previous }) => {
                 (Some(previous), Some(version), "applied", String::new())
@@ -136,3 +170,34 @@ pub async fn push_all(
 
 /// The default per-proxy timeout of the fleet commands.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_region_that_does_not_resolve_stays_listed_as_unreachable() {
+        let text = r#"
+[regions.a]
+admin = ["127.0.0.1:1"]
+capacity_rps = 10
+[regions.b]
+admin = ["dns:no-such-name.invalid:9901"]
+capacity_rps = 10
+"#;
+        let fleet = FleetFile::parse(std::path::Path::new("fleet.toml"), text).unwrap();
+        assert!(proxies(&fleet).await.is_err(), "the strict listing refuses");
+        let listed = proxies_or_unresolved(&fleet).await;
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let b = listed.iter().find(|p| p.region == "b").unwrap();
+        assert!(b.unresolved.as_deref().unwrap_or("").contains("regions.b.admin"), "{b:?}");
+        let client = AdminClient::new(None, Duration::from_millis(300));
+        let st = super::super::status::gather(&client, &listed, 10).await;
+        assert_eq!(st.regions["b"].proxies, 1);
+        assert_eq!(st.regions["b"].reachable, 0);
+        let r = push(&client, &listed, &Table::local_only()).await;
+        let rb = r.iter().find(|x| x.region == "b").unwrap();
+        assert_eq!(rb.answer, "unreachable");
+        assert!(rb.detail.contains("no-such-name.invalid"), "{rb:?}");
+    }
+}

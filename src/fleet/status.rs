@@ -51,6 +51,14 @@ pub struct RegionSummary {
 
 pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64) -> FleetStatus {
     let work = proxies.iter().map(|p| async move {
+        if let Some(why) = &p.unresolved {
+            return ProxyStatus {
+                region: p.region.clone(),
+                addr: p.addr.clone(),
+                status: None,
+                error: Some(why.clone()),
+            };
+        }
         match client.status(&p.addr, window_seconds).await {
             Ok(s) => {
                 ProxyStatus { region: p.region.clone(), addr: p.addr.clone(), status: Some(s), error: None }

@@ -60,6 +60,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Print decisions on stdout (the demo reads them from the shared view instead).
     pub print: bool,
+    /// Signs every table it pushes.
+    pub signer: Option<Arc<crate::table::sign::SigningKey>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +341,7 @@ impl Pilot {
             source_failing: evacuate,
             evacuate: plan::EvacuateOptions { avoid, partial: true },
             hook_env: vec![("FLOWGATE_TRIGGER".into(), "autopilot".into())],
+            signer: self.opts.signer.clone(),
         };
         let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         if let Ok(mut v) = self.shared.view.lock() {
@@ -367,6 +370,7 @@ impl Pilot {
             Err(e @ RunError::RolledBack(_)) => ("rolled-back", e.to_string()),
             Err(e @ RunError::Held(_)) => ("held", e.to_string()),
             Err(e @ RunError::Refused(_)) => ("refused", e.to_string()),
+            Err(e @ RunError::Moved(_)) => ("moved", e.to_string()),
             Err(e) => ("failed", e.to_string()),
         };
         let mut why = why;
@@ -404,6 +408,7 @@ impl Pilot {
             "rolled-back" => "rolled-back",
             "held" => "run-held",
             "refused" => "refused",
+            "moved" => "moved",
             _ => "failed",
         };
         done.why = why;

@@ -52,10 +52,20 @@ pub enum Command {
         #[arg(short, long)]
         table: Option<PathBuf>,
     },
+    /// Make an Ed25519 key pair for signed tables: FILE (private, mode 0600) and FILE.pub
+    /// (the public key for `[admin] table_keys`).
+    Keygen {
+        /// Where to write the private key; never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Push one table to every proxy of the fleet; exit 1 unless all of them applied it.
     Push {
         #[arg(long)]
         fleet: PathBuf,
+        /// Sign the table with this key (proxies with `[admin] table_keys` need it).
+        #[arg(long, env = "FLOWGATE_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
         /// The traffic table (JSON).
         table: PathBuf,
         /// Per-proxy timeout.
@@ -199,6 +209,9 @@ pub struct AutopilotArgs {
     /// Per-proxy timeout.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Sign every table it pushes with this key.
+    #[arg(long, env = "FLOWGATE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// The options `evacuate`, `restore` and `exercise` share.
@@ -236,4 +249,7 @@ pub struct RunArgs {
     /// Per-proxy timeout.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Sign every table it pushes with this key.
+    #[arg(long, env = "FLOWGATE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
 }

@@ -39,6 +39,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub drain: Drain,
+    pub fleet: Fleet,
     pub log: Log,
     pub runtime: Runtime,
     pub health: Health,
@@ -101,6 +102,9 @@ pub struct Admin {
     pub token_file: Option<PathBuf>,
     /// Largest table body accepted by `PUT /v1/table`; larger gets 413.
     pub max_table_bytes: usize,
+    /// Ed25519 public keys (base64): when set, only tables signed by one of them are
+    /// accepted, from any path.
+    pub table_keys: Vec<String>,
 }
 
 impl Default for Admin {
@@ -111,6 +115,7 @@ impl Default for Admin {
             state_dir: None,
             token_file: None,
             max_table_bytes: 8 * 1024 * 1024,
+            table_keys: Vec::new(),
         }
     }
 }
@@ -275,6 +280,22 @@ impl Default for Limits {
             max_concurrent_streams: 256,
             upstream_pool_idle: 256,
         }
+    }
+}
+
+/// `[fleet]`: how this proxy keeps up with the rest of the fleet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fleet {
+    /// A starting proxy with peers reports ready once it has compared its table with a
+    /// peer's (and caught up if the peer's is newer), or after this long.
+    #[serde(with = "humantime_serde")]
+    pub sync_timeout: Duration,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet { sync_timeout: Duration::from_secs(5) }
     }
 }
 

@@ -7,6 +7,7 @@
 //! Every step before the swap can refuse, and a refusal changes nothing. Applies and
 //! reloads are serialised so that they never interleave.
 
+pub mod catchup;
 pub mod persist;
 pub mod shift;
 
@@ -52,6 +53,16 @@ impl HistoryEntry {
     }
 }
 
+/// How a table arrives, which decides the checks it gets beyond the version rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyMode {
+    /// `If-Match`: apply only over this version.
+    pub if_match: Option<u64>,
+    /// A catch-up to the fleet's newer table: `max_shift` guards one operator's step, not
+    /// the jump to where the fleet already is.
+    pub catch_up: bool,
+}
+
 /// The outcome of a push that was not refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -68,6 +79,9 @@ pub enum ApplyError {
     Shift(TableError),
     #[error("version {offered} is not newer than the current version {current}")]
     Stale { offered: u64, current: u64 },
+    /// `If-Match` named another version than the one in force.
+    #[error("If-Match names version {expected} but version {current} is in force")]
+    Precondition { expected: u64, current: u64 },
     #[error("cannot persist the table: {0}")]
     Persist(#[from] persist::PersistError),
     #[error("internal error: {0}")]
@@ -81,6 +95,7 @@ impl ApplyError {
             ApplyError::Invalid(_) => "invalid",
             ApplyError::Shift(_) => "max_shift",
             ApplyError::Stale { .. } => "stale",
+            ApplyError::Precondition { .. } => "precondition",
             ApplyError::Persist(_) | ApplyError::Internal(_) => "internal",
         }
     }
@@ -108,6 +123,11 @@ pub struct Control {
     history: Mutex<VecDeque<HistoryEntry>>,
     /// Serialises applies and reloads; held across the persist, never on the request path.
     change: tokio::sync::Mutex<()>,
+    /// Set once this proxy has compared its table with a peer's (see [`catchup`]).
+    synced: std::sync::atomic::AtomicBool,
+    synced_now: tokio::sync::Notify,
+    /// Peers seen on this version with another digest, as of the last catch-up round.
+    conflicts: Mutex<Vec<crate::wire::TableConflict>>,
 }
 
 fn now_rfc3339() -> String {
@@ -125,6 +145,7 @@ pub fn startup_table(cfg: &Config) -> Result<(Table, &'static str), BuildError> 
                 std::fs::read(path).map_err(|source| BuildError::TableRead { path: path.clone(), source })?;
             let t = Table::parse(&text)
                 .and_then(|t| t.validate(&known).map(|_| t))
+                .and_then(|t| crate::table::sign::verify(&t, &cfg.admin.table_keys).map(|_| t))
                 .map_err(|source| BuildError::Table { path: path.clone(), source })?;
             Some(t)
         }
@@ -133,7 +154,17 @@ pub fn startup_table(cfg: &Config) -> Result<(Table, &'static str), BuildError> 
     let persisted = match &cfg.admin.state_dir {
         Some(dir) => match persist::load(dir, &known) {
             persist::Loaded::Nothing => None,
-            persist::Loaded::Table(t) => Some(t),
+            persist::Loaded::Table(t) => match crate::table::sign::verify(&t, &cfg.admin.table_keys) {
+                Ok(()) => Some(t),
+                Err(e) => {
+                    tracing::error!(
+                        state_file = %dir.join("table.json").display(),
+                        error = %e,
+                        "the persisted table is not signed by [admin] table_keys: ignored"
+                    );
+                    None
+                }
+            },
             persist::Loaded::MovedAside { reason, moved_to } => {
                 tracing::error!(
                     state_file = %dir.join("table.json").display(),
@@ -175,7 +206,46 @@ impl Control {
             config: Mutex::new(Arc::new(cfg)),
             history: Mutex::new(VecDeque::from([entry])),
             change: tokio::sync::Mutex::new(()),
+            synced: Default::default(),
+            synced_now: tokio::sync::Notify::new(),
+            conflicts: Mutex::new(Vec::new()),
         })
+    }
+
+    /// This proxy has compared its table with a peer's (and caught up if it was behind).
+    pub fn mark_synced(&self) {
+        if !self.synced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!("table compared with a peer's");
+        }
+        self.synced_now.notify_waiters();
+    }
+
+    /// Resolves once [`Control::mark_synced`] has been called.
+    pub async fn wait_synced(&self) {
+        loop {
+            let notified = self.synced_now.notified();
+            if self.synced.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn set_conflicts(&self, conflicts: Vec<crate::wire::TableConflict>) {
+        self.shared.metrics.table_conflicts.set(conflicts.len() as i64);
+        if let Ok(mut c) = self.conflicts.lock() {
+            if *c != conflicts && !conflicts.is_empty() {
+                tracing::error!(
+                    ?conflicts,
+                    "peers have this table version with other contents: the fleet is split"
+                );
+            }
+            *c = conflicts;
+        }
+    }
+
+    pub fn conflicts(&self) -> Vec<crate::wire::TableConflict> {
+        self.conflicts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -204,8 +274,13 @@ impl Control {
 
     /// Puts `table` in force, or refuses it and changes nothing.
     pub async fn apply(&self, table: Table, who: &str) -> Result<Applied, ApplyError> {
+        self.apply_with(table, who, ApplyMode::default()).await
+    }
+
+    /// [`Control::apply`] with `If-Match` or as a catch-up.
+    pub async fn apply_with(&self, table: Table, who: &str, mode: ApplyMode) -> Result<Applied, ApplyError> {
         let metrics = &self.shared.metrics;
-        let result = self.apply_inner(table, who).await;
+        let result = self.apply_inner(table, who, mode).await;
         match &result {
             Ok(Applied::Applied { version, previous }) => {
                 metrics.table_applied_total.inc();
@@ -221,11 +296,16 @@ impl Control {
         result
     }
 
-    async fn apply_inner(&self, table: Table, who: &str) -> Result<Applied, ApplyError> {
+    async fn apply_inner(&self, table: Table, who: &str, mode: ApplyMode) -> Result<Applied, ApplyError> {
         let _one_at_a_time = self.change.lock().await;
         let proxy = self.proxy.load_full();
         let current = proxy.tables.load();
         let cur = &*current.table;
+        if let Some(expected) = mode.if_match
+            && expected != cur.version
+        {
+            return Err(ApplyError::Precondition { expected, current: cur.version });
+        }
         // Never a valid version: a 400 naming it, not a 409 against the one in force.
         if table.version == 0 {
             return Err(ApplyError::Invalid(TableError {
@@ -240,7 +320,8 @@ impl Control {
             return Err(ApplyError::Stale { offered: table.version, current: cur.version });
         }
         table.validate(&proxy.known()).map_err(ApplyError::Invalid)?;
-        if let Some(max) = table.max_shift {
+        crate::table::sign::verify(&table, &self.config().admin.table_keys).map_err(ApplyError::Invalid)?;
+        if let Some(max) = table.max_shift.filter(|_| !mode.catch_up) {
             shift::check(cur, &table, max).map_err(ApplyError::Shift)?;
         }
         let previous = cur.version;
@@ -259,7 +340,9 @@ impl Control {
         })
         .await
         .map_err(|e| ApplyError::Internal(e.to_string()))??;
+        let digest = compiled.digest.clone();
         proxy.tables.store(compiled);
+        self.shared.metrics.set_table_digest(&digest);
         self.record(HistoryEntry {
             version,
             applied_at: now_rfc3339(),

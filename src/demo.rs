@@ -131,6 +131,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
             source_failing: false,
             evacuate: Default::default(),
             hook_env: Vec::new(),
+            signer: None,
         },
     );
     now.set(format!(

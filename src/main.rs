@@ -46,9 +46,10 @@ fn fleet_command(cmd: Command) -> ExitCode {
     };
     let cli::Exit(code) = runtime.block_on(async move {
         match cmd {
-            Command::Push { fleet, table, timeout, json } => {
-                cli::push_cmd(&fleet, &table, timeout, json).await
+            Command::Push { fleet, table, timeout, json, signing_key } => {
+                cli::push_cmd(&fleet, &table, timeout, json, signing_key.as_deref()).await
             }
+            Command::Keygen { out } => cli::keygen_cmd(&out),
             Command::Status { fleet, json, timeout } => cli::status_cmd(&fleet, json, timeout).await,
             Command::Evacuate { region, run } => cli::move_cmd(&region, "evacuate", &run, None).await,
             Command::Restore { region, run, to } => {

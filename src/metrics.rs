@@ -31,6 +31,11 @@ pub struct Metrics {
     pub retry_budget_exhausted_total: IntCounter,
     /// `{reason}`
     pub shed_total: IntCounterVec,
+    /// `{digest}`: 1 for the digest of the table in force (the same version with another
+    /// digest elsewhere is a split fleet).
+    pub table_digest_info: IntGaugeVec,
+    /// Peer proxies seen with this proxy's version and another digest.
+    pub table_conflicts: IntGauge,
     /// Answered requests per second, for `/v1/status` (`rps`, `error_ratio`).
     pub rate: std::sync::Arc<window::RateWindow>,
     /// Requests arriving on public listeners per second: the region's client demand.
@@ -96,6 +101,14 @@ impl Metrics {
                 opts("shed_total", "Requests refused to protect capacity."),
                 &["reason"],
             )?,
+            table_digest_info: IntGaugeVec::new(
+                opts("table_digest_info", "1 for the digest of the traffic table in force."),
+                &["digest"],
+            )?,
+            table_conflicts: IntGauge::with_opts(opts(
+                "table_conflicts",
+                "Peer proxies seen with this proxy's table version and another digest.",
+            ))?,
             rate: Default::default(),
             source_rate: Default::default(),
             registry,
@@ -111,7 +124,15 @@ impl Metrics {
         m.registry.register(Box::new(m.retries_total.clone()))?;
         m.registry.register(Box::new(m.retry_budget_exhausted_total.clone()))?;
         m.registry.register(Box::new(m.shed_total.clone()))?;
+        m.registry.register(Box::new(m.table_digest_info.clone()))?;
+        m.registry.register(Box::new(m.table_conflicts.clone()))?;
         Ok(m)
+    }
+
+    /// Shows `digest` as the table in force.
+    pub fn set_table_digest(&self, digest: &str) {
+        self.table_digest_info.reset();
+        self.table_digest_info.with_label_values(&[digest]).set(1);
     }
 
     /// The text exposition format.

@@ -233,6 +233,7 @@ impl Proxy {
             &regions.names.iter().map(|n| &**n).collect::<Vec<_>>(),
         );
         let compiled = CompiledTable::compile(initial, &regions, &origin_names, &cfg.routes);
+        shared.metrics.set_table_digest(&compiled.digest);
         let regions_len = regions.names.len();
         Ok(Proxy {
             region: cfg.region.as_str().into(),
@@ -304,6 +305,9 @@ impl Proxy {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.metrics.inflight_requests);
         if ctx.listener.is_peer() && req.uri().path() == health::HEALTH_PATH {
             return self.health_response(guard);
+        }
+        if ctx.listener.is_peer() && req.uri().path() == health::TABLE_PATH {
+            return self.table_response(guard);
         }
         let priority = self.shedder.priority(req.headers());
         if self.shedder.shed(priority, self.metrics.inflight_requests.get().max(0) as usize) {
@@ -391,12 +395,24 @@ impl Proxy {
             let s = w.stats(health::SERVED_WINDOW_SECONDS);
             crate::wire::ServedFigures { rps: s.rps, error_ratio: s.error_ratio }
         });
-        let report = health::region_health(&self.region, &self.targets, served);
+        let table = self.tables.load();
+        let report = health::region_health(&self.region, &self.targets, served, &table);
         let body = serde_json::to_vec(&report).unwrap_or_default();
         let mut resp = Response::new(ProxyBody::full(Bytes::from(body), guard));
         if !report.healthy {
             *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         }
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(&headers::X_FLOWGATE_REGION, self.region_header.clone());
+        resp
+    }
+
+    /// The table in force, for a peer catching up (peer listener only).
+    fn table_response(&self, guard: RequestGuard) -> Response<ProxyBody> {
+        let table = self.tables.load();
+        let body = serde_json::to_vec(&*table.table).unwrap_or_default();
+        let mut resp = Response::new(ProxyBody::full(Bytes::from(body), guard));
         let h = resp.headers_mut();
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(&headers::X_FLOWGATE_REGION, self.region_header.clone());

@@ -182,10 +182,32 @@ impl Server {
         });
         let admin_task = tokio::spawn(admin::serve(self.admin, admin_state, admin_stop.clone()));
         self.control.proxy.load().start_background(&cfg);
-        self.readiness.set_ready();
-        tracing::info!(region = %cfg.region, "ready");
+        let catchup_stop = CancellationToken::new();
+        crate::control::catchup::spawn(
+            self.control.clone(),
+            cfg.health.interval,
+            cfg.health.timeout,
+            catchup_stop.clone(),
+        );
+        // Ready once the table has been compared with a peer's (a new pod must not take
+        // traffic on a stale table), or after `[fleet] sync_timeout` whatever happened.
+        {
+            let (readiness, control, region) =
+                (self.readiness.clone(), self.control.clone(), cfg.region.clone());
+            let sync_timeout = cfg.fleet.sync_timeout;
+            tokio::spawn(async move {
+                let synced = tokio::time::timeout(sync_timeout, control.wait_synced()).await.is_ok();
+                readiness.set_ready();
+                if synced {
+                    tracing::info!(region = %region, "ready");
+                } else {
+                    tracing::warn!(region = %region, ?sync_timeout, "no peer's table to compare with in time; ready");
+                }
+            });
+        }
 
         shutdown.await;
+        catchup_stop.cancel();
         self.readiness.set_draining();
         tracing::info!(delay = ?cfg.drain.delay, "draining: readiness is now 503, still accepting");
         tokio::time::sleep(cfg.drain.delay).await;

@@ -7,6 +7,7 @@
 //! reads through [`store::TableStore`] with one atomic load per request.
 
 pub mod compile;
+pub mod sign;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,9 @@ pub struct Table {
     /// Largest share any row may move against the table in force (0..=1), checked on push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shift: Option<f64>,
+    /// Ed25519 signature (base64) over the rest of the table ([`sign`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Why a table was refused; `field` is the JSON path at fault.
@@ -124,6 +128,7 @@ impl Table {
             peer_modes: BTreeMap::new(),
             note: Some("no table: every region serves itself".to_owned()),
             max_shift: None,
+            signature: None,
         }
     }
 
@@ -205,6 +210,30 @@ impl Table {
     }
 
     /// Same content, ignoring what only describes the push (`note`, `max_shift`).
+    /// SHA-256 (hex) of what [`Table::same_content`] compares, in canonical JSON (maps are
+    /// ordered): equal tables have equal digests on every proxy, and the same version with
+    /// another digest anywhere in the fleet is a conflict.
+    pub fn digest(&self) -> String {
+        #[derive(Serialize)]
+        struct Content<'a> {
+            version: u64,
+            weights: &'a BTreeMap<String, Row>,
+            origins: &'a BTreeMap<String, BTreeMap<String, Row>>,
+            routes: &'a Option<Vec<Route>>,
+            peer_modes: &'a BTreeMap<String, PeerMode>,
+        }
+        let content = Content {
+            version: self.version,
+            weights: &self.weights,
+            origins: &self.origins,
+            routes: &self.routes,
+            peer_modes: &self.peer_modes,
+        };
+        let bytes = serde_json::to_vec(&content).unwrap_or_default();
+        let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn same_content(&self, other: &Table) -> bool {
         self.version == other.version
             && self.weights == other.weights
@@ -333,6 +362,7 @@ mod tests {
                 peer_modes,
                 note,
                 max_shift,
+                signature: None,
             })
     }
 

@@ -79,7 +79,11 @@ pub struct OriginStatus {
 pub struct Status {
     pub region: String,
     pub table_version: u64,
+    /// [`crate::table::Table::digest`] of the table in force.
+    pub table_digest: String,
     pub table_note: Option<String>,
+    /// Peers on this version with another digest (empty when the fleet agrees).
+    pub table_conflicts: Vec<TableConflict>,
     pub ready: bool,
     /// `starting`, `ready` or `draining`.
     pub state: String,
@@ -96,6 +100,15 @@ pub struct Status {
     pub targets: BTreeMap<String, TargetStatus>,
     /// Per origin of this region: usable endpoints and concurrency in use.
     pub origins: BTreeMap<String, OriginStatus>,
+}
+
+/// A peer proxy seen with this proxy's table version and another digest: the fleet is
+/// split, and catch-up does not pick a side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableConflict {
+    pub region: String,
+    pub version: u64,
+    pub digest: String,
 }
 
 impl Status {
@@ -122,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_renamed_field_does_not_decode_as_zero() {
-        let good = r#"{"region":"a","table_version":3,"table_note":null,"ready":true,"state":"ready",
+        let good = r#"{"region":"a","table_version":3,"table_digest":"ab","table_conflicts":[],"table_note":null,"ready":true,"state":"ready",
             "rps":1.0,"error_ratio":0.0,"source_rps":1.0,"window_seconds":60,"inflight_requests":0,
             "uptime_seconds":5,"targets":{},"origins":{}}"#;
         let s: Status = serde_json::from_str(good).unwrap();

@@ -23,7 +23,22 @@ pub(super) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Byt
 pub(super) fn get_table(state: &AdminState) -> Response<Full<Bytes>> {
     let proxy = state.control.proxy.load_full();
     let table = proxy.tables.load();
-    json(StatusCode::OK, &*table.table)
+    let mut r = json(StatusCode::OK, &*table.table);
+    // The version as an entity tag: what a conditional push names in If-Match.
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", table.table.version)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// `If-Match: "N"` (or `N`) → `Some(N)`; absent → `None`; anything else is refused.
+fn if_match(v: Option<&HeaderValue>) -> Result<Option<u64>, String> {
+    let Some(v) = v else { return Ok(None) };
+    let text = v.to_str().map_err(|_| "If-Match is not text".to_owned())?.trim();
+    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    bare.parse::<u64>()
+        .map(Some)
+        .map_err(|_| format!("If-Match must name one table version, like \"7\" (got {text:?})"))
 }
 
 fn refuse(
@@ -54,6 +69,7 @@ pub(super) async fn put_table(
         return r;
     };
     let who = format!("{who} ({remote})");
+    let req_if_match = req.headers().get(header::IF_MATCH).cloned();
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
@@ -102,7 +118,18 @@ pub(super) async fn put_table(
             );
         }
     };
-    match state.control.apply(table, &who).await {
+    let mode = match if_match(req_if_match.as_ref()) {
+        Ok(v) => crate::control::ApplyMode { if_match: v, catch_up: false },
+        Err(e) => {
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                json!({"error": e, "field": "If-Match"}),
+            );
+        }
+    };
+    match state.control.apply_with(table, &who, mode).await {
         Ok(Applied::Applied { version, previous }) => {
             json(StatusCode::OK, &json!({"applied": true, "version": version, "previous_version": previous}))
         }
@@ -118,6 +145,10 @@ pub(super) async fn put_table(
                 ApplyError::Stale { current, .. } => {
                     (StatusCode::CONFLICT, json!({"error": e.to_string(), "current_version": current}))
                 }
+                ApplyError::Precondition { current, .. } => (
+                    StatusCode::PRECONDITION_FAILED,
+                    json!({"error": e.to_string(), "current_version": current}),
+                ),
                 ApplyError::Persist(_) | ApplyError::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()}))
                 }

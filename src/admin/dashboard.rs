@@ -331,6 +331,8 @@ mod tests {
         Status {
             region: "us-east-1".to_owned(),
             table_version: 42,
+            table_digest: "d1".to_owned(),
+            table_conflicts: Vec::new(),
             table_note: Some("evacuate <b>us-east-1</b> & \"more\"".to_owned()),
             ready: true,
             state: "ready".to_owned(),

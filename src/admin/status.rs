@@ -33,6 +33,8 @@ pub fn status(state: &AdminState, window: u64) -> Status {
     Status {
         region: proxy.region.to_string(),
         table_version: table.version(),
+        table_digest: table.digest.clone(),
+        table_conflicts: state.control.conflicts(),
         table_note: table.table.note.clone(),
         ready: readiness == "ready",
         state: readiness.to_owned(),

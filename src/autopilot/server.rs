@@ -122,7 +122,7 @@ impl Metrics {
             m.decisions.with_label_values(&[action]);
         }
         for action in ["evacuate", "restore"] {
-            for outcome in ["done", "rolled-back", "held", "refused", "failed"] {
+            for outcome in ["done", "rolled-back", "held", "refused", "moved", "failed"] {
                 m.actions.with_label_values(&[action, outcome]);
             }
         }

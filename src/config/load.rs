@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{
-    Admin, Balance, Bypass, Config, Drain, Forwarding, Health, Limits, Listen, Log, Origin, Outlier,
+    Admin, Balance, Bypass, Config, Drain, Fleet, Forwarding, Health, Limits, Listen, Log, Origin, Outlier,
     Overload, Peer, Retry, Route, Runtime, Timeouts,
 };
 
@@ -141,6 +141,7 @@ pub(super) struct Sections {
     pub timeouts: Option<Timeouts>,
     pub limits: Option<Limits>,
     pub drain: Option<Drain>,
+    pub fleet: Option<Fleet>,
     pub log: Option<Log>,
     pub runtime: Option<Runtime>,
     pub health: Option<Health>,
@@ -185,6 +186,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             "timeouts" => s.timeouts = errors.section("timeouts", value),
             "limits" => s.limits = errors.section("limits", value),
             "drain" => s.drain = errors.section("drain", value),
+            "fleet" => s.fleet = errors.section("fleet", value),
             "log" => s.log = errors.section("log", value),
             "runtime" => s.runtime = errors.section("runtime", value),
             "health" => s.health = errors.section("health", value),
@@ -199,8 +201,8 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 Some(key_span),
                 format!(
                     "unknown field `{other}`, expected one of region, table, listen, admin, \
-                     origins, peers, routes, timeouts, limits, drain, log, runtime, health, outlier, \
-                     balance, retry, forwarding, bypass, overload"
+                     origins, peers, routes, timeouts, limits, drain, fleet, log, runtime, health, \
+                     outlier, balance, retry, forwarding, bypass, overload"
                 ),
             ),
         }

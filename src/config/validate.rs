@@ -29,6 +29,11 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
     let mut admin = s.admin.unwrap_or_default();
     admin.state_dir = admin.state_dir.as_deref().map(resolve);
     admin.token_file = admin.token_file.as_deref().map(resolve);
+    for (i, k) in admin.table_keys.iter().enumerate() {
+        if let Err(m) = crate::table::sign::check_public(k) {
+            errors.push(format!("admin.table_keys[{i}]"), errors.span_of("table_keys"), m);
+        }
+    }
     if let Some(f) = &admin.token_file
         && let Err(e) = std::fs::metadata(f)
     {
@@ -274,6 +279,7 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
         timeouts,
         limits,
         drain: s.drain.unwrap_or_default(),
+        fleet: s.fleet.unwrap_or_default(),
         log,
         runtime: s.runtime.unwrap_or_default(),
         health,

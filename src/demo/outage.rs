@@ -63,6 +63,7 @@ pub async fn run(
         state_file: dir.join("autopilot-state.json"),
         timeout: Duration::from_secs(2),
         print: false,
+        signer: None,
     };
     let pilot = match Autopilot::bind(world.fleet.clone(), opts).await {
         Ok(p) => p,

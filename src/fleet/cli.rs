@@ -37,11 +37,17 @@ pub async fn push_cmd(
     table_path: &Path,
     timeout: std::time::Duration,
     json: bool,
+    signing_key: Option<&Path>,
 ) -> Exit {
-    let t = match table(table_path) {
+    let mut t = match table(table_path) {
         Ok(t) => t,
         Err(e) => return e,
     };
+    match signer(signing_key) {
+        Ok(Some(key)) => key.sign(&mut t),
+        Ok(None) => {}
+        Err(e) => return e,
+    }
     let (client, proxies) = match connect(fleet_path, timeout).await {
         Ok(c) => c,
         Err(e) => return e,
@@ -85,11 +91,42 @@ pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Durat
     } else {
         print!("{}", status::render(&st));
     }
-    Exit(if st.unreachable > 0 { EXIT_FAILED } else { 0 })
+    // Exit 1 when a proxy is unreachable, when versions disagree, or when one version has
+    // several contents (a split fleet).
+    let split = !st.versions_agree || !st.conflicts.is_empty();
+    Exit(if st.unreachable > 0 || split { EXIT_FAILED } else { 0 })
 }
 
-fn options(a: &RunArgs) -> RunOptions {
-    RunOptions {
+/// The signing key named by `--signing-key` / `FLOWGATE_SIGNING_KEY`, loaded.
+fn signer(path: Option<&Path>) -> Result<Option<std::sync::Arc<crate::table::sign::SigningKey>>, Exit> {
+    let Some(path) = path else { return Ok(None) };
+    crate::table::sign::SigningKey::load(path).map(|k| Some(std::sync::Arc::new(k))).map_err(|e| {
+        eprintln!("error: --signing-key {e}");
+        Exit(EXIT_BAD_INPUT)
+    })
+}
+
+/// `keygen --out FILE`.
+pub fn keygen_cmd(out: &Path) -> Exit {
+    match crate::table::sign::keygen(out) {
+        Ok(public) => {
+            println!("{public}");
+            eprintln!(
+                "private key in {} (keep it secret), public key in {}.pub: put it in [admin] table_keys",
+                out.display(),
+                out.display()
+            );
+            Exit(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit(EXIT_FAILED)
+        }
+    }
+}
+
+fn options(a: &RunArgs) -> Result<RunOptions, Exit> {
+    Ok(RunOptions {
         steps: a.steps,
         interval: a.interval,
         max_utilization: a.max_utilization,
@@ -105,7 +142,8 @@ fn options(a: &RunArgs) -> RunOptions {
         source_failing: false,
         evacuate: Default::default(),
         hook_env: Vec::new(),
-    }
+        signer: signer(a.signing_key.as_deref())?,
+    })
 }
 
 fn finish(result: Result<(), RunError>) -> Exit {
@@ -131,7 +169,11 @@ pub async fn move_cmd(region: &str, phase: &str, args: &RunArgs, to: Option<&Pat
         Ok(t) => t,
         Err(e) => return e,
     };
-    let mut runner = Runner::new(&f, options(args));
+    let opts = match options(args) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let mut runner = Runner::new(&f, opts);
     finish(runner.run(region, phase, target).await)
 }
 
@@ -146,7 +188,11 @@ pub async fn exercise_cmd(
         Err(e) => return e,
     };
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let mut runner = Runner::new(&f, options(args));
+    let opts = match options(args) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let mut runner = Runner::new(&f, opts);
     let result = exercise(&mut runner, region, hold).await;
     let verdict = match &result {
         Ok(()) => "pass: evacuated, held and restored with every gate green".to_owned(),
@@ -266,6 +312,10 @@ pub async fn autopilot_cmd(cmd: crate::cli::AutopilotCmd) -> Exit {
         state_file: a.state_file.clone().unwrap_or_else(|| switch::default_path(&fleet_path)),
         timeout: a.timeout,
         print: true,
+        signer: match signer(a.signing_key.as_deref()) {
+            Ok(s) => s,
+            Err(e) => return e,
+        },
     };
     let pilot = match autopilot::Autopilot::bind(f, opts).await {
         Ok(p) => p,

@@ -73,8 +73,22 @@ impl AdminClient {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.call_with(addr, method, path, body, None).await
+    }
+
+    async fn call_with(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        if_match: Option<u64>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let uri = format!("http://{addr}{path}");
         let mut b = Request::builder().method(method).uri(&uri);
+        if let Some(v) = if_match {
+            b = b.header(header::IF_MATCH, format!("\"{v}\""));
+        }
         if let Some(t) = &self.token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -150,6 +164,17 @@ impl AdminClient {
     /// Pushes a table; connection failures are retried a few times (the table surely did
     /// not arrive), anything else is not (versions make a repeated push harmless anyway).
     pub async fn put_table(&self, addr: &str, table: &Table) -> Result<PutOutcome, ClientError> {
+        self.put_table_if(addr, table, None).await
+    }
+
+    /// [`AdminClient::put_table`] with `If-Match: "N"`: the proxy applies it only over
+    /// version N (412 otherwise, a [`PutOutcome::Refused`]).
+    pub async fn put_table_if(
+        &self,
+        addr: &str,
+        table: &Table,
+        if_match: Option<u64>,
+    ) -> Result<PutOutcome, ClientError> {
         let body = Bytes::from(
             serde_json::to_vec(table)
                 .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })?,
@@ -157,7 +182,7 @@ impl AdminClient {
         let mut tries = 0;
         let (status, answer) = loop {
             tries += 1;
-            match self.call(addr, Method::PUT, "/v1/table", Some(body.clone())).await {
+            match self.call_with(addr, Method::PUT, "/v1/table", Some(body.clone()), if_match).await {
                 Err(ClientError::Connect { .. }) if tries < CONNECT_TRIES => {
                     tokio::time::sleep(Duration::from_millis(200 * tries as u64)).await;
                 }

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub evacuate: plan::EvacuateOptions,
     /// More environment for the hooks (the autopilot adds `FLOWGATE_TRIGGER=autopilot`).
     pub hook_env: Vec<(String, String)>,
+    /// Signs every table the run pushes (proxies with `[admin] table_keys` need it).
+    pub signer: Option<std::sync::Arc<crate::table::sign::SigningKey>>,
 }
 
 /// See [`RunOptions::hold`].
@@ -85,6 +87,10 @@ pub enum RunError {
     /// back to a failing region, or the run was paused.
     #[error("{0}")]
     Held(String),
+    /// Someone else's table is in force where this run's was expected: stopped, nothing
+    /// rolled back over it.
+    #[error("{0}")]
+    Moved(String),
 }
 
 /// One step as it happened, for `--json`, logs and the exercise report.
@@ -206,6 +212,14 @@ impl<'a> Runner<'a> {
                     down.iter().map(|d| d.as_str()).collect::<Vec<_>>().join("; ")
                 )));
             }
+        }
+        if !st.conflicts.is_empty() {
+            let split: Vec<String> =
+                st.conflicts.iter().map(|(v, d)| format!("version {v} has {} contents", d.len())).collect();
+            return Err(RunError::Refused(format!(
+                "the fleet is split ({}); nothing pushed: push one table to every proxy first (flowgate status shows who has which)",
+                split.join(", ")
+            )));
         }
         let newest = st.versions.last().copied().unwrap_or(0);
         let behind: Vec<String> = st
@@ -361,6 +375,7 @@ impl<'a> Runner<'a> {
         back.version = version;
         back.max_shift = None;
         back.note = Some(format!("rollback of {} {}: {why}", ctx.phase, ctx.region));
+        self.sign(&mut back);
         self.say(format!("rolling back: pushing the last good shares as version {version}"));
         let proxies = match self.proxies().await {
             Ok(p) => p,
@@ -368,7 +383,8 @@ impl<'a> Runner<'a> {
                 return RunError::RolledBack(format!("{why}; the rollback could not list the proxies: {e}"));
             }
         };
-        let results = push::push(&self.client, &proxies, &back).await;
+        // Over the failing step only: a proxy on someone else's table keeps it.
+        let results = push::push_if(&self.client, &proxies, &back, Some(version - 1)).await;
         let (blocking, tolerated) = self.split_failures(&results, ctx);
         if blocking.is_empty() {
             let mut msg = format!(
@@ -382,6 +398,41 @@ impl<'a> Runner<'a> {
         } else {
             RunError::RolledBack(format!("{why}; ROLLBACK INCOMPLETE: {}", blocking.join("; ")))
         }
+    }
+
+    fn sign(&self, t: &mut Table) {
+        if let Some(key) = &self.opts.signer {
+            key.sign(t);
+        }
+    }
+
+    /// When a receiving proxy that answered before the run is on another version than this
+    /// run left there, the fleet moved under it: who moved it, from that proxy's history.
+    async fn moved_under(&self, results: &[push::PushResult], ctx: &Move<'_>) -> Option<String> {
+        let r = results.iter().find(|r| {
+            r.answer == "moved"
+                && ctx.sides.receiving.contains(&r.region)
+                && ctx.baseline.proxies.iter().any(|p| p.addr == r.addr && p.status.is_some())
+        })?;
+        let by = match self.client.history(&r.addr).await {
+            Ok(h) => h
+                .first()
+                .map(|e| {
+                    format!(
+                        "version {} applied at {} by {} ({})",
+                        e.version,
+                        e.applied_at,
+                        e.who,
+                        e.note.as_deref().unwrap_or("no note")
+                    )
+                })
+                .unwrap_or_else(|| "an empty history".into()),
+            Err(e) => format!("a history that cannot be read: {e}"),
+        };
+        Some(format!(
+            "{} {}: the fleet moved under this run: proxy {} ({}) has {by}; stopped, nothing rolled back over it",
+            ctx.phase, ctx.region, r.addr, r.region
+        ))
     }
 
     /// Failed pushes, split into those that stop the run (a receiving proxy that answered
@@ -429,6 +480,9 @@ impl<'a> Runner<'a> {
         let of = plan.tables.len() as u32;
         for (i, step) in plan.tables.iter().enumerate() {
             let k = i as u32 + 1;
+            let mut signed = step.clone();
+            self.sign(&mut signed);
+            let step = &signed;
             if let Some(why) = self.opts.hold.as_ref().and_then(|h| h()) {
                 bar.abandon();
                 let msg = format!(
@@ -440,7 +494,13 @@ impl<'a> Runner<'a> {
             }
             let proxies = self.proxies().await?;
             let share = plan::shares(step.weights.get(region), region).get(region).copied().unwrap_or(0.0);
-            let results = push::push(&self.client, &proxies, step).await;
+            // Conditional: each proxy takes the step only over the table this run put there.
+            let results = push::push_if(&self.client, &proxies, step, Some(last_good.version)).await;
+            if let Some(moved) = self.moved_under(&results, &ctx).await {
+                bar.abandon();
+                self.say(moved.clone());
+                return Err(RunError::Moved(moved));
+            }
             let (blocking, unreached) = self.split_failures(&results, &ctx);
             let decision = if blocking.is_empty() {
                 bar.set_message(format!(

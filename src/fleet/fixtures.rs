@@ -100,6 +100,8 @@ impl Fixture {
         let status = Status {
             region: self.region.clone(),
             table_version: 1,
+            table_digest: "d1".into(),
+            table_conflicts: Vec::new(),
             table_note: None,
             ready: self.ready,
             state: if self.ready { "ready" } else { "draining" }.into(),

@@ -65,7 +65,8 @@ pub struct PushResult {
     pub before: Option<u64>,
     /// The version it has now, when its answer says.
     pub after: Option<u64>,
-    /// `applied`, `unchanged`, `refused` or `unreachable`.
+    /// `applied`, `unchanged`, `refused`, `moved` (a conditional push found another
+    /// version in force) or `unreachable`.
     pub answer: &'static str,
     pub detail: String,
     pub millis: u128,
@@ -80,13 +81,24 @@ impl PushResult {
 
 /// Pushes `table` to every proxy in parallel.
 pub async fn push(client: &AdminClient, proxies: &[Proxy], table: &Table) -> Vec<PushResult> {
+    push_if(client, proxies, table, None).await
+}
+
+/// Pushes `table` to every proxy in parallel, each only over version `if_match` when
+/// given (a proxy elsewhere answers `moved`).
+pub async fn push_if(
+    client: &AdminClient,
+    proxies: &[Proxy],
+    table: &Table,
+    if_match: Option<u64>,
+) -> Vec<PushResult> {
     let work = proxies.iter().map(|p| async move {
         let t0 = Instant::now();
         let result = match &p.unresolved {
             Some(why) => {
                 Err(super::client::ClientError::Connect { addr: p.addr.clone(), message: why.clone() })
             }
-            None => client.put_table(&p.addr, table).await,
+            None => client.put_table_if(&p.addr, table, if_match).await,
         };
         let (before, after, answer, detail) = match result {
             Ok(PutOutcome::Applied { version, previous }) => {
@@ -99,7 +111,8 @@ pub async fn push(client: &AdminClient, proxies: &[Proxy], table: &Table) -> Vec
                 let current = serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v.get("current_version").and_then(|c| c.as_u64()));
-                (current, current, "refused", format!("{status}: {}", one_line(&body)))
+                let answer = if status == 412 { "moved" } else { "refused" };
+                (current, current, answer, format!("{status}: {}", one_line(&body)))
             }
             Err(e) => (None, None, "unreachable", e.to_string()),
         };

@@ -25,6 +25,8 @@ pub struct FleetStatus {
     /// Whether every reachable proxy has the same table version.
     pub versions_agree: bool,
     pub versions: Vec<u64>,
+    /// Versions held with more than one digest: a split fleet (version → digests).
+    pub conflicts: BTreeMap<u64, Vec<String>>,
     pub unreachable: usize,
     /// Per region: summed rps and client demand, and the request-weighted error ratio.
     pub regions: BTreeMap<String, RegionSummary>,
@@ -106,7 +108,16 @@ pub fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
         r.error_ratio = if r.rps > 0.0 { r.error_ratio / r.rps } else { 0.0 };
         r.served_error_ratio = if r.served_rps > 0.0 { r.served_error_ratio / r.served_rps } else { 0.0 };
     }
+    let mut digests: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for st in proxies.iter().filter_map(|p| p.status.as_ref()) {
+        let d = digests.entry(st.table_version).or_default();
+        if !d.contains(&st.table_digest) {
+            d.push(st.table_digest.clone());
+        }
+    }
+    digests.retain(|_, d| d.len() > 1);
     FleetStatus {
+        conflicts: digests,
         versions_agree: versions.len() <= 1,
         versions,
         unreachable: proxies.iter().filter(|p| p.status.is_none()).count(),
@@ -118,8 +129,8 @@ pub fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
 /// A table for people.
 pub fn render(s: &FleetStatus) -> String {
     let mut out = format!(
-        "{:<14} {:<24} {:>7} {:<6} {:>9} {:>7}  targets (health, bypass)\n",
-        "region", "proxy", "version", "ready", "rps", "err %"
+        "{:<14} {:<24} {:>7} {:<12} {:<6} {:>9} {:>7}  targets (health, bypass)\n",
+        "region", "proxy", "version", "digest", "ready", "rps", "err %"
     );
     for p in &s.proxies {
         match &p.status {
@@ -134,10 +145,11 @@ pub fn render(s: &FleetStatus) -> String {
                     })
                     .collect();
                 out.push_str(&format!(
-                    "{:<14} {:<24} {:>7} {:<6} {:>9.1} {:>7.2}  {}\n",
+                    "{:<14} {:<24} {:>7} {:<12} {:<6} {:>9.1} {:>7.2}  {}\n",
                     p.region,
                     p.addr,
                     st.table_version,
+                    &st.table_digest[..st.table_digest.len().min(12)],
                     if st.ready { "yes" } else { "NO" },
                     st.rps,
                     st.error_ratio * 100.0,
@@ -145,9 +157,10 @@ pub fn render(s: &FleetStatus) -> String {
                 ));
             }
             None => out.push_str(&format!(
-                "{:<14} {:<24} {:>7} {:<6} {:>9} {:>7}  {}\n",
+                "{:<14} {:<24} {:>7} {:<12} {:<6} {:>9} {:>7}  {}\n",
                 p.region,
                 p.addr,
+                "-",
                 "-",
                 "-",
                 "-",
@@ -156,11 +169,36 @@ pub fn render(s: &FleetStatus) -> String {
             )),
         }
     }
-    if s.versions_agree {
+    for (v, d) in &s.conflicts {
+        let by: Vec<String> = d
+            .iter()
+            .map(|digest| {
+                let holders: Vec<&str> = s
+                    .proxies
+                    .iter()
+                    .filter(|p| {
+                        p.status
+                            .as_ref()
+                            .is_some_and(|st| st.table_version == *v && st.table_digest == *digest)
+                    })
+                    .map(|p| p.addr.as_str())
+                    .collect();
+                format!("{} on {}", &digest[..digest.len().min(12)], holders.join(", "))
+            })
+            .collect();
+        out.push_str(&format!(
+            "CONFLICT: version {v} has {} different contents: {}\n",
+            d.len(),
+            by.join("; ")
+        ));
+    }
+    if s.versions_agree && s.conflicts.is_empty() {
         out.push_str(&format!(
             "table version: {} on every reachable proxy\n",
             s.versions.first().copied().unwrap_or(0)
         ));
+    } else if s.versions_agree {
+        out.push_str("table versions agree, their contents DO NOT\n");
     } else {
         out.push_str(&format!("table versions DISAGREE: {:?}\n", s.versions));
     }

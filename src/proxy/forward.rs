@@ -267,6 +267,18 @@ impl Upstream {
     /// `GET path` on endpoint `i` over the set's own pool, so that probes keep the
     /// connections warm that requests will use. Does not count as passive health.
     pub async fn probe(&self, i: usize, path: &str, timeout: Duration) -> Result<ProbeAnswer, ProxyError> {
+        self.fetch(i, path, timeout, MAX_PROBE_BODY).await
+    }
+
+    /// GET `path` from endpoint `i`, reading at most `limit` bytes of the answer (a body
+    /// cut at the limit reads as empty).
+    pub async fn fetch(
+        &self,
+        i: usize,
+        path: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<ProbeAnswer, ProxyError> {
         use http_body_util::BodyExt;
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
         let mut req = Request::new(Either::Right(Full::new(Bytes::new())));
@@ -279,7 +291,7 @@ impl Upstream {
             let (resp, _conn) = self.exchange(endpoint, i, req).await?;
             let status = resp.status();
             let from_flowgate = resp.headers().contains_key("x-flowgate-region");
-            let limited = http_body_util::Limited::new(resp.into_body(), MAX_PROBE_BODY);
+            let limited = http_body_util::Limited::new(resp.into_body(), limit);
             let body = limited.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
             Ok::<_, ProxyError>(ProbeAnswer { status, from_flowgate, body, latency: Duration::ZERO })
         };

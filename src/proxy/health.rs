@@ -42,7 +42,16 @@ pub struct RegionHealth {
     /// health checks pass is seen failing from outside it. Absent from older proxies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<crate::wire::ServedFigures>,
+    /// The table this proxy has: a peer that sees a higher version fetches it from
+    /// `TABLE_PATH` and catches up. Absent from older proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_digest: Option<String>,
 }
+
+/// Where the peer listener serves the table in force, for peers catching up.
+pub const TABLE_PATH: &str = "/.flowgate/table";
 
 /// The span of the figures a health answer reports: short, so that a region's errors
 /// reach the other regions (and the autopilot's quorum) within seconds.
@@ -53,6 +62,7 @@ pub fn region_health(
     region: &str,
     targets: &Targets,
     served: Option<crate::wire::ServedFigures>,
+    table: &crate::table::compile::CompiledTable,
 ) -> RegionHealth {
     let origins: std::collections::BTreeMap<String, OriginHealth> = targets
         .origins
@@ -67,7 +77,14 @@ pub fn region_health(
             (o.name.to_string(), h)
         })
         .collect();
-    RegionHealth { region: region.to_owned(), healthy: origins.values().all(|o| o.healthy), origins, served }
+    RegionHealth {
+        region: region.to_owned(),
+        healthy: origins.values().all(|o| o.healthy),
+        origins,
+        served,
+        table_version: Some(table.table.version),
+        table_digest: Some(table.digest.clone()),
+    }
 }
 
 /// What a probe loop needs besides its endpoint.
@@ -222,7 +239,7 @@ async fn probe_peer(targets: Arc<Targets>, pid: usize, direct: bool, i: usize, c
         if let Ok(a) = &answer
             && a.from_flowgate
         {
-            apply_report(&targets, peer, &a.body, a.status.is_success());
+            apply_report(&targets, peer, &a.body, a.status.is_success(), direct, i);
         }
         if direct {
             peer.bypass.record_direct(!alive, latency);
@@ -238,10 +255,23 @@ async fn probe_peer(targets: Arc<Targets>, pid: usize, direct: bool, i: usize, c
 }
 
 /// Takes a peer's health document: which of our origins that region can serve.
-fn apply_report(targets: &Targets, peer: &PeerRegion, body: &[u8], all_ok: bool) {
+fn apply_report(
+    targets: &Targets,
+    peer: &PeerRegion,
+    body: &[u8],
+    all_ok: bool,
+    direct: bool,
+    endpoint: usize,
+) {
     match serde_json::from_slice::<RegionHealth>(body) {
         Ok(report) => {
             peer.set_reported(report.served);
+            peer.advertise(super::peer::Advert {
+                version: report.table_version,
+                digest: report.table_digest.clone(),
+                direct,
+                endpoint,
+            });
             for (oid, origin) in targets.origins.iter().enumerate() {
                 let ok = report.origins.get(&*origin.name).is_some_and(|o| o.healthy);
                 peer.set_origin_ok(oid, ok);

@@ -47,6 +47,20 @@ pub struct PeerRegion {
     /// The region's last account of what its origins served (its health answer), and
     /// when it came.
     reported: std::sync::Mutex<Option<(crate::wire::ServedFigures, Instant)>>,
+    /// Per endpoint (load balancer endpoints first, then proxies): the last table it
+    /// advertised, and when.
+    adverts: std::sync::Mutex<Vec<Option<(Advert, Instant)>>>,
+}
+
+/// What a peer proxy's health answer said about its table, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advert {
+    pub version: Option<u64>,
+    pub digest: Option<String>,
+    /// Through the region's proxies (`true`) or its load balancer.
+    pub direct: bool,
+    /// The endpoint's index in that set: where to fetch the table.
+    pub endpoint: usize,
 }
 
 /// A region's own figures older than this are no longer shown.
@@ -80,6 +94,7 @@ impl PeerRegion {
             epoch: Instant::now(),
             slow_start: all.balance.slow_start,
             reported: std::sync::Mutex::new(None),
+            adverts: std::sync::Mutex::new(vec![None; cfg.lb.len() + cfg.proxies.len()]),
         })
     }
 
@@ -147,6 +162,22 @@ impl PeerRegion {
         } else if o.load(Ordering::Relaxed) == NOT_OK {
             o.store(self.now_ms(), Ordering::Relaxed);
         }
+    }
+
+    /// Keeps what one endpoint's health answer said about its table.
+    pub fn advertise(&self, ad: Advert) {
+        let slot = if ad.direct { self.lb.set.len() + ad.endpoint } else { ad.endpoint };
+        if let Ok(mut all) = self.adverts.lock()
+            && let Some(s) = all.get_mut(slot)
+        {
+            *s = Some((ad, Instant::now()));
+        }
+    }
+
+    /// The tables the region's endpoints advertised within `fresh`.
+    pub fn adverts(&self, fresh: Duration) -> Vec<Advert> {
+        let Ok(all) = self.adverts.lock() else { return Vec::new() };
+        all.iter().flatten().filter(|(_, at)| at.elapsed() < fresh).map(|(a, _)| a.clone()).collect()
     }
 
     /// Keeps what the region's health answer said about its own origins.

@@ -108,6 +108,8 @@ pub struct CompiledTable {
     pub rows: Vec<Picker>,
     /// One mode per peer, by peer index.
     pub peer_modes: Vec<PeerMode>,
+    /// [`Table::digest`], computed once here (health answers carry it).
+    pub digest: String,
 }
 
 impl CompiledTable {
@@ -139,7 +141,8 @@ impl CompiledTable {
             .iter()
             .map(|n| table.peer_modes.get(&**n).copied().unwrap_or_default())
             .collect();
-        CompiledTable { table: Arc::new(table), router, rows, peer_modes }
+        let digest = table.digest();
+        CompiledTable { table: Arc::new(table), router, rows, peer_modes, digest }
     }
 
     pub fn version(&self) -> u64 {

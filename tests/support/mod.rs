@@ -172,6 +172,11 @@ impl ProxyProcess {
                 continue;
             };
             *slot = addr;
+            // The admin listener is the last one bound; readiness may wait for a peer's
+            // table (`[fleet] sync_timeout`), which is no business of the addresses.
+            if admin.is_some() {
+                break;
+            }
         }
         ProxyProcess {
             child,

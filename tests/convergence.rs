@@ -1,0 +1,209 @@
+//! One table on every proxy: proxies that start empty, were stopped during a push or
+//! missed it converge by themselves through their peers; conditional pushes; a split
+//! fleet is shown, never hidden. The built binaries on loopback.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::ProxyProcess;
+use support::outage::{self, OutageFleet, TOKEN, keeps};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+async fn flowgate(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(args)
+            .env("FLOWGATE_ADMIN_TOKEN", TOKEN)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the command ends")
+    .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// PUT a table to one proxy, with an optional `If-Match`; status and body.
+async fn put(admin: std::net::SocketAddr, table: &str, if_match: Option<&str>) -> (u16, Value) {
+    let mut b = http::Request::put(format!("http://{admin}/v1/table"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json");
+    if let Some(m) = if_match {
+        b = b.header("if-match", m);
+    }
+    let req = b.body(http_body_util::Full::new(bytes::Bytes::from(table.to_owned()))).expect("request");
+    let resp = support::h1_client().request(req).await.expect("answer");
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn readyz(admin: std::net::SocketAddr) -> u16 {
+    let url = format!("http://{admin}/readyz");
+    match tokio::time::timeout(Duration::from_secs(2), support::h1_client().get(url.parse().expect("url")))
+        .await
+    {
+        Ok(Ok(r)) => r.status().as_u16(),
+        _ => 0,
+    }
+}
+
+fn version(t: &Value) -> u64 {
+    t["version"].as_u64().unwrap_or(0)
+}
+
+/// Starts the proxy of `old`'s config again (same peer port), with no state folder.
+fn restart(old: ProxyProcess) -> ProxyProcess {
+    let text = std::fs::read_to_string(old.dir.path().join("flowgate.toml")).expect("config");
+    drop(old); // SIGKILL, then wait
+    ProxyProcess::spawn_env(&text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_restarted_empty_after_an_evacuation_is_ready_only_on_the_evacuation_table() {
+    let _turn = SERIAL.lock().await;
+    let mut fleet = OutageFleet::start(2).await;
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let (code, _, err) = flowgate(&[
+        "evacuate",
+        EAST,
+        "--fleet",
+        &file,
+        "--steps",
+        "2",
+        "--interval",
+        "1s",
+        "--timeout",
+        "1s",
+        "--yes",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let evacuated = outage::table(fleet.regions[1].proxies[0].admin).await.expect("table");
+    assert_eq!(keeps(&evacuated, EAST), 0.0);
+    let east = fleet.regions.iter().position(|r| r.name == EAST).expect("east");
+    let old = fleet.regions[east].proxies.remove(0);
+    let t0 = Instant::now();
+    let fresh = restart(old);
+    // Poll until ready: never ready on any other table.
+    let mut ready_at = None;
+    while t0.elapsed() < Duration::from_secs(15) {
+        let ready = readyz(fresh.admin).await == 200;
+        let t = outage::table(fresh.admin).await;
+        if ready {
+            let t = t.expect("table");
+            assert_eq!(version(&t), version(&evacuated), "ready on another table: {t}");
+            ready_at = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready_at = ready_at.expect("the restarted proxy never became ready");
+    let st = outage::status(fresh.admin).await.expect("status");
+    assert_eq!(st["table_version"], version(&evacuated), "{st}");
+    let history =
+        support::get(&support::h1_client(), &format!("http://{}/v1/table/history", fresh.admin)).await.2;
+    let h: Value = serde_json::from_slice(&history).expect("history JSON");
+    assert!(h[0]["who"].as_str().unwrap_or("").starts_with("catch-up from peer "), "{h}");
+    // What it serves goes to the other regions, never to the evacuated origin.
+    let hits = fleet.region(EAST).origin.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let client = support::h1_client();
+    for _ in 0..40 {
+        let (status, headers, _) = support::get(&client, &format!("http://{}/x", fresh.public)).await;
+        assert_eq!(status, 200);
+        assert_ne!(headers["x-flowgate-region"], EAST);
+    }
+    assert_eq!(fleet.region(EAST).origin.hits.load(std::sync::atomic::Ordering::SeqCst), hits);
+    eprintln!("restarted empty: ready on the evacuation table {ready_at:?} after start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proxy_stopped_during_a_push_converges_once_resumed_without_another_push() {
+    let _turn = SERIAL.lock().await;
+    let fleet = OutageFleet::start(2).await;
+    let stopped = &fleet.region(WEST).proxies[1];
+    stopped.signal("STOP");
+    let table = fleet.dir.path().join("v3.json");
+    std::fs::write(
+        &table,
+        format!(r#"{{"version": 3, "weights": {{"{EAST}": {{"{EAST}": 50, "{WEST}": 50}}}}}}"#),
+    )
+    .expect("table");
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let (code, out, _) =
+        flowgate(&["push", "--fleet", &file, table.to_str().expect("path"), "--timeout", "1s"]).await;
+    assert_eq!(code, Some(1), "the stopped proxy misses it:\n{out}");
+    stopped.signal("CONT");
+    let t0 = Instant::now();
+    let mut caught = None;
+    while t0.elapsed() < Duration::from_secs(10) {
+        if outage::table(stopped.admin).await.map(|t| version(&t)) == Some(3) {
+            caught = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let caught = caught.expect("the resumed proxy never caught up");
+    // Health probes every 200 ms: two intervals and the fetch, with room for a busy machine.
+    assert!(caught < Duration::from_secs(2), "caught up after {caught:?}");
+    eprintln!("resumed after a missed push: caught up in {caught:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_pushes_and_a_split_fleet_is_shown_not_hidden() {
+    let _turn = SERIAL.lock().await;
+    let fleet = OutageFleet::start(2).await;
+    let a = fleet.region(EAST).proxies[0].admin;
+    let v1 = r#"{"version": 1, "weights": {"us-east-1": {"us-east-1": 100}}}"#;
+    assert_eq!(put(a, v1, Some("\"0\"")).await.0, 200, "If-Match the version in force");
+    let (status, body) = put(a, r#"{"version": 2}"#, Some("\"0\"")).await;
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["current_version"], 1, "{body}");
+    assert_eq!(put(a, r#"{"version": 2}"#, Some("seven")).await.0, 400);
+    // One version, two contents, on different proxies: a split fleet.
+    let split_a = r#"{"version": 5, "weights": {"us-east-1": {"us-east-1": 70, "us-west-2": 30}}}"#;
+    let split_b = r#"{"version": 5, "weights": {"us-east-1": {"us-east-1": 30, "us-west-2": 70}}}"#;
+    for (i, r) in fleet.regions.iter().enumerate() {
+        for p in &r.proxies {
+            let (s, b) = put(p.admin, if i == 0 { split_a } else { split_b }, None).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let (code, out, _) = flowgate(&["status", "--fleet", &file]).await;
+    assert_eq!(code, Some(1), "a split fleet fails status:\n{out}");
+    assert!(out.contains("CONFLICT: version 5 has 2 different contents"), "{out}");
+    // The proxies see it too, in their status and a metric, and neither side wins.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = false;
+    while Instant::now() < deadline && !seen {
+        let st = outage::status(a).await.expect("status");
+        seen = st["table_conflicts"].as_array().is_some_and(|c| !c.is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the proxy must report the conflict");
+    let metrics = support::get(&support::h1_client(), &format!("http://{a}/metrics")).await.2;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let conflicts = support::fleet::metric_sum(&metrics, "flowgate_table_conflicts", &[]);
+    assert!(conflicts >= 1.0, "flowgate_table_conflicts: {conflicts}");
+    assert_eq!(
+        outage::table(a).await.map(|t| t["weights"][EAST][EAST].clone()),
+        Some(70.into()),
+        "no side picked"
+    );
+    // And no fleet operation starts on a split fleet.
+    let (code, _, err) = flowgate(&["evacuate", EAST, "--fleet", &file, "--steps", "1", "--yes"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the fleet is split"), "{err}");
+}

@@ -51,9 +51,9 @@ pub struct TargetStatus {
     /// Requests this proxy sent there over the window.
     #[serde(flatten)]
     pub figures: TargetFigures,
-    /// What the region itself last said in its health answer about the requests its own
-    /// origins served (5xx share and rate over its last 10 s); absent for the local region
-    /// and before the first answer. It reaches this proxy over the peer network, so it
+    /// What the region itself says in its health answers about the requests its own
+    /// origins served (5xx share and rate over its last 10 s, summed over its proxies
+    /// that answered within 30 s); absent for the local region and before the first answer. It reaches this proxy over the peer network, so it
     /// tells a region that fails apart from a controller that cannot reach its admin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported: Option<ServedFigures>,

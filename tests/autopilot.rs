@@ -8,51 +8,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::outage::{self, AutopilotProcess, Load, OutageFleet, keeps, recording_hook};
+use support::outage::{
+    self, AutopilotProcess, FAST, Load, OutageFleet, admins, keeps, recording_hook, targets, wait_evacuated,
+    wait_watching,
+};
 
 /// These tests each run a fleet of processes: one at a time on a two-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
-
-/// Every region's proxies (by public address) but the ones in `skip`.
-fn targets(fleet: &OutageFleet, skip: &[SocketAddr]) -> Vec<(String, Vec<SocketAddr>)> {
-    fleet
-        .regions
-        .iter()
-        .map(|r| (r.name.clone(), r.proxies.iter().map(|p| p.public).filter(|a| !skip.contains(a)).collect()))
-        .collect()
-}
-
-/// Waits until every proxy of `admins` has a table where `region` keeps nothing; returns
-/// when that was first seen.
-async fn wait_evacuated(admins: &[SocketAddr], region: &str, limit: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let mut all = true;
-        for a in admins {
-            match outage::table(*a).await {
-                Some(t) if keeps(&t, region) <= 0.0 => {}
-                _ => all = false,
-            }
-        }
-        if all {
-            return Some(Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
-fn admins(fleet: &OutageFleet, skip: &[SocketAddr]) -> Vec<SocketAddr> {
-    fleet
-        .regions
-        .iter()
-        .flat_map(|r| r.proxies.iter().map(|p| p.admin))
-        .filter(|a| !skip.contains(a))
-        .collect()
-}
 
 async fn versions(fleet: &OutageFleet) -> Vec<u64> {
     let mut out = Vec::new();
@@ -62,26 +27,9 @@ async fn versions(fleet: &OutageFleet) -> Vec<u64> {
     out
 }
 
-/// The autopilot has logged its first verdict on every region.
-async fn wait_watching(pilot: &AutopilotProcess) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let seen: std::collections::BTreeSet<String> =
-            pilot.decisions().iter().filter_map(|d| d["region"].as_str().map(str::to_owned)).collect();
-        if seen.len() == outage::REGIONS.len() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the autopilot logged no verdict on every region:\n{}", pilot.dump());
-}
-
 fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
 }
-
-const FAST: [&str; 10] =
-    ["--interval", "500ms", "--steps", "2", "--step-interval", "1s", "--timeout", "1s", "--cooldown", "30s"];
 
 /// An outage of us-east-1's origin (`break_it`), the autopilot running; returns the
 /// fleet, the autopilot, the load, when the failure began and when the evacuation was in

@@ -265,7 +265,7 @@ fn apply_report(
 ) {
     match serde_json::from_slice::<RegionHealth>(body) {
         Ok(report) => {
-            peer.set_reported(report.served);
+            peer.set_reported(report.served, direct, endpoint);
             peer.advertise(super::peer::Advert {
                 version: report.table_version,
                 digest: report.table_digest.clone(),

@@ -44,9 +44,9 @@ pub struct PeerRegion {
     origin_ok_since: Vec<AtomicU64>,
     epoch: Instant,
     slow_start: Duration,
-    /// The region's last account of what its origins served (its health answer), and
-    /// when it came.
-    reported: std::sync::Mutex<Option<(crate::wire::ServedFigures, Instant)>>,
+    /// Per endpoint (load balancer endpoints first, then proxies): its last account of
+    /// what its origins served (its health answer), and when it came.
+    reported: std::sync::Mutex<Vec<Option<(crate::wire::ServedFigures, Instant)>>>,
     /// Per endpoint (load balancer endpoints first, then proxies): the last table it
     /// advertised, and when.
     adverts: std::sync::Mutex<Vec<Option<(Advert, Instant)>>>,
@@ -93,7 +93,7 @@ impl PeerRegion {
             origin_ok_since: all.origins.keys().map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             slow_start: all.balance.slow_start,
-            reported: std::sync::Mutex::new(None),
+            reported: std::sync::Mutex::new(vec![None; cfg.lb.len() + cfg.proxies.len()]),
             adverts: std::sync::Mutex::new(vec![None; cfg.lb.len() + cfg.proxies.len()]),
         })
     }
@@ -180,17 +180,33 @@ impl PeerRegion {
         all.iter().flatten().filter(|(_, at)| at.elapsed() < fresh).map(|(a, _)| a.clone()).collect()
     }
 
-    /// Keeps what the region's health answer said about its own origins.
-    pub fn set_reported(&self, served: Option<crate::wire::ServedFigures>) {
-        if let Ok(mut r) = self.reported.lock() {
-            *r = served.map(|s| (s, Instant::now()));
+    /// Keeps what one endpoint's health answer said about its region's origins.
+    pub fn set_reported(&self, served: Option<crate::wire::ServedFigures>, direct: bool, endpoint: usize) {
+        let slot = if direct { self.lb.set.len() + endpoint } else { endpoint };
+        if let Ok(mut all) = self.reported.lock()
+            && let Some(s) = all.get_mut(slot)
+        {
+            *s = served.map(|f| (f, Instant::now()));
         }
     }
 
-    /// The region's own figures, while recent.
+    /// The region's own figures, while recent: summed over its proxies' answers (each
+    /// proxy reports only what its own origins served, so a region of many proxies with a
+    /// little traffic each is judged on all of it), or the load balancer's latest answer
+    /// when no proxy was asked directly.
     pub fn reported(&self) -> Option<crate::wire::ServedFigures> {
-        let r = self.reported.lock().ok()?;
-        r.filter(|(_, at)| at.elapsed() < REPORT_STALE).map(|(s, _)| s)
+        let all = self.reported.lock().ok()?;
+        let fresh = |s: &Option<(crate::wire::ServedFigures, Instant)>| {
+            s.filter(|(_, at)| at.elapsed() < REPORT_STALE).map(|(f, _)| f)
+        };
+        let lb = self.lb.set.len().min(all.len());
+        let direct: Vec<crate::wire::ServedFigures> = all[lb..].iter().filter_map(fresh).collect();
+        if direct.is_empty() {
+            return all[..lb].iter().rev().find_map(fresh);
+        }
+        let rps: f64 = direct.iter().map(|f| f.rps).sum();
+        let errors: f64 = direct.iter().map(|f| f.rps * f.error_ratio).sum();
+        Some(crate::wire::ServedFigures { rps, error_ratio: if rps > 0.0 { errors / rps } else { 0.0 } })
     }
 
     pub fn origin_ok(&self, origin: usize) -> bool {

@@ -29,22 +29,77 @@ pub struct OutageFleet {
     pub regions: Vec<Region>,
     pub dir: tempfile::TempDir,
     pub fleet_file: PathBuf,
+    /// Every proxy's `[health] interval` (its probes of its origin and of every peer).
+    pub health_interval: Duration,
 }
+
+/// The autopilot flags the outage tests run with (plus `--confirm`): fast enough to
+/// finish within seconds.
+pub const FAST: [&str; 10] =
+    ["--interval", "500ms", "--steps", "2", "--step-interval", "1s", "--timeout", "1s", "--cooldown", "30s"];
 
 fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
 
+/// `n` distinct free addresses for the proxies' peer listeners. Those must be known before
+/// any proxy starts (every proxy lists them all), and each is bound only when its proxy
+/// starts: meanwhile the proxies already running probe their peers, thousands of outgoing
+/// connections a second with 60 of them, whose local ports come from the kernel's
+/// ephemeral range and can take a port picked there. So they are picked below that range
+/// (from a random point, checked free), where only explicit binds go.
+fn peer_ports(n: usize) -> Vec<SocketAddr> {
+    use std::hash::{BuildHasher, Hasher};
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|l| l.parse().ok()))
+        .unwrap_or(32768);
+    let first: u32 = 10_000;
+    if low <= first + 4 * n as u32 {
+        return (0..n).map(|_| free_port()).collect();
+    }
+    let span = low - first;
+    let start =
+        (std::collections::hash_map::RandomState::new().build_hasher().finish() % u64::from(span)) as u32;
+    let mut out = Vec::new();
+    for i in 0..span {
+        let port = (first + (start + i) % span) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            out.push(addr);
+            if out.len() == n {
+                return out;
+            }
+        }
+    }
+    panic!("no {n} free ports under {low}");
+}
+
 impl OutageFleet {
-    /// `per_region` proxies in each of the three regions, every row local.
+    /// `per_region` proxies in each of the three regions, every row local; health probes
+    /// every 200 ms (timeout 150 ms).
     pub async fn start(per_region: usize) -> OutageFleet {
+        Self::start_probing(per_region, Duration::from_millis(200), Duration::from_millis(150)).await
+    }
+
+    /// Like `start`, with every proxy probing its origin and every peer proxy each
+    /// `health_interval` (timeout half of it): larger fleets need a slower pace, since
+    /// every proxy probes every proxy of the other regions.
+    pub async fn start_with(per_region: usize, health_interval: Duration) -> OutageFleet {
+        Self::start_probing(per_region, health_interval, health_interval / 2).await
+    }
+
+    async fn start_probing(per_region: usize, interval: Duration, timeout: Duration) -> OutageFleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut origins = Vec::new();
         let mut peers: Vec<Vec<SocketAddr>> = Vec::new();
         for _ in REGIONS {
             origins.push(origin::start().await);
-            peers.push((0..per_region).map(|_| free_port()).collect());
+        }
+        let mut ports = peer_ports(REGIONS.len() * per_region).into_iter();
+        for _ in REGIONS {
+            peers.push(ports.by_ref().take(per_region).collect());
         }
         let mut regions = Vec::new();
         for (i, (name, origin)) in REGIONS.iter().zip(origins).enumerate() {
@@ -73,17 +128,19 @@ origin = "api"
 delay = "0s"
 timeout = "2s"
 [health]
-interval = "200ms"
-timeout = "150ms"
+interval = "{interval}ms"
+timeout = "{timeout}ms"
 "#,
-                    origin = origin.addr
+                    origin = origin.addr,
+                    interval = interval.as_millis(),
+                    timeout = timeout.as_millis(),
                 );
                 proxies.push(ProxyProcess::spawn_env(&text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)]));
             }
             regions.push(Region { name: name.to_string(), origin, proxies });
         }
         let fleet_file = dir.path().join("fleet.toml");
-        let fleet = OutageFleet { regions, dir, fleet_file };
+        let fleet = OutageFleet { regions, dir, fleet_file, health_interval: interval };
         fleet.write_fleet_file(&fleet.fleet_file, &[]);
         fleet.wait_ready().await;
         fleet
@@ -112,9 +169,10 @@ timeout = "150ms"
         self.regions.iter().find(|r| r.name == name).expect("region")
     }
 
-    /// Waits until every proxy is ready and sees every other region healthy.
+    /// Waits until every proxy is ready and sees every other region healthy (at most 20 s,
+    /// or 20 health intervals when that is longer).
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20).max(self.health_interval * 20);
         'outer: while Instant::now() < deadline {
             for r in &self.regions {
                 for p in &r.proxies {
@@ -137,6 +195,72 @@ timeout = "150ms"
     }
 }
 
+/// Every region's proxies (by public address) but the ones in `skip`: the targets of a
+/// `Load`.
+pub fn targets(fleet: &OutageFleet, skip: &[SocketAddr]) -> Vec<(String, Vec<SocketAddr>)> {
+    fleet
+        .regions
+        .iter()
+        .map(|r| (r.name.clone(), r.proxies.iter().map(|p| p.public).filter(|a| !skip.contains(a)).collect()))
+        .collect()
+}
+
+/// Every proxy's admin address but the ones in `skip`.
+pub fn admins(fleet: &OutageFleet, skip: &[SocketAddr]) -> Vec<SocketAddr> {
+    fleet
+        .regions
+        .iter()
+        .flat_map(|r| r.proxies.iter().map(|p| p.admin))
+        .filter(|a| !skip.contains(a))
+        .collect()
+}
+
+/// Waits until every proxy of `admins` has a table where `region` keeps nothing; returns
+/// when that was first known: the moment the last of them was seen so (each seen so from
+/// then on). All of them are asked at once, every 100 ms, so that the moment does not
+/// depend on how many there are.
+pub async fn wait_evacuated(admins: &[SocketAddr], region: &str, limit: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    let client = super::h1_client();
+    let mut since: Vec<Option<Instant>> = vec![None; admins.len()];
+    while Instant::now() < deadline {
+        let seen = futures_util::future::join_all(admins.iter().map(|a| {
+            let client = client.clone();
+            async move {
+                let t = get_json_with(&client, &format!("http://{a}/v1/table")).await;
+                (t.is_some_and(|t| keeps(&t, region) <= 0.0), Instant::now())
+            }
+        }))
+        .await;
+        for (first, (evacuated, at)) in since.iter_mut().zip(seen) {
+            if !evacuated {
+                *first = None;
+            } else if first.is_none() {
+                *first = Some(at);
+            }
+        }
+        if since.iter().all(Option::is_some) {
+            return Some(since.into_iter().flatten().max().unwrap_or_else(Instant::now));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Waits until the autopilot has logged its first verdict on every region (at most 15 s).
+pub async fn wait_watching(pilot: &AutopilotProcess) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let seen: std::collections::BTreeSet<String> =
+            pilot.decisions().iter().filter_map(|d| d["region"].as_str().map(str::to_owned)).collect();
+        if seen.len() == REGIONS.len() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the autopilot logged no verdict on every region:\n{}", pilot.dump());
+}
+
 /// `GET /v1/status?window=10` of one proxy, or `None` when it does not answer in time.
 pub async fn status(admin: SocketAddr) -> Option<Value> {
     get_json(&format!("http://{admin}/v1/status?window=10")).await
@@ -148,7 +272,16 @@ pub async fn table(admin: SocketAddr) -> Option<Value> {
 }
 
 async fn get_json(url: &str) -> Option<Value> {
-    let client = super::h1_client();
+    get_json_with(&super::h1_client(), url).await
+}
+
+async fn get_json_with(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    url: &str,
+) -> Option<Value> {
     let resp =
         tokio::time::timeout(Duration::from_secs(2), client.get(url.parse().ok()?)).await.ok()?.ok()?;
     let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();

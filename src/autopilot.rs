@@ -342,6 +342,8 @@ impl Pilot {
             evacuate: plan::EvacuateOptions { avoid, partial: true },
             hook_env: vec![("FLOWGATE_TRIGGER".into(), "autopilot".into())],
             signer: self.opts.signer.clone(),
+            force: false,
+            autopilot: true,
         };
         let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         if let Ok(mut v) = self.shared.view.lock() {

@@ -252,4 +252,7 @@ pub struct RunArgs {
     /// Sign every table it pushes with this key.
     #[arg(long, env = "FLOWGATE_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    /// Take over from another operation whose claim of the fleet still holds.
+    #[arg(long)]
+    pub force: bool,
 }

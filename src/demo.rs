@@ -132,6 +132,8 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
             evacuate: Default::default(),
             hook_env: Vec::new(),
             signer: None,
+            force: false,
+            autopilot: false,
         },
     );
     now.set(format!(

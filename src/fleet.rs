@@ -7,6 +7,7 @@
 //! to one proxy; [`push`] and [`status`] do it fleet-wide; [`plan`] is the pure planner;
 //! [`evacuate`] runs a plan with gates and rollback; [`report`] writes the exercise report.
 
+pub mod claim;
 pub mod cli;
 pub mod client;
 pub mod evacuate;

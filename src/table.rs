@@ -58,9 +58,27 @@ pub struct Table {
     /// Largest share any row may move against the table in force (0..=1), checked on push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shift: Option<f64>,
+    /// The fleet-wide operation in progress that pushed this table (its claim), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
     /// Ed25519 signature (base64) over the rest of the table ([`sign`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+}
+
+/// A fleet-wide operation's claim, carried by every table it pushes: while it holds (until
+/// `expires_at`), another operation refuses to start, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    /// Unique, and ordered by start time: of two claims racing, the lower id wins.
+    pub id: String,
+    /// Who runs it: `user@host (pid N)` or `autopilot@host (pid N)`.
+    pub owner: String,
+    /// What it does: `evacuate us-east-1`, `exercise us-east-1`, ...
+    pub kind: String,
+    /// Unix seconds after which the claim is void (a run that died leaves it behind).
+    pub expires_at: u64,
 }
 
 /// Why a table was refused; `field` is the JSON path at fault.
@@ -128,6 +146,7 @@ impl Table {
             peer_modes: BTreeMap::new(),
             note: Some("no table: every region serves itself".to_owned()),
             max_shift: None,
+            operation: None,
             signature: None,
         }
     }
@@ -221,6 +240,7 @@ impl Table {
             origins: &'a BTreeMap<String, BTreeMap<String, Row>>,
             routes: &'a Option<Vec<Route>>,
             peer_modes: &'a BTreeMap<String, PeerMode>,
+            operation: &'a Option<Operation>,
         }
         let content = Content {
             version: self.version,
@@ -228,6 +248,7 @@ impl Table {
             origins: &self.origins,
             routes: &self.routes,
             peer_modes: &self.peer_modes,
+            operation: &self.operation,
         };
         let bytes = serde_json::to_vec(&content).unwrap_or_default();
         let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
@@ -240,6 +261,7 @@ impl Table {
             && self.origins == other.origins
             && self.routes == other.routes
             && self.peer_modes == other.peer_modes
+            && self.operation == other.operation
     }
 }
 
@@ -362,6 +384,7 @@ mod tests {
                 peer_modes,
                 note,
                 max_shift,
+                operation: None,
                 signature: None,
             })
     }

@@ -207,3 +207,71 @@ async fn conditional_pushes_and_a_split_fleet_is_shown_not_hidden() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("the fleet is split"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_operations_at_once_one_runs_and_the_other_names_it() {
+    let _turn = SERIAL.lock().await;
+    let fleet = OutageFleet::start(2).await;
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let args = |region: &'static str| {
+        let file = file.clone();
+        async move {
+            flowgate(&[
+                "evacuate",
+                region,
+                "--fleet",
+                &file,
+                "--steps",
+                "2",
+                "--interval",
+                "1s",
+                "--timeout",
+                "1s",
+                "--yes",
+            ])
+            .await
+        }
+    };
+    // Started at the same moment: exactly one runs.
+    let (a, b) = tokio::join!(args(EAST), args(WEST));
+    let codes = [a.0, b.0];
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "exactly one runs: {codes:?}\n{}\n{}",
+        a.2,
+        b.2
+    );
+    let loser = if a.0 == Some(0) { &b } else { &a };
+    assert_eq!(loser.0, Some(1));
+    assert!(
+        loser.2.contains("refused") && loser.2.contains(" by "),
+        "the loser names the winner:\n{}",
+        loser.2
+    );
+    let mut tables = Vec::new();
+    for r in &fleet.regions {
+        for p in &r.proxies {
+            tables.push(outage::table(p.admin).await.expect("table"));
+        }
+    }
+    assert!(tables.iter().all(|t| t == &tables[0]), "the fleet ends on one table: {tables:?}");
+    assert!(tables[0]["operation"].is_null(), "the finished run released its claim: {}", tables[0]);
+    let (code, out, _) = flowgate(&["status", "--fleet", &file]).await;
+    assert_eq!(code, Some(0), "{out}");
+
+    // One started while another runs refuses at once, naming it; the first goes on.
+    let first = tokio::spawn(args(if a.0 == Some(0) { WEST } else { EAST }));
+    let watched = fleet.regions[2].proxies[0].admin;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && outage::table(watched).await.is_some_and(|t| t["operation"].is_null())
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second =
+        flowgate(&["restore", EAST, "--fleet", &file, "--steps", "1", "--timeout", "1s", "--yes"]).await;
+    assert_eq!(second.0, Some(1), "{}", second.2);
+    assert!(second.2.contains("another operation is in progress: evacuate "), "{}", second.2);
+    let first = first.await.expect("first");
+    assert_eq!(first.0, Some(0), "the first goes on:\n{}", first.2);
+}

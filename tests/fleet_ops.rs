@@ -366,7 +366,8 @@ async fn evacuate_and_restore_under_load_fail_no_request() {
     // Every proxy has the last step's table, and nothing sends A anything.
     let after = ops.tables().await;
     for (t, (region, p)) in after.iter().zip(ops.proxies()) {
-        assert_eq!(version(t), 6, "{region} proxy {} is not at the last step", p.addrs.admin);
+        // Version 1, the run's claim of the fleet (2), then its 5 steps (3 to 7).
+        assert_eq!(version(t), 7, "{region} proxy {} is not at the last step", p.addrs.admin);
         assert_eq!(t["weights"], after[0]["weights"], "proxies disagree on the shares");
         for src in [A, B, C] {
             assert_eq!(weight(t, src, A), 0, "row {src} still sends {A} traffic: {}", t["weights"]);
@@ -392,7 +393,8 @@ async fn evacuate_and_restore_under_load_fail_no_request() {
     assert_eq!(back.code, 0, "restore failed:\n{}", back.stderr);
     let restored = ops.tables().await;
     for (t, (region, p)) in restored.iter().zip(ops.proxies()) {
-        assert_eq!(version(t), 11, "{region} proxy {} is not at the last restore step", p.addrs.admin);
+        // 7, the restore's claim (8), then its 5 steps (9 to 13).
+        assert_eq!(version(t), 13, "{region} proxy {} is not at the last restore step", p.addrs.admin);
         assert_eq!(t["weights"], before[0]["weights"], "{region}: the shares before the evacuation");
     }
     let a_again = origin_gets(&a_origin, 50, Duration::from_secs(3)).await;
@@ -491,11 +493,13 @@ async fn errors_after_step_two_roll_back_fleet_wide() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         flowgate(&args, Duration::from_secs(60)).await
     });
-    // Inject the errors as soon as any proxy has step 2 (version 3).
+    // Inject the errors as soon as any proxy has step 2 (its note says so: the run's claim
+    // of the fleet takes a version of its own before step 1).
     let watched = &ops.fleet.region(B).proxy;
     let mut injected = None;
+    let step_two = format!("evacuate {A}: step 2 of");
     for _ in 0..600 {
-        if version(&table_of(watched).await) >= 3 {
+        if table_of(watched).await["note"].as_str().is_some_and(|n| n.starts_with(&step_two)) {
             ops.fleet.region(B).origin.fail_with(500);
             injected = Some(t0.elapsed());
             break;
@@ -700,7 +704,7 @@ async fn status_dry_run_confirmation_and_exercise_report() {
     assert!(!html.contains("<script") && !html.contains("<link"), "the report must be self-contained");
     let end = ops.tables().await;
     for t in &end {
-        assert_eq!(version(t), 6, "2 + 2 steps after version 2");
+        assert_eq!(version(t), 7, "the exercise's claim and 2 + 2 steps after version 2");
         assert_eq!(t["weights"], v2["weights"], "the exercise ends with the shares it started with");
     }
     let load = load.stop().await;

@@ -143,6 +143,8 @@ fn options(a: &RunArgs) -> Result<RunOptions, Exit> {
         evacuate: Default::default(),
         hook_env: Vec::new(),
         signer: signer(a.signing_key.as_deref())?,
+        force: a.force,
+        autopilot: false,
     })
 }
 

@@ -51,6 +51,10 @@ pub struct RunOptions {
     pub hook_env: Vec<(String, String)>,
     /// Signs every table the run pushes (proxies with `[admin] table_keys` need it).
     pub signer: Option<std::sync::Arc<crate::table::sign::SigningKey>>,
+    /// Take over another operation's unexpired claim.
+    pub force: bool,
+    /// Claim the fleet as the autopilot (its owner reads `autopilot@host`).
+    pub autopilot: bool,
 }
 
 /// See [`RunOptions::hold`].
@@ -160,6 +164,14 @@ pub struct Runner<'a> {
     pub opts: RunOptions,
     pub started: Instant,
     pub journal: Journal,
+    /// This run's claim of the fleet, once made ([`super::claim`]).
+    operation: Option<crate::table::Operation>,
+    /// Keep the claim when a direction ends (an exercise holds it from evacuate to restore).
+    keep_claim: bool,
+    /// Added to the claim's lifetime (an exercise's hold).
+    claim_extra: Duration,
+    /// The last table this run put in force, for releasing the claim over it.
+    in_force: Option<Table>,
 }
 
 impl<'a> Runner<'a> {
@@ -170,7 +182,122 @@ impl<'a> Runner<'a> {
             opts,
             started: Instant::now(),
             journal: Journal::default(),
+            operation: None,
+            keep_claim: false,
+            claim_extra: Duration::ZERO,
+            in_force: None,
         }
+    }
+
+    /// How long a claim holds after a push: long enough for the next one.
+    fn claim_ttl(&self) -> Duration {
+        self.opts.interval * 2 + self.opts.timeout * 3 + Duration::from_secs(60) + self.claim_extra
+    }
+
+    /// Claims the fleet over `table` (the one in force); returns the claim table, the
+    /// base of the run's steps. Refuses when another operation's claim holds.
+    async fn claim(&mut self, table: &Table, kind: &str) -> Result<Table, RunError> {
+        if let Some(op) = &self.operation {
+            let mut t = table.clone();
+            t.operation = Some(op.clone());
+            return Ok(t);
+        }
+        if let Some(other) = super::claim::held_by_other(table, None) {
+            if !self.opts.force {
+                return Err(RunError::Refused(format!(
+                    "{kind} refused: another operation is in progress: {}; wait for it, or take over with --force",
+                    super::claim::describe(other)
+                )));
+            }
+            let taken = super::claim::describe(other);
+            self.say(format!("--force: taking the fleet over from {taken}"));
+        }
+        let op =
+            super::claim::new_operation(kind, super::claim::owner(self.opts.autopilot), self.claim_ttl());
+        let mut claim = super::claim::claim_table(table, &op);
+        self.sign(&mut claim);
+        let proxies = self.proxies().await?;
+        let results = push::push_if(&self.client, &proxies, &claim, Some(table.version)).await;
+        // A proxy already past the version we read holds someone else's table: a rival
+        // claim (resolved by id) or a push (the fleet moved under us).
+        let ahead: Vec<&push::PushResult> = results
+            .iter()
+            .filter(|r| r.answer == "moved" && r.after.is_some_and(|v| v > table.version))
+            .collect();
+        if let Some(first) = ahead.first() {
+            let mut rival = None;
+            for r in &ahead {
+                if let Ok(t) = self.client.table(&r.addr).await
+                    && let Some(o) = t.operation.clone().filter(|o| o.id != op.id)
+                {
+                    rival = Some((o, t.version));
+                    break;
+                }
+            }
+            match rival {
+                Some((o, _)) if o.id < op.id && !self.opts.force => {
+                    return Err(RunError::Refused(format!(
+                        "{kind} refused: {} claimed the fleet at the same moment and goes first",
+                        super::claim::describe(&o)
+                    )));
+                }
+                Some((o, v)) => {
+                    // Ours goes first: once more over theirs, so every proxy ends on it.
+                    self.say(format!(
+                        "{kind}: went first over a rival claim ({})",
+                        super::claim::describe(&o)
+                    ));
+                    claim.version = v.max(claim.version) + 1;
+                    self.sign(&mut claim);
+                    let again = push::push(&self.client, &proxies, &claim).await;
+                    let missed = again.iter().filter(|r| !r.ok()).count();
+                    if missed > 0 {
+                        self.say(format!(
+                            "{missed} proxies did not take the claim; they catch up from their peers"
+                        ));
+                    }
+                }
+                None => {
+                    return Err(RunError::Moved(format!(
+                        "{kind}: the fleet moved while it was being claimed: proxy {} ({}) is on version {}",
+                        first.addr,
+                        first.region,
+                        first.after.unwrap_or(0)
+                    )));
+                }
+            }
+        }
+        self.operation = Some(op);
+        self.in_force = Some(claim.clone());
+        Ok(claim)
+    }
+
+    /// Clears the claim: the shares in force, one version up, without the operation.
+    async fn release(&mut self, why: &str) {
+        let Some(current) = self.in_force.clone() else { return };
+        if self.keep_claim || current.operation.is_none() {
+            return;
+        }
+        let mut done = current.clone();
+        done.version += 1;
+        done.max_shift = None;
+        done.operation = None;
+        let kind = current.operation.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
+        done.note = Some(format!("release: {kind} {why}"));
+        self.sign(&mut done);
+        let proxies = match self.proxies().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let results = push::push_if(&self.client, &proxies, &done, Some(current.version)).await;
+        let missed = results.iter().filter(|r| !r.ok()).count();
+        if missed > 0 {
+            self.say(format!(
+                "the claim was released on all but {missed} proxies (they catch up from their peers)"
+            ));
+        }
+        self.operation = None;
+        self.in_force = Some(done);
     }
 
     fn say(&mut self, line: String) {
@@ -375,7 +502,10 @@ impl<'a> Runner<'a> {
         back.version = version;
         back.max_shift = None;
         back.note = Some(format!("rollback of {} {}: {why}", ctx.phase, ctx.region));
+        // The run ends with its rollback: the claim goes with it.
+        back.operation = None;
         self.sign(&mut back);
+        self.in_force = Some(back.clone());
         self.say(format!("rolling back: pushing the last good shares as version {version}"));
         let proxies = match self.proxies().await {
             Ok(p) => p,
@@ -481,6 +611,13 @@ impl<'a> Runner<'a> {
         for (i, step) in plan.tables.iter().enumerate() {
             let k = i as u32 + 1;
             let mut signed = step.clone();
+            if let Some(op) = signed.operation.as_mut() {
+                op.expires_at = super::claim::now() + self.claim_ttl().as_secs();
+            }
+            // The last step releases the claim (unless an exercise goes on to its restore).
+            if k == plan.tables.len() as u32 && !self.keep_claim {
+                signed.operation = None;
+            }
             self.sign(&mut signed);
             let step = &signed;
             if let Some(why) = self.opts.hold.as_ref().and_then(|h| h()) {
@@ -539,6 +676,9 @@ impl<'a> Runner<'a> {
             };
             self.record(region, record, &bar);
             bar.inc(1);
+            if decision.rule != gate::PUSH_REFUSED {
+                self.in_force = Some(step.clone());
+            }
             if let Some(why) = decision.why {
                 bar.abandon();
                 return Err(self.stop(&last_good, step.version + 1, why, &ctx).await);
@@ -701,10 +841,32 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         self.confirm(&format!("{phase} {region}"))?;
+        let kind = if self.keep_claim { format!("exercise {region}") } else { format!("{phase} {region}") };
+        let claimed = self.claim(&table, &kind).await?;
+        let plan = plan.rebased(&table, &claimed);
+        let result = self.claimed_run(&plan, &claimed, region, phase).await;
+        match &result {
+            // Someone else's table, or the rollback that cleared the claim already.
+            Err(RunError::Moved(_)) | Err(RunError::RolledBack(_)) => {}
+            Ok(()) => self.release("done").await,
+            Err(_) => self.release("stopped").await,
+        }
+        result
+    }
+
+    /// Hooks, steps and gates of one direction, with the fleet claimed.
+    async fn claimed_run(
+        &mut self,
+        plan: &Plan,
+        claimed: &Table,
+        region: &str,
+        phase: &str,
+    ) -> Result<(), RunError> {
         if let Some(cmd) = self.opts.before_shift.clone() {
             self.hook(&cmd, region, &format!("before-{phase}")).await?;
         }
-        self.execute(&plan, &table, region, phase).await?;
+        self.execute(plan, claimed, region, phase).await?;
+        let table = claimed;
         let done = if phase == "restore" { "restored" } else { "evacuated" };
         self.say(format!(
             "{phase} {region}: done, version {} in force fleet-wide",
@@ -757,10 +919,21 @@ pub async fn exercise(runner: &mut Runner<'_>, region: &str, hold: Duration) -> 
     let before = runner.current(&sides).await?.table;
     runner.confirm(&format!("an exercise on {region} (evacuate, hold {hold:?}, restore)"))?;
     runner.opts.yes = true;
-    runner.run(region, "evacuate", None).await?;
+    // One operation from the evacuation to the end of the restore: the claim outlives the
+    // hold, and only the restore's end releases it.
+    runner.keep_claim = true;
+    runner.claim_extra = hold;
+    if let Err(e) = runner.run(region, "evacuate", None).await {
+        runner.keep_claim = false;
+        runner.release("stopped").await;
+        return Err(e);
+    }
     runner.say(format!("holding {region} evacuated for {hold:?}"));
     runner.watch(hold).await?;
     let mut restore_to = before;
     restore_to.max_shift = None;
+    restore_to.operation = None;
+    runner.keep_claim = false;
+    runner.claim_extra = Duration::ZERO;
     runner.run(region, "restore", Some(restore_to)).await
 }

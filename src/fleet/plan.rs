@@ -45,6 +45,19 @@ pub struct Plan {
     pub shortfall: Option<Shortfall>,
 }
 
+impl Plan {
+    /// The same plan over `base` (the run's claim: the same shares a version or two up,
+    /// carrying the operation): every table moves up by as many versions and carries it.
+    pub fn rebased(mut self, from: &Table, base: &Table) -> Plan {
+        let up = base.version.saturating_sub(from.version);
+        for t in &mut self.tables {
+            t.version += up;
+            t.operation = base.operation.clone();
+        }
+        self
+    }
+}
+
 /// What a partial evacuation left behind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shortfall {

@@ -275,3 +275,52 @@ async fn two_operations_at_once_one_runs_and_the_other_names_it() {
     let first = first.await.expect("first");
     assert_eq!(first.0, Some(0), "the first goes on:\n{}", first.2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_restarted_empty_mid_evacuation_does_not_roll_it_back() {
+    let _turn = SERIAL.lock().await;
+    let mut fleet = OutageFleet::start(2).await;
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let run = tokio::spawn(async move {
+        flowgate(&[
+            "evacuate",
+            EAST,
+            "--fleet",
+            &file,
+            "--steps",
+            "4",
+            "--interval",
+            "1s",
+            "--timeout",
+            "1s",
+            "--yes",
+        ])
+        .await
+    });
+    // Once step 1 is in force, a receiving proxy dies and comes back empty at the same
+    // address (as a pod behind the same name would).
+    let west = fleet.regions.iter().position(|r| r.name == WEST).expect("west");
+    let watched = fleet.regions[west].proxies[1].admin;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline
+        && !outage::table(watched)
+            .await
+            .is_some_and(|t| t["note"].as_str().unwrap_or("").contains("step 1 of"))
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old = fleet.regions[west].proxies.remove(1);
+    let text = std::fs::read_to_string(old.dir.path().join("flowgate.toml")).expect("config");
+    let admin = old.admin;
+    drop(old);
+    let text =
+        text.replacen("[admin]\nlisten = \"127.0.0.1:0\"", &format!("[admin]\nlisten = \"{admin}\""), 1);
+    let fresh = ProxyProcess::spawn_env(&text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)]);
+    assert_eq!(fresh.admin, admin);
+    let (code, _, err) = run.await.expect("run");
+    assert_eq!(code, Some(0), "the evacuation goes on:\n{err}");
+    assert!(!err.contains("rolling back"), "{err}");
+    let t = outage::table(fresh.admin).await.expect("table");
+    assert_eq!(keeps(&t, EAST), 0.0, "the restarted pod ends on the evacuation table: {t}");
+    fleet.regions[west].proxies.push(fresh);
+}

@@ -539,8 +539,12 @@ impl<'a> Runner<'a> {
     /// When a receiving proxy that answered before the run is on another version than this
     /// run left there, the fleet moved under it: who moved it, from that proxy's history.
     async fn moved_under(&self, results: &[push::PushResult], ctx: &Move<'_>) -> Option<String> {
+        // A proxy behind the version this run left (a pod restarted empty, one that missed
+        // a push) has not been moved: it catches up from its peers.
+        let expected = self.in_force.as_ref().map(|t| t.version).unwrap_or(0);
         let r = results.iter().find(|r| {
             r.answer == "moved"
+                && r.after.is_none_or(|v| v > expected)
                 && ctx.sides.receiving.contains(&r.region)
                 && ctx.baseline.proxies.iter().any(|p| p.addr == r.addr && p.status.is_some())
         })?;
@@ -570,10 +574,13 @@ impl<'a> Runner<'a> {
     fn split_failures(&self, results: &[push::PushResult], ctx: &Move<'_>) -> (Vec<String>, Vec<String>) {
         let mut blocking = Vec::new();
         let mut tolerated = Vec::new();
+        let expected = self.in_force.as_ref().map(|t| t.version).unwrap_or(0);
         for r in results.iter().filter(|r| !r.ok()) {
             let line = format!("{} ({}): {} {}", r.addr, r.region, r.answer, r.detail).trim_end().to_owned();
             let answered_before = ctx.baseline.proxies.iter().any(|p| p.addr == r.addr && p.status.is_some());
-            if ctx.sides.receiving.contains(&r.region) && answered_before {
+            // Behind this run's table (restarted empty, or it missed a push): it catches up.
+            let lagging = r.answer == "moved" && r.after.is_some_and(|v| v < expected);
+            if ctx.sides.receiving.contains(&r.region) && answered_before && !lagging {
                 blocking.push(line);
             } else {
                 tolerated.push(line);

@@ -10,7 +10,8 @@
 //!
 //! 1. `receiving-error-ratio`: what its origins served has an error ratio above the limit
 //!    and above where it was;
-//! 2. `receiving-readiness`: a proxy of it that answered and was ready no longer is;
+//! 2. `receiving-readiness`: a proxy of it that answered and was ready no longer is (one
+//!    restarted since, as its uptime shows, is a new pod catching up, not a toppling one);
 //! 3. `receiving-health`: a proxy outside the draining regions that saw it healthy no
 //!    longer does;
 //! 4. `receiving-capacity`: it serves more than its whole `capacity_rps` (the plan kept it
@@ -134,6 +135,9 @@ pub fn check(
                     format!("proxy {} of receiving region {} stopped answering: {why}", p.addr, p.region),
                 );
             }
+            // Restarted since the run began (a new pod): still catching up, and no load
+            // balancer sends it traffic until it is ready; not a region toppling.
+            Some(s) if s.uptime_seconds < was.uptime_seconds => {}
             Some(s) if was.ready && !s.ready => {
                 return d.fail(
                     "receiving-readiness",

@@ -190,8 +190,13 @@ impl Server {
             catchup_stop.clone(),
         );
         // Ready once the table has been compared with a peer's (a new pod must not take
-        // traffic on a stale table), or after `[fleet] sync_timeout` whatever happened.
-        {
+        // traffic on a stale table), or after `[fleet] sync_timeout` whatever happened; at
+        // once without peers (there is nothing to compare with).
+        if self.control.proxy.load().targets.peers.is_empty() {
+            self.control.mark_synced();
+            self.readiness.set_ready();
+            tracing::info!(region = %cfg.region, "ready");
+        } else {
             let (readiness, control, region) =
                 (self.readiness.clone(), self.control.clone(), cfg.region.clone());
             let sync_timeout = cfg.fleet.sync_timeout;

@@ -24,8 +24,8 @@ pub struct Tally {
     /// by the phase their request started in.
     pub outage_at: std::sync::OnceLock<tokio::time::Instant>,
     pub evacuated_at: std::sync::OnceLock<tokio::time::Instant>,
-    /// Failures of requests started before the outage, during it (before the evacuation
-    /// was in force), and after.
+    /// Failures in the exercise, in the outage before its evacuation was in force, and of
+    /// requests started after it (see `phase`).
     pub errors_by_phase: [AtomicU64; 3],
 }
 
@@ -41,10 +41,13 @@ impl Tally {
         }
     }
 
-    fn phase(&self, started: tokio::time::Instant) -> usize {
+    /// A failure's phase: after the evacuation if the request started once it was in force;
+    /// the outage's if it failed once the outage began (a request in flight when the origin
+    /// died is the outage's, not the exercise's); else the exercise's.
+    fn phase(&self, started: tokio::time::Instant, failed: tokio::time::Instant) -> usize {
         match (self.outage_at.get(), self.evacuated_at.get()) {
             (_, Some(e)) if started >= *e => 2,
-            (Some(o), _) if started >= *o => 1,
+            (Some(o), _) if failed >= *o => 1,
             _ => 0,
         }
     }
@@ -111,7 +114,8 @@ pub fn start(
                             if let Ok(mut last) = tally.last_error.lock() {
                                 *last = Some(e);
                             }
-                            tally.errors_by_phase[tally.phase(started)].fetch_add(1, Ordering::Relaxed);
+                            let phase = tally.phase(started, tokio::time::Instant::now());
+                            tally.errors_by_phase[phase].fetch_add(1, Ordering::Relaxed);
                             tally.errors[region].fetch_add(1, Ordering::Relaxed)
                         }
                     };

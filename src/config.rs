@@ -7,6 +7,7 @@
 //! re-checks it.
 
 mod load;
+mod store;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{ConfigError, ConfigErrors};
+pub use store::Store;
 pub(crate) use validate::{check_host_pattern, check_host_port, check_name};
 
 /// The validated static configuration of one proxy.
@@ -49,6 +51,8 @@ pub struct Config {
     pub forwarding: Forwarding,
     pub bypass: Bypass,
     pub overload: Overload,
+    /// `[store]`: follow the table in etcd (absent: pushes and peers only).
+    pub store: Option<Store>,
 }
 
 impl Config {
@@ -366,6 +370,9 @@ pub struct Health {
     pub healthy_threshold: u32,
     /// Consecutive bad probes that make a healthy endpoint unhealthy.
     pub unhealthy_threshold: u32,
+    /// How many of each peer region's proxies this proxy probes and bypasses to (a
+    /// deterministic subset, with stand-ins for members that are down); 0: all of them.
+    pub peer_subset: usize,
 }
 
 impl Default for Health {
@@ -376,6 +383,7 @@ impl Default for Health {
             jitter: 0.1,
             healthy_threshold: 2,
             unhealthy_threshold: 2,
+            peer_subset: 3,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! reloads are serialised so that they never interleave.
 
 pub mod catchup;
+pub mod follow_store;
 pub mod persist;
 pub mod shift;
 
@@ -128,6 +129,10 @@ pub struct Control {
     synced_now: tokio::sync::Notify,
     /// Peers seen on this version with another digest, as of the last catch-up round.
     conflicts: Mutex<Vec<crate::wire::TableConflict>>,
+    /// The etcd store's state as the follower last saw it ([`follow_store`]).
+    store_state: Mutex<crate::wire::StoreState>,
+    /// Set once the store's table has been read (and applied, if newer).
+    store_synced: tokio::sync::watch::Sender<bool>,
 }
 
 fn now_rfc3339() -> String {
@@ -209,6 +214,8 @@ impl Control {
             synced: Default::default(),
             synced_now: tokio::sync::Notify::new(),
             conflicts: Mutex::new(Vec::new()),
+            store_state: Mutex::new(crate::wire::StoreState::None),
+            store_synced: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -229,6 +236,40 @@ impl Control {
             }
             notified.await;
         }
+    }
+
+    pub fn store_state(&self) -> crate::wire::StoreState {
+        self.store_state.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Records the store's state (metric and log line on every change).
+    pub fn set_store_state(&self, now: crate::wire::StoreState, why: Option<&str>) {
+        let Ok(mut s) = self.store_state.lock() else { return };
+        if *s == now {
+            return;
+        }
+        *s = now;
+        self.shared.metrics.store_connected.set((now == crate::wire::StoreState::Connected) as i64);
+        match now {
+            crate::wire::StoreState::Disconnected => {
+                tracing::error!(
+                    error = why.unwrap_or(""),
+                    "store disconnected: serving the last good table, reconnecting"
+                )
+            }
+            other => tracing::info!(store = other.name(), "store connected"),
+        }
+    }
+
+    /// The store's table has been read (and applied when newer).
+    pub fn mark_store_synced(&self) {
+        self.store_synced.send_replace(true);
+    }
+
+    /// Resolves once [`Control::mark_store_synced`] has been called.
+    pub async fn wait_store_synced(&self) {
+        let mut rx = self.store_synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     pub fn set_conflicts(&self, conflicts: Vec<crate::wire::TableConflict>) {
@@ -382,6 +423,11 @@ impl Control {
                 "region: cannot change from {} to {} without a restart",
                 old_cfg.region, cfg.region
             )));
+        }
+        if cfg.store != old_cfg.store {
+            return Err(ReloadError::Unchangeable(
+                "store: the etcd store a proxy follows cannot change without a restart".into(),
+            ));
         }
         let old = self.proxy.load_full();
         let kept = old.tables.load().table.clone();

@@ -36,6 +36,8 @@ pub struct FleetFile {
     pub regions: BTreeMap<String, FleetRegion>,
     /// A token given directly (the demo drives its own fleet); wins over `token_env`.
     pub token_value: Option<String>,
+    /// `[store]`: the commands write tables through etcd ([`crate::store`]).
+    pub store: Option<crate::config::Store>,
 }
 
 /// `[regions.NAME]`
@@ -55,6 +57,8 @@ struct RawFleet {
     #[serde(default = "default_token_env")]
     token_env: String,
     regions: BTreeMap<String, FleetRegion>,
+    #[serde(default)]
+    store: Option<crate::config::Store>,
 }
 
 fn default_token_env() -> String {
@@ -84,7 +88,7 @@ impl FleetFile {
     pub fn parse(path: &Path, text: &str) -> Result<FleetFile, FleetError> {
         let err = |field: String, message: String| FleetError { file: path.to_owned(), field, message };
         let de = toml::Deserializer::parse(text).map_err(|e| err(String::new(), e.message().to_owned()))?;
-        let raw: RawFleet = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut raw: RawFleet = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
             err(field, inner.message().trim().to_owned())
@@ -105,11 +109,18 @@ impl FleetFile {
                 return Err(err(format!("regions.{name}.capacity_rps"), "must be a positive number".into()));
             }
         }
+        if let Some(store) = &mut raw.store {
+            let base = path.parent().map(Path::to_owned).unwrap_or_default();
+            if let Some((field, message)) = store.check(&base).into_iter().next() {
+                return Err(err(field, message));
+            }
+        }
         Ok(FleetFile {
             file: path.to_owned(),
             token_env: raw.token_env,
             regions: raw.regions,
             token_value: None,
+            store: raw.store,
         })
     }
 

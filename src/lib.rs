@@ -37,6 +37,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod table;
 pub mod telemetry;
 pub mod wire;

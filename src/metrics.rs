@@ -24,6 +24,8 @@ pub struct Metrics {
     pub table_rejected_total: IntCounterVec,
     /// `{kind, region, endpoint}`; kind is `origin`, `lb` or `proxies`.
     pub endpoint_healthy: IntGaugeVec,
+    /// `{kind}`: health probes sent, `origin`, `lb` or `proxies` (what subsetting bounds).
+    pub probes_total: IntCounterVec,
     /// `{region}`
     pub bypass_active: IntGaugeVec,
     /// `{reason}`
@@ -36,6 +38,8 @@ pub struct Metrics {
     pub table_digest_info: IntGaugeVec,
     /// Peer proxies seen with this proxy's version and another digest.
     pub table_conflicts: IntGauge,
+    /// 1 while the etcd store (`[store]`) answers; 0 while it does not, or with no store.
+    pub store_connected: IntGauge,
     /// Answered requests per second, for `/v1/status` (`rps`, `error_ratio`).
     pub rate: std::sync::Arc<window::RateWindow>,
     /// Requests arriving on public listeners per second: the region's client demand.
@@ -88,6 +92,10 @@ impl Metrics {
                 opts("endpoint_healthy", "1 when probes find the endpoint healthy."),
                 &["kind", "region", "endpoint"],
             )?,
+            probes_total: IntCounterVec::new(
+                opts("probes_total", "Active health probes sent, by kind of endpoint."),
+                &["kind"],
+            )?,
             bypass_active: IntGaugeVec::new(
                 opts("bypass_active", "1 while requests to the region bypass its load balancer."),
                 &["region"],
@@ -109,6 +117,10 @@ impl Metrics {
                 "table_conflicts",
                 "Peer proxies seen with this proxy's table version and another digest.",
             ))?,
+            store_connected: IntGauge::with_opts(opts(
+                "store_connected",
+                "1 while the etcd store answers (0 while it does not, or when none is configured).",
+            ))?,
             rate: Default::default(),
             source_rate: Default::default(),
             registry,
@@ -120,12 +132,17 @@ impl Metrics {
         m.registry.register(Box::new(m.table_applied_total.clone()))?;
         m.registry.register(Box::new(m.table_rejected_total.clone()))?;
         m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
+        m.registry.register(Box::new(m.probes_total.clone()))?;
         m.registry.register(Box::new(m.bypass_active.clone()))?;
         m.registry.register(Box::new(m.retries_total.clone()))?;
         m.registry.register(Box::new(m.retry_budget_exhausted_total.clone()))?;
         m.registry.register(Box::new(m.shed_total.clone()))?;
         m.registry.register(Box::new(m.table_digest_info.clone()))?;
         m.registry.register(Box::new(m.table_conflicts.clone()))?;
+        m.registry.register(Box::new(m.store_connected.clone()))?;
+        for kind in ["origin", "lb", "proxies"] {
+            m.probes_total.with_label_values(&[kind]);
+        }
         Ok(m)
     }
 

@@ -20,6 +20,7 @@ pub mod pool;
 pub mod retry;
 pub mod route;
 pub mod shed;
+mod subset;
 mod target;
 mod upgrade;
 

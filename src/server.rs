@@ -189,26 +189,42 @@ impl Server {
             cfg.health.timeout,
             catchup_stop.clone(),
         );
-        // Ready once the table has been compared with a peer's (a new pod must not take
-        // traffic on a stale table), or after `[fleet] sync_timeout` whatever happened; at
-        // once without peers (there is nothing to compare with).
-        if self.control.proxy.load().targets.peers.is_empty() {
+        if let Some(store) = cfg.store.clone() {
+            crate::control::follow_store::spawn(self.control.clone(), store, catchup_stop.clone());
+        }
+        // Ready once the table has been compared with the store's, or without a store with
+        // a peer's (a new pod must not take traffic on a stale table), or after `[fleet]
+        // sync_timeout` whatever happened; at once with neither (nothing to compare with).
+        let ready_when =
+            |what: &'static str, synced: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+                let (readiness, region, sync_timeout) =
+                    (self.readiness.clone(), cfg.region.clone(), cfg.fleet.sync_timeout);
+                tokio::spawn(async move {
+                    let synced = tokio::time::timeout(sync_timeout, synced).await.is_ok();
+                    readiness.set_ready();
+                    if synced {
+                        tracing::info!(region = %region, "ready");
+                    } else {
+                        tracing::warn!(region = %region, ?sync_timeout, "{what} in time; ready on the table in force");
+                    }
+                });
+            };
+        if cfg.store.is_some() {
+            let control = self.control.clone();
+            ready_when(
+                "the store's table could not be read",
+                Box::pin(async move { control.wait_store_synced().await }),
+            );
+        } else if self.control.proxy.load().targets.peers.is_empty() {
             self.control.mark_synced();
             self.readiness.set_ready();
             tracing::info!(region = %cfg.region, "ready");
         } else {
-            let (readiness, control, region) =
-                (self.readiness.clone(), self.control.clone(), cfg.region.clone());
-            let sync_timeout = cfg.fleet.sync_timeout;
-            tokio::spawn(async move {
-                let synced = tokio::time::timeout(sync_timeout, control.wait_synced()).await.is_ok();
-                readiness.set_ready();
-                if synced {
-                    tracing::info!(region = %region, "ready");
-                } else {
-                    tracing::warn!(region = %region, ?sync_timeout, "no peer's table to compare with in time; ready");
-                }
-            });
+            let control = self.control.clone();
+            ready_when(
+                "no peer's table to compare with",
+                Box::pin(async move { control.wait_synced().await }),
+            );
         }
 
         shutdown.await;

@@ -81,6 +81,21 @@ pub struct Operation {
     pub expires_at: u64,
 }
 
+impl Operation {
+    /// For people: `evacuate us-east-1 by alice@host (pid 7) (operation ..., its claim
+    /// holds until ...)`.
+    pub fn describe(&self) -> String {
+        let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.expires_at);
+        format!(
+            "{} by {} (operation {}, its claim holds until {})",
+            self.kind,
+            self.owner,
+            self.id,
+            humantime::format_rfc3339_seconds(until)
+        )
+    }
+}
+
 /// Why a table was refused; `field` is the JSON path at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

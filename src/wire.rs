@@ -87,6 +87,8 @@ pub struct Status {
     pub ready: bool,
     /// `starting`, `ready` or `draining`.
     pub state: String,
+    /// Whether this proxy follows an etcd store (`[store]`) and can reach it now.
+    pub store: StoreState,
     /// Requests per second answered over the last minute (or `window_seconds`).
     pub rps: f64,
     /// Share of those answered with a 5xx.
@@ -100,6 +102,27 @@ pub struct Status {
     pub targets: BTreeMap<String, TargetStatus>,
     /// Per origin of this region: usable endpoints and concurrency in use.
     pub origins: BTreeMap<String, OriginStatus>,
+}
+
+/// `store` in `/v1/status`: `none` (no `[store]`), `connected` or `disconnected` (it
+/// keeps serving its last good table and reconnects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreState {
+    #[default]
+    None,
+    Connected,
+    Disconnected,
+}
+
+impl StoreState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreState::None => "none",
+            StoreState::Connected => "connected",
+            StoreState::Disconnected => "disconnected",
+        }
+    }
 }
 
 /// A peer proxy seen with this proxy's table version and another digest: the fleet is
@@ -135,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_renamed_field_does_not_decode_as_zero() {
-        let good = r#"{"region":"a","table_version":3,"table_digest":"ab","table_conflicts":[],"table_note":null,"ready":true,"state":"ready",
+        let good = r#"{"region":"a","table_version":3,"table_digest":"ab","table_conflicts":[],"table_note":null,"ready":true,"state":"ready","store":"none",
             "rps":1.0,"error_ratio":0.0,"source_rps":1.0,"window_seconds":60,"inflight_requests":0,
             "uptime_seconds":5,"targets":{},"origins":{}}"#;
         let s: Status = serde_json::from_str(good).unwrap();

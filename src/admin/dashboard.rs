@@ -336,6 +336,7 @@ mod tests {
             table_note: Some("evacuate <b>us-east-1</b> & \"more\"".to_owned()),
             ready: true,
             state: "ready".to_owned(),
+            store: crate::wire::StoreState::None,
             rps: 12.5,
             error_ratio: 0.02,
             source_rps: 3.0,

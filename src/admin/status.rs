@@ -9,7 +9,7 @@ use crate::table::compile::Target;
 pub use crate::wire::{EndpointCounts, OriginStatus, Status, TargetFigures, TargetStatus};
 
 fn counts(set: &crate::proxy::balance::EndpointSet) -> EndpointCounts {
-    EndpointCounts { healthy: set.healthy_count(), usable: set.usable_count(), total: set.len() }
+    EndpointCounts { healthy: set.healthy_count(), usable: set.usable_count(), total: set.active_count() }
 }
 
 /// `?window=N` (seconds, 1 to 60; 60 when absent or unreadable).
@@ -38,6 +38,7 @@ pub fn status(state: &AdminState, window: u64) -> Status {
         table_note: table.table.note.clone(),
         ready: readiness == "ready",
         state: readiness.to_owned(),
+        store: state.control.store_state(),
         rps,
         error_ratio,
         source_rps,

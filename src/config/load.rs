@@ -151,6 +151,7 @@ pub(super) struct Sections {
     pub forwarding: Option<Forwarding>,
     pub bypass: Option<Bypass>,
     pub overload: Option<Overload>,
+    pub store: Option<super::Store>,
     /// Whether a required section was present at all.
     pub saw_region: bool,
     pub saw_listen: bool,
@@ -196,13 +197,14 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             "forwarding" => s.forwarding = errors.section("forwarding", value),
             "bypass" => s.bypass = errors.section("bypass", value),
             "overload" => s.overload = errors.section("overload", value),
+            "store" => s.store = errors.section("store", value),
             other => errors.push(
                 other.to_owned(),
                 Some(key_span),
                 format!(
                     "unknown field `{other}`, expected one of region, table, listen, admin, \
                      origins, peers, routes, timeouts, limits, drain, fleet, log, runtime, health, \
-                     outlier, balance, retry, forwarding, bypass, overload"
+                     outlier, balance, retry, forwarding, bypass, overload, store"
                 ),
             ),
         }

@@ -256,6 +256,13 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
     {
         errors.push("overload", None, "shed_low_at <= shed_normal_at <= shed_high_at <= 100 is required");
     }
+    let mut store = s.store.take();
+    if let Some(st) = &mut store {
+        for (field, message) in st.check(&base) {
+            let span = errors.span_of("[store]");
+            errors.push(field, span, message);
+        }
+    }
     let log = s.log.unwrap_or_default();
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log.level) {
         errors.push("log.level", errors.span_of(&log.level), format!("invalid filter: {e}"));
@@ -289,6 +296,7 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
         forwarding,
         bypass,
         overload,
+        store,
     })
 }
 

@@ -161,6 +161,7 @@ impl World {
             token_env: "FLOWGATE_ADMIN_TOKEN".into(),
             regions: fleet_regions,
             token_value: Some(token.to_owned()),
+            store: None,
         };
         Ok(World { regions, fleet })
     }

@@ -56,14 +56,7 @@ pub fn held_by_other<'a>(t: &'a Table, mine: Option<&str>) -> Option<&'a Operati
 
 /// For people: `evacuate us-east-1 by alice@host (pid 7), id ..., until 12:00:00Z`.
 pub fn describe(o: &Operation) -> String {
-    let until = UNIX_EPOCH + Duration::from_secs(o.expires_at);
-    format!(
-        "{} by {} (operation {}, its claim holds until {})",
-        o.kind,
-        o.owner,
-        o.id,
-        humantime::format_rfc3339_seconds(until)
-    )
+    o.describe()
 }
 
 /// The claim table: `t`'s shares one version up, carrying `op`.

@@ -104,6 +104,7 @@ impl Fixture {
             table_conflicts: Vec::new(),
             table_note: None,
             ready: self.ready,
+            store: crate::wire::StoreState::None,
             state: if self.ready { "ready" } else { "draining" }.into(),
             rps: self.served.rps,
             error_ratio: self.served.error_ratio,

@@ -54,6 +54,9 @@ pub struct Endpoint {
     outstanding: AtomicU32,
     /// Active health: the verdict of the probes.
     healthy: AtomicBool,
+    /// Outside this proxy's subset of a peer region's proxies (`subset`): neither probed
+    /// nor chosen, and not counted. Always false in a set without subsetting.
+    standby: AtomicBool,
     probe_ok_streak: AtomicU32,
     probe_fail_streak: AtomicU32,
     /// Passive health: consecutive failed requests.
@@ -98,6 +101,7 @@ impl EndpointSet {
                 outstanding: AtomicU32::new(0),
                 // Optimistic start: a new proxy serves at once; the first probes correct it.
                 healthy: AtomicBool::new(true),
+                standby: AtomicBool::new(false),
                 probe_ok_streak: AtomicU32::new(0),
                 probe_fail_streak: AtomicU32::new(0),
                 failures: AtomicU32::new(0),
@@ -133,7 +137,42 @@ impl EndpointSet {
     }
 
     fn usable_at(&self, e: &Endpoint, now: u64) -> bool {
-        e.healthy.load(Ordering::Relaxed) && e.ejected_until.load(Ordering::Relaxed) <= now
+        e.healthy.load(Ordering::Relaxed)
+            && !e.standby.load(Ordering::Relaxed)
+            && e.ejected_until.load(Ordering::Relaxed) <= now
+    }
+
+    fn active(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.iter().filter(|e| !e.standby.load(Ordering::Relaxed))
+    }
+
+    /// Endpoints not on standby: the ones probed and chosen.
+    pub fn active_count(&self) -> usize {
+        self.active().count()
+    }
+
+    pub fn is_standby(&self, i: usize) -> bool {
+        self.endpoints.get(i).is_some_and(|e| e.standby.load(Ordering::Relaxed))
+    }
+
+    /// Takes endpoint `i` out of use (`true`) or back in. One that comes back is
+    /// unproven: what was known of it is stale, and it takes traffic only once
+    /// `healthy_threshold` probes passed (its first goes out at once). Optimism here would
+    /// let stand-ins for dead members keep a dead region looking alive for another round
+    /// of probes. Returns whether anything changed.
+    pub(crate) fn set_standby(&self, i: usize, standby: bool) -> bool {
+        let Some(e) = self.endpoints.get(i) else { return false };
+        if e.standby.swap(standby, Ordering::Relaxed) == standby {
+            return false;
+        }
+        if !standby {
+            e.healthy.store(false, Ordering::Relaxed);
+            e.probe_ok_streak.store(0, Ordering::Relaxed);
+            e.probe_fail_streak.store(0, Ordering::Relaxed);
+            e.failures.store(0, Ordering::Relaxed);
+            e.ejected_until.store(0, Ordering::Relaxed);
+        }
+        true
     }
 
     /// Endpoints that probes call healthy and outlier detection has not ejected.
@@ -143,7 +182,7 @@ impl EndpointSet {
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.endpoints.iter().filter(|e| e.healthy.load(Ordering::Relaxed)).count()
+        self.active().filter(|e| e.healthy.load(Ordering::Relaxed)).count()
     }
 
     /// Whether the set can take traffic at all.
@@ -184,14 +223,16 @@ impl EndpointSet {
         }
         let now = self.now_ms();
         let usable = self.endpoints.iter().filter(|e| self.usable_at(e, now)).count();
-        let panic = (usable * 100) < n * self.policy.panic_threshold_percent as usize;
-        let eligible = |i: usize| -> bool {
-            Some(i) != exclude && (panic || self.endpoints.get(i).is_some_and(|e| self.usable_at(e, now)))
+        let panic = (usable * 100) < self.active_count() * self.policy.panic_threshold_percent as usize;
+        let eligible_at = |i: usize| -> bool {
+            self.endpoints.get(i).is_some_and(|e| {
+                if panic { !e.standby.load(Ordering::Relaxed) } else { self.usable_at(e, now) }
+            })
         };
+        let eligible = |i: usize| -> bool { Some(i) != exclude && eligible_at(i) };
         let count = (0..n).filter(|&i| eligible(i)).count();
         if count == 0 {
-            return exclude
-                .filter(|&i| panic || self.endpoints.get(i).is_some_and(|e| self.usable_at(e, now)));
+            return exclude.filter(|&i| eligible_at(i));
         }
         let nth = |k: usize| (0..n).filter(|&i| eligible(i)).nth(k);
         let a = nth(rng.random_range(0..count))?;
@@ -236,7 +277,7 @@ impl EndpointSet {
         e.suspect.notify_one();
         let now = self.now_ms();
         let ejected = self.endpoints.iter().filter(|x| x.ejected_until.load(Ordering::Relaxed) > now).count();
-        if (ejected + 1) * 100 > self.endpoints.len() * self.policy.max_ejected_percent as usize {
+        if (ejected + 1) * 100 > self.active_count() * self.policy.max_ejected_percent as usize {
             return;
         }
         let times = e.ejections.fetch_add(1, Ordering::Relaxed).min(16);
@@ -278,6 +319,14 @@ impl EndpointSet {
             Some(e) => e.suspect.notified().await,
             None => std::future::pending().await,
         }
+    }
+
+    /// Not healthy, but not failed either: back from standby with no probe answered yet
+    /// (or only good ones, short of the threshold).
+    pub(crate) fn is_unproven(&self, i: usize) -> bool {
+        self.endpoints.get(i).is_some_and(|e| {
+            !e.healthy.load(Ordering::Relaxed) && e.probe_fail_streak.load(Ordering::Relaxed) == 0
+        })
     }
 
     pub fn is_healthy(&self, i: usize) -> bool {

@@ -136,7 +136,9 @@ pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, c
                 gauge.set(1);
                 // The first probe goes out at once, so a dead origin is known quickly.
                 let mut wait = Duration::ZERO;
+                let probes = ctx.metrics.probes_total.with_label_values(&["origin"]);
                 while ctx.sleep_or_suspect(wait, origin.upstream.set.suspected(i)).await {
+                    probes.inc();
                     let answer = origin.upstream.probe(i, &origin.health_path, ctx.timeout).await;
                     let ok = matches!(answer, Ok(a) if a.status.is_success());
                     if let Some(now) = origin.upstream.set.probe_result(i, ok) {
@@ -160,6 +162,7 @@ pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, c
             let Some(peer) = targets.peers.get(pid) else { return };
             let gauge = ctx.metrics.bypass_active.with_label_values(&[&peer.name]);
             while ctx.sleep(Duration::from_millis(250)).await {
+                peer.subset.refresh(&peer.proxies.set);
                 let direct_usable = peer.proxies.set.any_usable();
                 peer.bypass.evaluate(direct_usable);
                 let mode = tables.load().peer_modes.get(pid).copied().unwrap_or_default();
@@ -227,10 +230,29 @@ async fn probe_peer(targets: Arc<Targets>, pid: usize, direct: bool, i: usize, c
     let upstream = if direct { &peer.proxies } else { &peer.lb };
     let kind = if direct { "proxies" } else { "lb" };
     let label = endpoint_label(upstream, i);
-    let gauge = ctx.metrics.endpoint_healthy.with_label_values(&[kind, &peer.name, &label]);
+    let labels = [kind, &peer.name, &label];
+    let mut gauge = ctx.metrics.endpoint_healthy.with_label_values(&labels);
     gauge.set(1);
+    let probes = ctx.metrics.probes_total.with_label_values(&[kind]);
     let mut wait = Duration::ZERO;
+    let mut subset = peer.subset.watch();
     while ctx.sleep(wait).await {
+        if direct && upstream.set.is_standby(i) {
+            // Outside this proxy's subset: not probed, so no verdict to export, until it
+            // joins; then the first probe goes out at once.
+            let _ = ctx.metrics.endpoint_healthy.remove_label_values(&labels);
+            while upstream.set.is_standby(i) {
+                tokio::select! {
+                    changed = subset.changed() => if changed.is_err() { return },
+                    _ = ctx.stop.cancelled() => return,
+                }
+            }
+            gauge = ctx.metrics.endpoint_healthy.with_label_values(&labels);
+            gauge.set(1);
+            wait = Duration::ZERO;
+            continue;
+        }
+        probes.inc();
         let answer = upstream.probe(i, HEALTH_PATH, ctx.timeout).await;
         let (alive, latency) = match &answer {
             Ok(a) => (a.from_flowgate, a.latency),

@@ -37,6 +37,8 @@ pub struct PeerRegion {
     pub lb: Upstream,
     pub proxies: Upstream,
     pub bypass: BypassJudge,
+    /// Which of `proxies` this proxy probes and sends bypassed traffic to.
+    pub(crate) subset: super::subset::Subset,
     /// Per local `OriginId`: milliseconds since `epoch` since when the region reports it
     /// can serve that origin, or `NOT_OK`. The time drives the region's slow start: a
     /// region that comes back gets its share back over `slow_start`, not at once (its
@@ -84,11 +86,16 @@ impl PeerRegion {
             server_name: cfg.server_name.clone(),
         };
         let policy = SetPolicy::from_config(all);
+        let proxies = Upstream::new(&cfg.proxies, policy.clone(), &settings);
+        let subset =
+            super::subset::Subset::new(&super::subset::identity(all), &cfg.proxies, all.health.peer_subset);
+        subset.refresh(&proxies.set);
         Ok(PeerRegion {
             name: name.into(),
-            lb: Upstream::new(&cfg.lb, policy.clone(), &settings),
-            proxies: Upstream::new(&cfg.proxies, policy, &settings),
+            lb: Upstream::new(&cfg.lb, policy, &settings),
+            proxies,
             bypass: BypassJudge::new(all.bypass.clone()),
+            subset,
             // Optimistic start, and no ramp at boot: "ok since long ago".
             origin_ok_since: all.origins.keys().map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),

@@ -30,10 +30,7 @@ pub fn require() {
     );
 }
 
-fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()))
-}
+use super::on_path;
 
 pub struct Bind9 {
     pub port: u16,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bind9;
+pub mod etcd;
 pub mod fleet;
 pub mod origin;
 pub mod outage;
@@ -257,4 +258,29 @@ pub async fn get(
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (status, headers, body)
+}
+
+/// User + system CPU time of one process so far, in clock ticks (0 once it is gone).
+pub fn process_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses: utime and stime are
+    // the 14th and 15th fields of the line.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+    f.iter().sum()
+}
+
+pub fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Whether `cmd` is an executable file in a folder of `PATH`.
+pub fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()))
 }

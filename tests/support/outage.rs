@@ -80,17 +80,24 @@ impl OutageFleet {
     /// `per_region` proxies in each of the three regions, every row local; health probes
     /// every 200 ms (timeout 150 ms).
     pub async fn start(per_region: usize) -> OutageFleet {
-        Self::start_probing(per_region, Duration::from_millis(200), Duration::from_millis(150)).await
+        Self::start_tuned(per_region, Duration::from_millis(200), Duration::from_millis(150), "").await
     }
 
     /// Like `start`, with every proxy probing its origin and every peer proxy each
     /// `health_interval` (timeout half of it): larger fleets need a slower pace, since
     /// every proxy probes every proxy of the other regions.
     pub async fn start_with(per_region: usize, health_interval: Duration) -> OutageFleet {
-        Self::start_probing(per_region, health_interval, health_interval / 2).await
+        Self::start_tuned(per_region, health_interval, health_interval / 2, "").await
     }
 
-    async fn start_probing(per_region: usize, interval: Duration, timeout: Duration) -> OutageFleet {
+    /// Like `start`, with the probes' interval and timeout given and `health_extra` lines
+    /// added to every proxy's `[health]` table (e.g. `peer_subset = 0`).
+    pub async fn start_tuned(
+        per_region: usize,
+        interval: Duration,
+        timeout: Duration,
+        health_extra: &str,
+    ) -> OutageFleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut origins = Vec::new();
         let mut peers: Vec<Vec<SocketAddr>> = Vec::new();
@@ -130,6 +137,7 @@ timeout = "2s"
 [health]
 interval = "{interval}ms"
 timeout = "{timeout}ms"
+{health_extra}
 "#,
                     origin = origin.addr,
                     interval = interval.as_millis(),

@@ -1,0 +1,73 @@
+//! Without the `etcd` feature: the same names, none of which can be built, so that the
+//! code using the store compiles unchanged and a `[store]` config is refused up front.
+
+use super::{Change, StoreError, Stored};
+use crate::config;
+use crate::table::{Operation, Table};
+
+/// Uninhabited: [`Store::connect`] always fails.
+#[derive(Debug, Clone)]
+pub enum Store {}
+
+/// Uninhabited.
+#[derive(Debug)]
+pub enum Lease {}
+
+/// Uninhabited.
+pub enum TableWatch {}
+
+impl Store {
+    pub async fn connect(_cfg: &config::Store) -> Result<Store, StoreError> {
+        Err(StoreError::NotBuilt)
+    }
+    pub fn config(&self) -> &config::Store {
+        match *self {}
+    }
+    pub async fn read_table(&self) -> Result<Option<Stored>, StoreError> {
+        match *self {}
+    }
+    pub async fn write_table(
+        &self,
+        _t: &Table,
+        _expect: i64,
+        _lock: Option<&Lease>,
+    ) -> Result<i64, StoreError> {
+        match *self {}
+    }
+    pub async fn watch_table(&self, _from: i64) -> Result<TableWatch, StoreError> {
+        match *self {}
+    }
+    pub async fn lock(&self, _op: &Operation, _force: bool) -> Result<Lease, StoreError> {
+        match *self {}
+    }
+    pub async fn lock_holder(&self) -> Result<Option<Operation>, StoreError> {
+        match *self {}
+    }
+    pub async fn campaign(&self, _name: &str) -> Result<Option<Lease>, StoreError> {
+        match *self {}
+    }
+    pub async fn leader(&self) -> Result<Option<String>, StoreError> {
+        match *self {}
+    }
+    pub async fn ping(&self) -> Result<i64, StoreError> {
+        match *self {}
+    }
+}
+
+impl TableWatch {
+    pub async fn next(&mut self) -> Result<Change, StoreError> {
+        match *self {}
+    }
+}
+
+impl Lease {
+    pub fn is_lost(&self) -> bool {
+        match *self {}
+    }
+    pub async fn lost(&self) {
+        match *self {}
+    }
+    pub async fn release(self) {
+        match self {}
+    }
+}

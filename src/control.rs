@@ -342,11 +342,6 @@ impl Control {
         let proxy = self.proxy.load_full();
         let current = proxy.tables.load();
         let cur = &*current.table;
-        if let Some(expected) = mode.if_match
-            && expected != cur.version
-        {
-            return Err(ApplyError::Precondition { expected, current: cur.version });
-        }
         // Never a valid version: a 400 naming it, not a 409 against the one in force.
         if table.version == 0 {
             return Err(ApplyError::Invalid(TableError {
@@ -354,8 +349,15 @@ impl Control {
                 message: "must be a positive integer".into(),
             }));
         }
+        // Already in force (from the store's watch or a peer, before this push arrived):
+        // done, whatever `If-Match` says, so a conditional push is idempotent.
         if table.version == cur.version && table.same_content(cur) {
             return Ok(Applied::Unchanged { version: cur.version });
+        }
+        if let Some(expected) = mode.if_match
+            && expected != cur.version
+        {
+            return Err(ApplyError::Precondition { expected, current: cur.version });
         }
         if table.version <= cur.version {
             return Err(ApplyError::Stale { offered: table.version, current: cur.version });

@@ -21,6 +21,7 @@ pub mod report;
 
 pub mod resolve;
 pub mod status;
+pub mod store_write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

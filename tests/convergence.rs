@@ -8,31 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::ProxyProcess;
-use support::outage::{self, OutageFleet, TOKEN, keeps};
+use support::outage::{self, OutageFleet, TOKEN, flowgate, keeps};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
-
-async fn flowgate(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(args)
-            .env("FLOWGATE_ADMIN_TOKEN", TOKEN)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the command ends")
-    .expect("run");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// PUT a table to one proxy, with an optional `If-Match`; status and body.
 async fn put(admin: std::net::SocketAddr, table: &str, if_match: Option<&str>) -> (u16, Value) {

@@ -48,10 +48,15 @@ pub async fn push_cmd(
         Ok(None) => {}
         Err(e) => return e,
     }
-    let (client, proxies) = match connect(fleet_path, timeout).await {
+    let (client, proxies, f) = match connect(fleet_path, timeout).await {
         Ok(c) => c,
         Err(e) => return e,
     };
+    if let Some(cfg) = &f.store
+        && let Err(e) = write_through_store(cfg, &t).await
+    {
+        return e;
+    }
     let results = push::push(&client, &proxies, &t).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
@@ -67,25 +72,65 @@ pub async fn push_cmd(
     Exit(0)
 }
 
+/// `push` with `[store]`: the table goes to the store first, over the table read there; a
+/// version the store already passed, or a rival push that won the race, stops it before
+/// any proxy gets it.
+async fn write_through_store(cfg: &crate::config::Store, t: &Table) -> Result<(), Exit> {
+    let mut run = super::store_write::StoreRun::open(cfg).await.map_err(|e| {
+        eprintln!("error: {e}; nothing pushed");
+        Exit(EXIT_FAILED)
+    })?;
+    if let Some(cur) = run.table() {
+        if cur.version == t.version && cur.same_content(t) {
+            eprintln!("the store already holds version {}", t.version);
+            return Ok(());
+        }
+        if cur.version >= t.version {
+            eprintln!(
+                "error: the store holds version {} ({}): version {} is not newer; nothing pushed",
+                cur.version,
+                cur.note.as_deref().unwrap_or("no note"),
+                t.version
+            );
+            return Err(Exit(EXIT_FAILED));
+        }
+    }
+    run.write(t).await.map_err(|e| {
+        eprintln!("error: {}", super::store_write::refused(&e, &format!("push of version {}", t.version)));
+        Exit(EXIT_FAILED)
+    })?;
+    eprintln!("version {} written to the store (etcd revision {})", t.version, run.revision());
+    Ok(())
+}
+
 /// The fleet file read, its proxies listed (`dns:` expanded) and a client for them.
 async fn connect(
     fleet_path: &Path,
     timeout: std::time::Duration,
-) -> Result<(AdminClient, Vec<push::Proxy>), Exit> {
+) -> Result<(AdminClient, Vec<push::Proxy>, FleetFile), Exit> {
     let f = fleet(fleet_path)?;
     let proxies = push::proxies(&f).await.map_err(|e| {
         eprintln!("error: {}: {e}", f.file.display());
         Exit(EXIT_FAILED)
     })?;
-    Ok((AdminClient::new(f.token(), timeout), proxies))
+    Ok((AdminClient::new(f.token(), timeout), proxies, f))
 }
 
 pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Duration) -> Exit {
-    let (client, proxies) = match connect(fleet_path, timeout).await {
+    let (client, proxies, f) = match connect(fleet_path, timeout).await {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let st = status::gather(&client, &proxies, 60).await;
+    let mut st = status::gather(&client, &proxies, 60).await;
+    if let Some(cfg) = &f.store {
+        st.store = Some(match super::store_write::StoreRun::open(cfg).await {
+            Ok(run) => {
+                let (version, note) = run.table().map(|t| (t.version, t.note.clone())).unwrap_or((0, None));
+                status::StoreView::new(version, note, run.revision(), &st)
+            }
+            Err(e) => status::StoreView::unreadable(e.to_string()),
+        });
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
@@ -94,7 +139,8 @@ pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Durat
     // Exit 1 when a proxy is unreachable, when versions disagree, or when one version has
     // several contents (a split fleet).
     let split = !st.versions_agree || !st.conflicts.is_empty();
-    Exit(if st.unreachable > 0 || split { EXIT_FAILED } else { 0 })
+    let store_off = st.store.as_ref().is_some_and(status::StoreView::failing);
+    Exit(if st.unreachable > 0 || split || store_off { EXIT_FAILED } else { 0 })
 }
 
 /// The signing key named by `--signing-key` / `FLOWGATE_SIGNING_KEY`, loaded.

@@ -172,6 +172,8 @@ pub struct Runner<'a> {
     claim_extra: Duration,
     /// The last table this run put in force, for releasing the claim over it.
     in_force: Option<Table>,
+    /// With `[store]` in the fleet file: the store this run writes through, and its lock.
+    store: Option<super::store_write::StoreRun>,
 }
 
 impl<'a> Runner<'a> {
@@ -186,6 +188,7 @@ impl<'a> Runner<'a> {
             keep_claim: false,
             claim_extra: Duration::ZERO,
             in_force: None,
+            store: None,
         }
     }
 
@@ -199,8 +202,13 @@ impl<'a> Runner<'a> {
     async fn claim(&mut self, table: &Table, kind: &str) -> Result<Table, RunError> {
         if let Some(op) = &self.operation {
             let mut t = table.clone();
-            t.operation = Some(op.clone());
+            if self.store.is_none() {
+                t.operation = Some(op.clone());
+            }
             return Ok(t);
+        }
+        if self.store.is_some() {
+            return self.lock_store(table, kind).await;
         }
         if let Some(other) = super::claim::held_by_other(table, None) {
             if !self.opts.force {
@@ -272,8 +280,84 @@ impl<'a> Runner<'a> {
         Ok(claim)
     }
 
+    /// With a store, the claim is its lock on a lease, not a table.
+    async fn lock_store(&mut self, table: &Table, kind: &str) -> Result<Table, RunError> {
+        let owner = super::claim::owner(self.opts.autopilot);
+        let ttl = self.fleet.store.as_ref().map(|s| s.lease_ttl).unwrap_or_default();
+        let op = super::claim::new_operation(kind, owner, ttl);
+        let Some(run) = self.store.as_mut() else { return Ok(table.clone()) };
+        match run.lock(&op, self.opts.force).await {
+            Ok(()) => {
+                self.operation = Some(op);
+                self.in_force = Some(table.clone());
+                Ok(table.clone())
+            }
+            Err(crate::store::StoreError::LockHeld(other)) => Err(RunError::Refused(format!(
+                "{kind} refused: another operation holds the store's lock: {} by {} (operation {}); its lease lapses {ttl:?} after its holder stops; wait for it, or take over with --force",
+                other.kind, other.owner, other.id
+            ))),
+            Err(e) => Err(RunError::Refused(format!("{kind} refused before any push: {e}"))),
+        }
+    }
+
+    /// The table to plan from with a store: the store's, unless the proxies are ahead of
+    /// it (a direct push went past it). Opens the store on first use.
+    async fn store_base(&mut self, from_proxies: Table) -> Result<Table, RunError> {
+        let Some(cfg) = self.fleet.store.clone() else { return Ok(from_proxies) };
+        if self.store.is_none() {
+            let run = super::store_write::StoreRun::open(&cfg)
+                .await
+                .map_err(|e| RunError::Refused(format!("refused before any push: {e}")))?;
+            self.store = Some(run);
+        }
+        let stored = self.store.as_ref().and_then(|r| r.table().cloned());
+        match stored {
+            Some(t) if t.version >= from_proxies.version => {
+                if t.version > from_proxies.version {
+                    self.say(format!(
+                        "proxies lag the store (version {} against {}): planning from the store's table",
+                        t.version, from_proxies.version
+                    ));
+                }
+                Ok(t)
+            }
+            Some(t) => {
+                self.say(format!(
+                    "proxies are ahead of the store (version {} against {}): planning from theirs",
+                    from_proxies.version, t.version
+                ));
+                Ok(from_proxies)
+            }
+            None => Ok(from_proxies),
+        }
+    }
+
+    /// Writes `t` to the store first (when there is one): nothing the store refused is
+    /// pushed.
+    async fn write_store(&mut self, t: &Table, what: &str) -> Result<(), RunError> {
+        let Some(run) = self.store.as_mut() else { return Ok(()) };
+        match run.write(t).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let msg = super::store_write::refused(&e, what);
+                self.say(msg.clone());
+                Err(match e {
+                    crate::store::StoreError::Moved { .. } => RunError::Moved(msg),
+                    _ => RunError::Held(msg),
+                })
+            }
+        }
+    }
+
     /// Clears the claim: the shares in force, one version up, without the operation.
     async fn release(&mut self, why: &str) {
+        if let Some(run) = self.store.as_mut() {
+            if !self.keep_claim {
+                run.unlock().await;
+                self.operation = None;
+            }
+            return;
+        }
         let Some(current) = self.in_force.clone() else { return };
         if self.keep_claim || current.operation.is_none() {
             return;
@@ -362,6 +446,20 @@ impl<'a> Runner<'a> {
                 && p.status.as_ref().is_some_and(|s| s.table_version != newest)
         });
         if receiving_behind {
+            // Often another operation's claim still reaching every proxy: name it.
+            let newest_at =
+                st.proxies.iter().find(|p| p.status.as_ref().is_some_and(|s| s.table_version == newest));
+            if let Some(p) = newest_at
+                && let Ok(t) = self.client.table(&p.addr).await
+                && let Some(other) =
+                    super::claim::held_by_other(&t, self.operation.as_ref().map(|o| o.id.as_str()))
+                && !self.opts.force
+            {
+                return Err(RunError::Refused(format!(
+                    "refused: another operation is in progress (its claim is reaching the proxies): {}; wait for it, or take over with --force",
+                    super::claim::describe(other)
+                )));
+            }
             return Err(RunError::Refused(format!(
                 "the proxies disagree on the table version ({:?}); push one table to all of them first (flowgate push)",
                 st.versions
@@ -470,6 +568,11 @@ impl<'a> Runner<'a> {
     pub async fn watch(&mut self, d: Duration) -> Result<(), RunError> {
         let until = Instant::now() + d;
         while Instant::now() < until {
+            if self.store.as_ref().is_some_and(|r| r.lease_lost()) {
+                let msg = super::store_write::refused(&crate::store::StoreError::LeaseLost, "the run");
+                self.say(msg.clone());
+                return Err(RunError::Held(msg));
+            }
             let left = until.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_secs(1))).await;
             self.sample(2).await?;
@@ -513,6 +616,11 @@ impl<'a> Runner<'a> {
                 return RunError::RolledBack(format!("{why}; the rollback could not list the proxies: {e}"));
             }
         };
+        if let Err(e) =
+            self.write_store(&back, &format!("the rollback of {} {}", ctx.phase, ctx.region)).await
+        {
+            return RunError::Held(format!("{why}; NOT rolled back: {e}"));
+        }
         // Over the failing step only: a proxy on someone else's table keeps it.
         let results = push::push_if(&self.client, &proxies, &back, Some(version - 1)).await;
         let (blocking, tolerated) = self.split_failures(&results, ctx);
@@ -638,6 +746,10 @@ impl<'a> Runner<'a> {
             }
             let proxies = self.proxies().await?;
             let share = plan::shares(step.weights.get(region), region).get(region).copied().unwrap_or(0.0);
+            if let Err(e) = self.write_store(step, &format!("{phase} {region}, step {k} of {of}")).await {
+                bar.abandon();
+                return Err(e);
+            }
             // Conditional: each proxy takes the step only over the table this run put there.
             let results = push::push_if(&self.client, &proxies, step, Some(last_good.version)).await;
             if let Some(moved) = self.moved_under(&results, &ctx).await {
@@ -777,6 +889,7 @@ impl<'a> Runner<'a> {
             gate::Sides::evacuate(region, self.fleet.regions.keys())
         };
         let Current { proxies, status: st, table, unreached, behind } = self.current(&sides).await?;
+        let table = self.store_base(table).await?;
         if !unreached.is_empty() {
             self.say(format!(
                 "{} proxies do not answer; going on without them (they catch up later): {}",

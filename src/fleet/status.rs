@@ -30,6 +30,60 @@ pub struct FleetStatus {
     pub unreachable: usize,
     /// Per region: summed rps and client demand, and the request-weighted error ratio.
     pub regions: BTreeMap<String, RegionSummary>,
+    /// With `[store]` in the fleet file: the store's table and the proxies that lag it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreView>,
+}
+
+/// The store as `status` saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreView {
+    /// The store's table version (0: none written yet), its note and etcd revision.
+    pub version: u64,
+    pub note: Option<String>,
+    pub revision: i64,
+    /// Reachable proxies on another version than the store's, with how many versions
+    /// behind (negative: ahead, a direct push past the store).
+    pub lagging: Vec<Lag>,
+    /// Why the store could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lag {
+    pub region: String,
+    pub addr: String,
+    pub version: u64,
+    pub behind: i64,
+}
+
+impl StoreView {
+    /// Compares the store's table with every reachable proxy's.
+    pub fn new(version: u64, note: Option<String>, revision: i64, fleet: &FleetStatus) -> StoreView {
+        let lagging = fleet
+            .proxies
+            .iter()
+            .filter_map(|p| p.status.as_ref().map(|st| (p, st.table_version)))
+            .filter(|(_, v)| *v != version)
+            .map(|(p, v)| Lag {
+                region: p.region.clone(),
+                addr: p.addr.clone(),
+                version: v,
+                behind: version as i64 - v as i64,
+            })
+            .collect();
+        StoreView { version, note, revision, lagging, error: None }
+    }
+
+    pub fn unreadable(error: String) -> StoreView {
+        StoreView { version: 0, note: None, revision: 0, lagging: Vec::new(), error: Some(error) }
+    }
+
+    /// Whether `status` must fail: the store unreadable, or a proxy not on its table.
+    pub fn failing(&self) -> bool {
+        self.error.is_some() || !self.lagging.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -123,6 +177,7 @@ pub fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
         unreachable: proxies.iter().filter(|p| p.status.is_none()).count(),
         proxies,
         regions,
+        store: None,
     }
 }
 
@@ -204,6 +259,29 @@ pub fn render(s: &FleetStatus) -> String {
     }
     if s.unreachable > 0 {
         out.push_str(&format!("{} proxies unreachable\n", s.unreachable));
+    }
+    match &s.store {
+        Some(StoreView { error: Some(e), .. }) => out.push_str(&format!("store: UNREADABLE: {e}\n")),
+        Some(st) => {
+            out.push_str(&format!(
+                "store: version {} ({}), etcd revision {}\n",
+                st.version,
+                st.note.as_deref().unwrap_or("no note"),
+                st.revision
+            ));
+            for l in &st.lagging {
+                let how = if l.behind > 0 {
+                    format!("{} behind", l.behind)
+                } else {
+                    format!("{} AHEAD (a direct push past the store)", -l.behind)
+                };
+                out.push_str(&format!(
+                    "  LAGGING: {} ({}) on version {}: {how}\n",
+                    l.addr, l.region, l.version
+                ));
+            }
+        }
+        None => {}
     }
     out
 }

@@ -90,13 +90,14 @@ impl OutageFleet {
         Self::start_tuned(per_region, health_interval, health_interval / 2, "").await
     }
 
-    /// Like `start`, with the probes' interval and timeout given and `health_extra` lines
-    /// added to every proxy's `[health]` table (e.g. `peer_subset = 0`).
+    /// Like `start`, with the probes' interval and timeout given and `extra` appended to
+    /// every proxy's config right after its `[health]` table: keys of that table first
+    /// (e.g. `peer_subset = 0`), then any tables (e.g. `[store]`).
     pub async fn start_tuned(
         per_region: usize,
         interval: Duration,
         timeout: Duration,
-        health_extra: &str,
+        extra: &str,
     ) -> OutageFleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut origins = Vec::new();
@@ -137,7 +138,7 @@ timeout = "2s"
 [health]
 interval = "{interval}ms"
 timeout = "{timeout}ms"
-{health_extra}
+{extra}
 "#,
                     origin = origin.addr,
                     interval = interval.as_millis(),
@@ -499,4 +500,25 @@ pub fn recording_hook(dir: &Path, name: &str) -> (String, PathBuf) {
         file.display()
     );
     (cmd, file)
+}
+
+/// Runs the built binary with `args` and the fleet's admin token; exit code, stdout and
+/// stderr (at most 90 s).
+pub async fn flowgate(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(args)
+            .env("FLOWGATE_ADMIN_TOKEN", TOKEN)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the command ends")
+    .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,99 @@
+//! The fleet commands through the store, when the fleet file has `[store]`.
+//!
+//! Every table a command puts in force is first written to etcd with a compare on the
+//! revision it planned from (of two writers racing, exactly one wins; the other stops and
+//! names the table that won), then pushed to every proxy as without a store, so proxies
+//! apply it at once and the gates see each one's answer; a proxy the push misses gets it
+//! from its watch. A write the store refuses is never pushed. `evacuate`, `restore`,
+//! `exercise` and the autopilot hold the operation lock on a lease instead of a claim in
+//! the tables; each write also compares that the lock is still on that lease, and a run
+//! whose lease is lost stops at once.
+
+use crate::config;
+use crate::store::{Lease, Store, StoreError};
+use crate::table::{Operation, Table};
+
+/// One command's view of the store: the table it holds and the revision that wrote it.
+pub struct StoreRun {
+    store: Store,
+    revision: i64,
+    table: Option<Table>,
+    lease: Option<Lease>,
+}
+
+impl StoreRun {
+    /// Connects and reads the table in force.
+    pub async fn open(cfg: &config::Store) -> Result<StoreRun, StoreError> {
+        let store = Store::connect(cfg).await?;
+        let (table, revision) = match store.read_table().await? {
+            Some(s) => (Some(s.table), s.revision),
+            None => (None, 0),
+        };
+        Ok(StoreRun { store, revision, table, lease: None })
+    }
+
+    /// The table in force in the store when last read or written.
+    pub fn table(&self) -> Option<&Table> {
+        self.table.as_ref()
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Writes `t` over the table last read or written (and, holding the lock, only while
+    /// the lock is still this run's).
+    pub async fn write(&mut self, t: &Table) -> Result<(), StoreError> {
+        if self.lease.as_ref().is_some_and(Lease::is_lost) {
+            return Err(StoreError::LeaseLost);
+        }
+        let revision = self.store.write_table(t, self.revision, self.lease.as_ref()).await?;
+        self.revision = revision;
+        self.table = Some(t.clone());
+        Ok(())
+    }
+
+    /// Takes the operation lock for `op` (or names its holder).
+    pub async fn lock(&mut self, op: &Operation, force: bool) -> Result<(), StoreError> {
+        let lease = self.store.lock(op, force).await?;
+        self.lease = Some(lease);
+        Ok(())
+    }
+
+    /// Whether this run held the lock and lost it.
+    pub fn lease_lost(&self) -> bool {
+        self.lease.as_ref().is_some_and(Lease::is_lost)
+    }
+
+    /// Completes when the lock's lease is lost (never without one).
+    pub async fn lost(&self) {
+        match &self.lease {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Releases the lock (revokes its lease).
+    pub async fn unlock(&mut self) {
+        if let Some(l) = self.lease.take() {
+            l.release().await;
+        }
+    }
+}
+
+/// For people, after a write the store refused: who won, or why it cannot be written.
+pub fn refused(e: &StoreError, what: &str) -> String {
+    match e {
+        StoreError::Moved { current, revision } => format!(
+            "{what}: the store moved under it: it holds {} (etcd revision {revision}); nothing more pushed",
+            current
+                .as_ref()
+                .map(|t| format!("version {} ({})", t.version, t.note.as_deref().unwrap_or("no note")))
+                .unwrap_or_else(|| "no table".into())
+        ),
+        StoreError::LeaseLost => format!(
+            "{what}: the lease on the operation lock is lost (it expired or was taken over): stopped at once, nothing more pushed"
+        ),
+        other => format!("{what}: {other}; nothing pushed"),
+    }
+}

@@ -12,6 +12,7 @@
 
 pub mod decide;
 pub mod judge;
+pub mod leader;
 pub mod server;
 pub mod switch;
 
@@ -145,6 +146,13 @@ impl Autopilot {
     pub async fn run(self, stop: CancellationToken) {
         let Autopilot { fleet, opts, shared, listener, reload } = self;
         tokio::spawn(server::serve(listener, shared.clone(), stop.clone()));
+        let role = match &fleet.store {
+            Some(cfg) => {
+                let name = format!("{} on {}", crate::fleet::claim::owner(true), opts.listen);
+                leader::spawn(cfg.clone(), name, stop.clone())
+            }
+            None => tokio::sync::watch::channel(leader::Role::Alone).1,
+        };
         let mut pilot = Pilot {
             client: AdminClient::new(fleet.token(), opts.timeout),
             fleet,
@@ -160,13 +168,25 @@ impl Autopilot {
             controller: Controller::default(),
             baselines: BTreeMap::new(),
             reload,
+            role,
+            acted_as_leader: false,
         };
         loop {
             let started = Instant::now();
             pilot.round(&stop).await;
             let wait = pilot.opts.interval.saturating_sub(started.elapsed());
+            let mut role = pilot.role.clone();
+            let acting = role.borrow().acts();
+            let elected = async move {
+                if acting {
+                    std::future::pending::<()>().await;
+                }
+                let _ = role.wait_for(leader::Role::acts).await;
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                // A standby elected leader acts at once.
+                _ = elected => {}
                 _ = stop.cancelled() => return,
             }
         }
@@ -183,6 +203,10 @@ struct Pilot {
     controller: Controller,
     baselines: BTreeMap<String, Baseline>,
     reload: Arc<std::sync::atomic::AtomicBool>,
+    /// Leader, standby, or alone (no store): see [`leader`].
+    role: tokio::sync::watch::Receiver<leader::Role>,
+    /// Whether the last round acted as the leader (to notice a takeover).
+    acted_as_leader: bool,
 }
 
 /// The fleet's table in force, from the reachable proxy with the newest version.
@@ -289,11 +313,33 @@ impl Pilot {
                 .filter(|u| *u > now_unix)
                 .map(|u| Duration::from_secs(u - now_unix)),
         };
+        let role = self.role.borrow().clone();
+        if role.acts() && !self.acted_as_leader && matches!(role, leader::Role::Leader(_)) {
+            tracing::warn!("autopilot: now the leader; acting on what it has been watching");
+            self.controller.forget_news();
+        }
+        self.acted_as_leader = role.acts();
+        self.shared.metrics.leader.set(role.acts() as i64);
+        if let Ok(mut v) = self.shared.view.lock() {
+            v.role = match &role {
+                leader::Role::Standby { leader: Some(l), .. } => format!("standby (leader: {l})"),
+                leader::Role::Standby { why: Some(w), .. } => format!("standby ({w})"),
+                other => other.name().to_owned(),
+            };
+        }
         let decisions = self.controller.round(Instant::now(), &readings, &ctx, &self.rails);
         self.show(&st, table.as_ref(), &decisions, &state, ours.as_deref());
         let result = if st.unreachable == st.proxies.len() { "failed" } else { "ok" };
         self.shared.metrics.rounds.with_label_values(&[result]).inc();
         self.shared.liveness.round_done();
+        if !role.acts() {
+            // A standby judges and shows, and neither logs nor acts: that is the leader's.
+            return;
+        }
+        let store_lease = match &role {
+            leader::Role::Leader(l) => Some(l.clone()),
+            _ => None,
+        };
         let mut todo = None;
         for (d, news) in &decisions {
             if *news {
@@ -310,12 +356,18 @@ impl Pilot {
                 .map(|(r, _)| r.clone())
                 .chain(evacuated.iter().filter(|r| **r != d.region).cloned())
                 .collect();
-            self.act(&d, avoid, stop).await;
+            self.act(&d, avoid, store_lease, stop).await;
         }
     }
 
     /// Runs one evacuation or restore to its end and logs how it ended.
-    async fn act(&mut self, d: &Decision, avoid: BTreeSet<String>, stop: &CancellationToken) {
+    async fn act(
+        &mut self,
+        d: &Decision,
+        avoid: BTreeSet<String>,
+        store_lease: Option<crate::store::LeaseRef>,
+        stop: &CancellationToken,
+    ) {
         let evacuate = d.action == Action::Evacuate;
         let phase = if evacuate { "evacuate" } else { "restore" };
         let state_path = self.opts.state_file.clone();
@@ -344,6 +396,7 @@ impl Pilot {
             signer: self.opts.signer.clone(),
             force: false,
             autopilot: true,
+            store_lease,
         };
         let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         if let Ok(mut v) = self.shared.view.lock() {

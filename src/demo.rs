@@ -134,6 +134,7 @@ async fn run_in(dir: &std::path::Path, opts: DemoOptions) -> u8 {
             signer: None,
             force: false,
             autopilot: false,
+            store_lease: None,
         },
     );
     now.set(format!(

@@ -18,12 +18,12 @@
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
-pub use etcd::{Lease, Store, TableWatch};
+pub use etcd::{Lease, LeaseRef, Store, TableWatch};
 
 #[cfg(not(feature = "etcd"))]
 mod absent;
 #[cfg(not(feature = "etcd"))]
-pub use absent::{Lease, Store, TableWatch};
+pub use absent::{Lease, LeaseRef, Store, TableWatch};
 
 use crate::table::{Operation, Table};
 

@@ -210,3 +210,258 @@ async fn of_two_racing_pushes_through_the_store_exactly_one_is_applied() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("store: version 2 ("), "{out}");
 }
+
+fn evacuate_args<'a>(file: &'a str, region: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "evacuate",
+        region,
+        "--fleet",
+        file,
+        "--steps",
+        steps,
+        "--interval",
+        "1s",
+        "--timeout",
+        "1s",
+        "--yes",
+    ]
+}
+
+/// Every reachable proxy's table version.
+async fn proxy_versions(admins: &[SocketAddr]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for a in admins {
+        if let Some(st) = outage::status(*a).await {
+            out.push(st["table_version"].as_u64().unwrap_or(0));
+        }
+    }
+    out
+}
+
+/// Every reachable proxy's table version, and the store's.
+async fn versions(admins: &[SocketAddr], etcd: &EtcdCluster) -> (Vec<u64>, u64) {
+    let out = proxy_versions(admins).await;
+    let stored = etcd
+        .get("/flowgate/table")
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|t| t["version"].as_u64())
+        .unwrap_or(0);
+    (out, stored)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd-server and etcd-client (apt-get install etcd-server etcd-client; .ci/run does)"]
+async fn one_evacuation_holds_the_lease_and_a_killed_holder_frees_it_within_the_ttl() {
+    let (etcd, fleet) = store_fleet(2).await;
+    let admins = all_admins(&fleet);
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    // Two at once: exactly one runs, the other names it.
+    let (east, west) = (evacuate_args(&file, "us-east-1", "2"), evacuate_args(&file, "us-west-2", "2"));
+    let (a, b) = tokio::join!(outage::flowgate(&east), outage::flowgate(&west));
+    let codes = [a.0, b.0];
+    assert_eq!(codes.iter().filter(|c| **c == Some(0)).count(), 1, "{codes:?}\n{}\n{}", a.2, b.2);
+    let loser = if a.0 == Some(0) { &b } else { &a };
+    assert_eq!(loser.0, Some(1));
+    assert!(loser.2.contains("holds the store's lock") && loser.2.contains(" by "), "{}", loser.2);
+    let (v, stored) = versions(&admins, &etcd).await;
+    assert!(v.iter().all(|x| *x == stored) && stored > 0, "one table everywhere: {v:?}, store {stored}");
+    assert_eq!(etcd.get("/flowgate/lock"), None, "the finished run released the lock");
+
+    // The holder killed mid-run: a new run is refused while its lease lives, then runs.
+    let restore = [
+        "restore",
+        "us-east-1",
+        "--fleet",
+        &file,
+        "--steps",
+        "6",
+        "--interval",
+        "2s",
+        "--timeout",
+        "1s",
+        "--yes",
+    ];
+    let winner_region = if a.0 == Some(0) { "us-east-1" } else { "us-west-2" };
+    let restore = {
+        let mut r = restore.to_vec();
+        r[1] = winner_region;
+        r
+    };
+    let mut holder = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(&restore)
+        .env("FLOWGATE_ADMIN_TOKEN", outage::TOKEN)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn restore");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while etcd.get("/flowgate/lock").is_none() || versions(&admins, &etcd).await.1 <= stored + 1 {
+        assert!(Instant::now() < deadline, "the restore never took the lock and pushed a step");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder.start_kill().expect("kill -9");
+    let _ = holder.wait().await;
+    let killed_at = Instant::now();
+    let refused = outage::flowgate(&restore).await;
+    assert_eq!(refused.0, Some(1), "{}", refused.2);
+    assert!(refused.2.contains("holds the store's lock"), "{}", refused.2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while etcd.get("/flowgate/lock").is_some() {
+        assert!(Instant::now() < deadline, "the dead holder's lock never lapsed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lapsed = killed_at.elapsed();
+    println!("a killed holder's lock lapsed {lapsed:?} after the kill (lease TTL 3 s)");
+    assert!(lapsed <= Duration::from_secs(4), "{lapsed:?}");
+    let (v, stored) = versions(&admins, &etcd).await;
+    assert!(v.iter().all(|x| *x == stored), "one table throughout: {v:?}, store {stored}");
+    let again = outage::flowgate(&restore).await;
+    assert_eq!(again.0, Some(0), "{}", again.2);
+    let (v, stored) = versions(&admins, &etcd).await;
+    assert!(v.iter().all(|x| *x == stored), "one table at the end: {v:?}, store {stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd-server and etcd-client (apt-get install etcd-server etcd-client; .ci/run does)"]
+async fn losing_the_quorum_fails_no_request_refuses_pushes_and_its_return_needs_no_push() {
+    let (mut etcd, fleet) = store_fleet(2).await;
+    let admins = all_admins(&fleet);
+    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let dir = tempfile::tempdir().expect("dir");
+    let push = |v: u64| {
+        let path = dir.path().join(format!("t{v}.json"));
+        std::fs::write(&path, fleet_table(v, 90, &format!("push {v}"))).expect("table");
+        path.to_str().expect("path").to_owned()
+    };
+    let load = outage::Load::start(outage::targets(&fleet, &[]), 30);
+
+    // One member gone: pushes still work.
+    etcd.kill(2);
+    let p1 = push(1);
+    let r = outage::flowgate(&["push", "--fleet", &file, &p1]).await;
+    assert_eq!(r.0, Some(0), "{}", r.2);
+    wait_everywhere(&admins, 1, Duration::from_secs(5)).await;
+
+    // Two gone: pushes refused, clearly; proxies keep serving.
+    etcd.kill(1);
+    for a in &admins {
+        wait_status(*a, Duration::from_secs(15), |st| st["store"] == "disconnected").await;
+    }
+    let p2 = push(2);
+    let r = outage::flowgate(&["push", "--fleet", &file, &p2, "--timeout", "1s"]).await;
+    assert_eq!(r.0, Some(1), "{}", r.2);
+    assert!(r.2.contains("store is unavailable") && r.2.contains("nothing pushed"), "{}", r.2);
+    let v = proxy_versions(&admins).await;
+    assert!(v.iter().all(|x| *x == 1), "nothing of the refused push applied: {v:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Quorum back: every proxy reconnects; a write made meanwhile by a store client
+    // reaches all of them with no push.
+    etcd.restart(1);
+    etcd.restart(2);
+    for a in &admins {
+        wait_status(*a, Duration::from_secs(20), |st| st["store"] == "connected").await;
+    }
+    etcd.put("/flowgate/table", &fleet_table(3, 80, "written while nobody pushed"));
+    wait_everywhere(&admins, 3, Duration::from_secs(5)).await;
+    let answers = load.stop().await;
+    let failed: Vec<_> = answers.iter().filter(|a| !a.ok).collect();
+    assert!(!answers.is_empty());
+    assert!(
+        failed.is_empty(),
+        "{} of {} client requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        failed.first()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd-server and etcd-client (apt-get install etcd-server etcd-client; .ci/run does)"]
+async fn of_two_autopilots_only_the_leader_acts_and_the_other_finishes_when_it_dies() {
+    let (_etcd, fleet) = store_fleet(2).await;
+    let admins = all_admins(&fleet);
+    let state = tempfile::tempdir().expect("state");
+    let spawn = |name: &str| {
+        let file = state.path().join(format!("{name}.json"));
+        let mut args: Vec<String> = outage::FAST.iter().map(|s| s.to_string()).collect();
+        // Slow steps: the leader is killed while its evacuation is under way.
+        let at = args.iter().position(|a| a == "--step-interval").expect("flag");
+        args[at + 1] = "3s".into();
+        let steps = args.iter().position(|a| a == "--steps").expect("flag");
+        args[steps + 1] = "4".into();
+        args.extend(["--confirm".into(), "2s".into(), "--state-file".into(), file.display().to_string()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        outage::AutopilotProcess::spawn(&fleet.fleet_file, &refs)
+    };
+    let first = spawn("a");
+    outage::wait_watching(&first).await;
+    let second = spawn("b");
+    let metric = |p: &outage::AutopilotProcess, name: &'static str| {
+        let url = format!("http://{}/metrics", p.listen);
+        async move {
+            let body = match tokio::time::timeout(
+                Duration::from_secs(2),
+                h1_client().get(url.parse().expect("url")),
+            )
+            .await
+            {
+                Ok(Ok(resp)) => http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default(),
+                _ => Default::default(),
+            };
+            support::fleet::metric_sum(&String::from_utf8_lossy(&body), name, &[])
+        }
+    };
+    // The standby judges every round but logs nothing: wait for its rounds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&second, "flowgate_autopilot_rounds_total").await < 2.0 {
+        assert!(Instant::now() < deadline, "the second autopilot never ran a round:\n{}", second.dump());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let role = |p| metric(p, "flowgate_autopilot_leader");
+    assert_eq!(role(&first).await + role(&second).await, 1.0, "exactly one leader");
+    let first_leads = role(&first).await == 1.0;
+    let (mut leader, standby) = if first_leads { (first, second) } else { (second, first) };
+
+    // An outage: 30 % of what us-east-1's origin serves fails (its health checks pass),
+    // under client load, so that the evacuation ramps in steps. The leader starts it.
+    let load = outage::Load::start(outage::targets(&fleet, &[]), 20);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fleet.region("us-east-1").origin.fail_share(500, 30);
+    leader
+        .wait_for(Duration::from_secs(20), |d| d["action"] == "evacuate")
+        .await
+        .unwrap_or_else(|| panic!("the leader did not start evacuating:\n{}", leader.dump()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = outage::table(admins[0]).await.expect("table");
+        let keeps = outage::keeps(&t, "us-east-1");
+        if keeps < 1.0 && keeps > 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no partial step seen: {t}\n{}", leader.dump());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        standby.decisions().iter().all(|d| d["action"] != "evacuate"),
+        "the standby must not act:\n{}",
+        standby.dump()
+    );
+    leader.child.kill().expect("kill -9 the leader");
+    let killed = Instant::now();
+    let took_over = standby
+        .wait_for(Duration::from_secs(15), |d| d["action"] == "evacuate")
+        .await
+        .unwrap_or_else(|| panic!("the standby never took over:\n{}", standby.dump()));
+    let took = killed.elapsed();
+    println!("the standby took over {took:?} after the leader was killed: {took_over}");
+    // Within the lease's TTL (3 s), plus a round of the new leader (0.5 s) and slack for
+    // a busy machine.
+    assert!(took <= Duration::from_millis(4000), "{took:?}");
+    let done = outage::wait_evacuated(&admins, "us-east-1", Duration::from_secs(30)).await;
+    assert!(done.is_some(), "the evacuation did not complete:\n{}", standby.dump());
+    drop(load.stop().await);
+}

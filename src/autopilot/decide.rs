@@ -289,6 +289,14 @@ impl Controller {
         out
     }
 
+    /// Forgets what was said, keeping the timers: a standby that becomes the leader says
+    /// (and acts on) every current decision again, with the `--confirm` it already ran.
+    pub fn forget_news(&mut self) {
+        for t in self.tracks.values_mut() {
+            t.last = None;
+        }
+    }
+
     /// Forgets a region's failing timer (after an action, so that a new episode needs a
     /// new `--confirm`).
     pub fn reset(&mut self, region: &str) {

@@ -51,6 +51,8 @@ pub struct View {
     pub paused: bool,
     pub evacuated_by_autopilot: Option<String>,
     pub dry_run: bool,
+    /// `alone` (no store), `leader`, or `standby (...)`.
+    pub role: String,
     pub last_round: String,
     pub unreachable: Vec<String>,
     #[serde(skip)]
@@ -73,6 +75,8 @@ pub struct Metrics {
     /// `{region}`: error ratio of what the region's origins served, in parts per million.
     pub region_error_ppm: IntGaugeVec,
     pub rounds: IntCounterVec,
+    /// 1 while this autopilot acts (the leader, or alone without a store).
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -109,6 +113,10 @@ impl Metrics {
                 o("rounds_total", "Rounds of reading the fleet, by result."),
                 &["result"],
             )?,
+            leader: IntGauge::with_opts(o(
+                "leader",
+                "1 while this autopilot acts: the elected leader, or alone without a store.",
+            ))?,
         };
         m.registry.register(Box::new(m.verdict.clone()))?;
         m.registry.register(Box::new(m.decisions.clone()))?;
@@ -118,6 +126,7 @@ impl Metrics {
         m.registry.register(Box::new(m.proxies_unreachable.clone()))?;
         m.registry.register(Box::new(m.region_error_ppm.clone()))?;
         m.registry.register(Box::new(m.rounds.clone()))?;
+        m.registry.register(Box::new(m.leader.clone()))?;
         for action in ["none", "evacuate", "restore", "held"] {
             m.decisions.with_label_values(&[action]);
         }
@@ -351,7 +360,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-a
 tr.failing td{{background:#fee2e2}} tr.suspect td{{background:#fef9c3}} .op{{font-weight:bold}}
 </style></head><body>
 <h1>flowgate autopilot</h1>
-<p>last round {last}{dry}; evacuated by the autopilot: {ours}</p>
+<p>last round {last}{dry}; role: {role}; evacuated by the autopilot: {ours}</p>
 {banner}{unreachable}
 <h2>Regions</h2>
 <table><thead><tr><th>region</th><th>verdict</th><th>proxies</th><th>table versions</th><th class="n">served rps</th><th class="n">errors</th><th class="n">keeps own traffic</th><th>why</th></tr></thead><tbody>
@@ -363,6 +372,7 @@ tr.failing td{{background:#fee2e2}} tr.suspect td{{background:#fef9c3}} .op{{fon
         last = esc(&v.last_round),
         dry = if v.dry_run { " (dry run: nothing is pushed)" } else { "" },
         ours = esc(v.evacuated_by_autopilot.as_deref().unwrap_or("none")),
+        role = esc(&v.role),
     )
 }
 

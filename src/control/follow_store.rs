@@ -77,9 +77,7 @@ async fn session(control: &Control, cfg: &config::Store, read_once: &mut bool) -
                 }
             },
             _ = tick.tick() => {
-                let now = tokio::time::timeout(cfg.timeout, store.ping())
-                    .await
-                    .map_err(|_| StoreError::Unavailable(format!("no answer within {:?}", cfg.timeout)))??;
+                let now = store.ping().await?;
                 control.set_store_state(StoreState::Connected, None);
                 if now > revision {
                     revision = read_and_apply(control, &store).await?;
@@ -90,10 +88,9 @@ async fn session(control: &Control, cfg: &config::Store, read_once: &mut bool) -
 }
 
 async fn read_and_apply(control: &Control, store: &Store) -> Result<i64, StoreError> {
-    let read = tokio::time::timeout(store.config().timeout, store.read_table())
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("no answer within {:?}", store.config().timeout)));
-    let revision = match read? {
+    // Each attempt is bounded by `[store] timeout`, member after member.
+    let read = store.read_table().await;
+    let revision = match read {
         Ok(Some(stored)) => {
             let r = stored.revision;
             apply(control, stored).await;

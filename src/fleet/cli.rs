@@ -191,6 +191,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, Exit> {
         signer: signer(a.signing_key.as_deref())?,
         force: a.force,
         autopilot: false,
+        store_lease: None,
     })
 }
 

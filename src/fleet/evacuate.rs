@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Claim the fleet as the autopilot (its owner reads `autopilot@host`).
     pub autopilot: bool,
+    /// With a store: take the operation lock on this lease (the autopilot leader's)
+    /// rather than on one of the run's own.
+    pub store_lease: Option<crate::store::LeaseRef>,
 }
 
 /// See [`RunOptions::hold`].
@@ -286,7 +289,7 @@ impl<'a> Runner<'a> {
         let ttl = self.fleet.store.as_ref().map(|s| s.lease_ttl).unwrap_or_default();
         let op = super::claim::new_operation(kind, owner, ttl);
         let Some(run) = self.store.as_mut() else { return Ok(table.clone()) };
-        match run.lock(&op, self.opts.force).await {
+        match run.lock(&op, self.opts.force, self.opts.store_lease.as_ref()).await {
             Ok(()) => {
                 self.operation = Some(op);
                 self.in_force = Some(table.clone());

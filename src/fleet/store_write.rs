@@ -10,7 +10,7 @@
 //! whose lease is lost stops at once.
 
 use crate::config;
-use crate::store::{Lease, Store, StoreError};
+use crate::store::{Lease, LeaseRef, Store, StoreError};
 use crate::table::{Operation, Table};
 
 /// One command's view of the store: the table it holds and the revision that wrote it.
@@ -18,7 +18,29 @@ pub struct StoreRun {
     store: Store,
     revision: i64,
     table: Option<Table>,
-    lease: Option<Lease>,
+    lock: Option<Held>,
+}
+
+/// The lease the operation lock is on: this run's own, or the autopilot leader's.
+enum Held {
+    Own(Lease),
+    Shared(LeaseRef),
+}
+
+impl Held {
+    fn id(&self) -> i64 {
+        match self {
+            Held::Own(l) => l.id(),
+            Held::Shared(l) => l.id(),
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        match self {
+            Held::Own(l) => l.is_lost(),
+            Held::Shared(l) => l.is_lost(),
+        }
+    }
 }
 
 impl StoreRun {
@@ -29,7 +51,7 @@ impl StoreRun {
             Some(s) => (Some(s.table), s.revision),
             None => (None, 0),
         };
-        Ok(StoreRun { store, revision, table, lease: None })
+        Ok(StoreRun { store, revision, table, lock: None })
     }
 
     /// The table in force in the store when last read or written.
@@ -44,39 +66,49 @@ impl StoreRun {
     /// Writes `t` over the table last read or written (and, holding the lock, only while
     /// the lock is still this run's).
     pub async fn write(&mut self, t: &Table) -> Result<(), StoreError> {
-        if self.lease.as_ref().is_some_and(Lease::is_lost) {
+        if self.lease_lost() {
             return Err(StoreError::LeaseLost);
         }
-        let revision = self.store.write_table(t, self.revision, self.lease.as_ref()).await?;
+        let revision = self.store.write_table(t, self.revision, self.lock.as_ref().map(Held::id)).await?;
         self.revision = revision;
         self.table = Some(t.clone());
         Ok(())
     }
 
-    /// Takes the operation lock for `op` (or names its holder).
-    pub async fn lock(&mut self, op: &Operation, force: bool) -> Result<(), StoreError> {
-        let lease = self.store.lock(op, force).await?;
-        self.lease = Some(lease);
+    /// Takes the operation lock for `op` (or names its holder): on `shared` when given
+    /// (the autopilot leader's lease, so that the lock goes with the leader), else on a
+    /// lease of its own.
+    pub async fn lock(
+        &mut self,
+        op: &Operation,
+        force: bool,
+        shared: Option<&LeaseRef>,
+    ) -> Result<(), StoreError> {
+        self.lock = Some(match shared {
+            Some(l) => {
+                self.store.lock_on(op, l).await?;
+                Held::Shared(l.clone())
+            }
+            None => Held::Own(self.store.lock(op, force).await?),
+        });
         Ok(())
     }
 
     /// Whether this run held the lock and lost it.
     pub fn lease_lost(&self) -> bool {
-        self.lease.as_ref().is_some_and(Lease::is_lost)
+        self.lock.as_ref().is_some_and(Held::is_lost)
     }
 
-    /// Completes when the lock's lease is lost (never without one).
-    pub async fn lost(&self) {
-        match &self.lease {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Releases the lock (revokes its lease).
+    /// Releases the lock.
     pub async fn unlock(&mut self) {
-        if let Some(l) = self.lease.take() {
-            l.release().await;
+        match self.lock.take() {
+            Some(Held::Own(l)) => l.release().await,
+            Some(Held::Shared(l)) => {
+                if let Err(e) = self.store.unlock_on(&l).await {
+                    tracing::warn!(error = %e, "cannot release the operation lock; it goes with the leader's lease");
+                }
+            }
+            None => {}
         }
     }
 }

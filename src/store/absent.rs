@@ -10,11 +10,14 @@ use crate::table::{Operation, Table};
 pub enum Store {}
 
 /// Uninhabited.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Lease {}
 
 /// Uninhabited.
 pub enum TableWatch {}
+
+/// Uninhabited (the same as [`Lease`]).
+pub type LeaseRef = Lease;
 
 impl Store {
     pub async fn connect(_cfg: &config::Store) -> Result<Store, StoreError> {
@@ -26,12 +29,7 @@ impl Store {
     pub async fn read_table(&self) -> Result<Option<Stored>, StoreError> {
         match *self {}
     }
-    pub async fn write_table(
-        &self,
-        _t: &Table,
-        _expect: i64,
-        _lock: Option<&Lease>,
-    ) -> Result<i64, StoreError> {
+    pub async fn write_table(&self, _t: &Table, _expect: i64, _lock: Option<i64>) -> Result<i64, StoreError> {
         match *self {}
     }
     pub async fn watch_table(&self, _from: i64) -> Result<TableWatch, StoreError> {
@@ -40,10 +38,19 @@ impl Store {
     pub async fn lock(&self, _op: &Operation, _force: bool) -> Result<Lease, StoreError> {
         match *self {}
     }
+    pub async fn lock_on(&self, _op: &Operation, _lease: &LeaseRef) -> Result<(), StoreError> {
+        match *self {}
+    }
+    pub async fn unlock_on(&self, _lease: &LeaseRef) -> Result<(), StoreError> {
+        match *self {}
+    }
     pub async fn lock_holder(&self) -> Result<Option<Operation>, StoreError> {
         match *self {}
     }
     pub async fn campaign(&self, _name: &str) -> Result<Option<Lease>, StoreError> {
+        match *self {}
+    }
+    pub async fn leader_gone(&self, _limit: std::time::Duration) {
         match *self {}
     }
     pub async fn leader(&self) -> Result<Option<String>, StoreError> {
@@ -61,10 +68,16 @@ impl TableWatch {
 }
 
 impl Lease {
+    pub fn id(&self) -> i64 {
+        match *self {}
+    }
     pub fn is_lost(&self) -> bool {
         match *self {}
     }
     pub async fn lost(&self) {
+        match *self {}
+    }
+    pub fn share(&self) -> LeaseRef {
         match *self {}
     }
     pub async fn release(self) {

@@ -1,5 +1,7 @@
 //! The store on etcd's v3 API (the `etcd-client` crate, over gRPC).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -13,21 +15,25 @@ use super::{Change, StoreError, Stored};
 use crate::config;
 use crate::table::{Operation, Table};
 
-/// A connection to the cluster (cheap to clone: one channel balanced over the members).
+/// A connection to the cluster: one client per member, requests going to the member that
+/// answered last and failing over to the next on any error. (A client balanced over all
+/// the members fails a request routed to a dead one instead of trying another.)
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    members: Arc<Members>,
     cfg: config::Store,
+}
+
+struct Members {
+    opts: ConnectOptions,
+    clients: tokio::sync::Mutex<Vec<Option<Client>>>,
+    current: AtomicUsize,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("etcd", &self.cfg.etcd).field("prefix", &self.cfg.prefix).finish()
     }
-}
-
-fn unavailable(e: etcd_client::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 fn parse(key: &str, value: &[u8], revision: i64) -> Result<Stored, StoreError> {
@@ -37,9 +43,9 @@ fn parse(key: &str, value: &[u8], revision: i64) -> Result<Stored, StoreError> {
 }
 
 impl Store {
-    /// Connects (lazily: the first request finds out whether a member answers). Every
-    /// request requires a leader, so a member cut off from the quorum answers with an
-    /// error rather than stale data.
+    /// Prepares the clients (they connect on first use). Every request requires a leader,
+    /// so a member cut off from the quorum answers with an error rather than stale data,
+    /// and the next member is tried.
     pub async fn connect(cfg: &config::Store) -> Result<Store, StoreError> {
         let mut opts = ConnectOptions::new()
             .with_timeout(cfg.timeout)
@@ -60,16 +66,82 @@ impl Store {
             }
             opts = opts.with_tls(tls);
         }
-        let client = tokio::time::timeout(cfg.timeout, Client::connect(&cfg.etcd, Some(opts)))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "no member of {:?} answered within {:?}",
-                    cfg.etcd, cfg.timeout
-                ))
-            })?
-            .map_err(unavailable)?;
-        Ok(Store { client, cfg: cfg.clone() })
+        let members = Members {
+            opts,
+            clients: tokio::sync::Mutex::new(vec![None; cfg.etcd.len()]),
+            current: AtomicUsize::new(0),
+        };
+        Ok(Store { members: Arc::new(members), cfg: cfg.clone() })
+    }
+
+    async fn client(&self, i: usize) -> Result<Client, String> {
+        let mut clients = self.members.clients.lock().await;
+        if let Some(c) = clients.get(i).and_then(Clone::clone) {
+            return Ok(c);
+        }
+        let url = self.cfg.etcd.get(i).cloned().unwrap_or_default();
+        let c =
+            tokio::time::timeout(self.cfg.timeout, Client::connect([url], Some(self.members.opts.clone())))
+                .await
+                .map_err(|_| format!("no connection within {:?}", self.cfg.timeout))?
+                .map_err(|e| e.to_string())?;
+        if let Some(slot) = clients.get_mut(i) {
+            *slot = Some(c.clone());
+        }
+        Ok(c)
+    }
+
+    /// Runs `op` on the member that answered last, then on each other one until one
+    /// answers; every attempt bounded by `[store] timeout`.
+    async fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let n = self.cfg.etcd.len();
+        let start = self.members.current.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let url = self.cfg.etcd.get(i).map(String::as_str).unwrap_or("?");
+            let client = match self.client(i).await {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            match tokio::time::timeout(self.cfg.timeout, op(client)).await {
+                Ok(Ok(v)) => {
+                    self.members.current.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Ok(Err(e)) => errors.push(format!("{url}: {e}")),
+                Err(_) => errors.push(format!("{url}: no answer within {:?}", self.cfg.timeout)),
+            }
+        }
+        Err(StoreError::Unavailable(format!("{what}: {}", errors.join("; "))))
+    }
+
+    async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.call(what, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        what: &str,
+        key: String,
+        opts: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        self.call(what, |mut c| {
+            let (key, opts) = (key.clone(), opts.clone());
+            async move { c.get(key, opts).await }
+        })
+        .await
     }
 
     pub fn config(&self) -> &config::Store {
@@ -79,8 +151,7 @@ impl Store {
     /// The table in force in the store (a linearizable read), `None` if none was written.
     pub async fn read_table(&self) -> Result<Option<Stored>, StoreError> {
         let key = self.cfg.table_key();
-        let mut c = self.client.clone();
-        let resp = c.get(key.as_str(), None).await.map_err(unavailable)?;
+        let resp = self.get("read the table", key.clone(), None).await?;
         match resp.kvs().first() {
             Some(kv) => parse(&key, kv.value(), kv.mod_revision()).map(Some),
             None => Ok(None),
@@ -94,21 +165,20 @@ impl Store {
         &self,
         table: &Table,
         expect: i64,
-        lock: Option<&Lease>,
+        lock: Option<i64>,
     ) -> Result<i64, StoreError> {
         let key = self.cfg.table_key();
         let lock_key = self.cfg.lock_key();
         let body = serde_json::to_vec(table).map_err(|e| StoreError::Config(e.to_string()))?;
         let mut when = vec![Compare::mod_revision(key.as_str(), CompareOp::Equal, expect)];
-        if let Some(l) = lock {
-            when.push(Compare::lease(lock_key.as_str(), CompareOp::Equal, l.id));
+        if let Some(id) = lock {
+            when.push(Compare::lease(lock_key.as_str(), CompareOp::Equal, id));
         }
         let txn = Txn::new()
             .when(when)
             .and_then([TxnOp::put(key.as_str(), body, None)])
             .or_else([TxnOp::get(key.as_str(), None), TxnOp::get(lock_key.as_str(), None)]);
-        let mut c = self.client.clone();
-        let resp = c.txn(txn).await.map_err(unavailable)?;
+        let resp = self.txn("write the table", txn).await?;
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or(expect + 1));
         }
@@ -117,15 +187,20 @@ impl Store {
             _ => None,
         });
         let (table_now, lock_now) = (gets.next(), gets.next());
-        if let Some(l) = lock {
+        if let Some(id) = lock {
             let held = lock_now.as_ref().and_then(|g| g.kvs().first()).map(|kv| kv.lease());
-            if held != Some(l.id) {
+            if held != Some(id) {
                 return Err(StoreError::LeaseLost);
             }
         }
         let kv = table_now.as_ref().and_then(|g| g.kvs().first());
         let revision = kv.map(|kv| kv.mod_revision()).unwrap_or(0);
         let current = kv.and_then(|kv| Table::parse(kv.value()).ok()).map(Box::new);
+        // A retry on another member of a write the first one applied (its answer was lost)
+        // finds its own table: that is a success.
+        if current.as_ref().is_some_and(|c| c.version == table.version && c.same_content(table)) {
+            return Ok(revision);
+        }
         Err(StoreError::Moved { current, revision })
     }
 
@@ -133,10 +208,46 @@ impl Store {
     /// at or after it).
     pub async fn watch_table(&self, from: i64) -> Result<TableWatch, StoreError> {
         let key = self.cfg.table_key();
-        let mut c = self.client.clone();
         let opts = WatchOptions::new().with_start_revision(from);
-        let stream = c.watch(key.as_str(), Some(opts)).await.map_err(unavailable)?;
+        let stream = self
+            .call("watch the table", |mut c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.watch(key, Some(opts)).await }
+            })
+            .await?;
         Ok(TableWatch { stream, key, pending: Vec::new() })
+    }
+
+    /// Takes the operation lock for `op` on an existing lease (the autopilot's leadership:
+    /// the lock goes with the leader), or names who holds it.
+    pub async fn lock_on(&self, op: &Operation, lease: &LeaseRef) -> Result<(), StoreError> {
+        let key = self.cfg.lock_key();
+        let body = serde_json::to_vec(op).map_err(|e| StoreError::Config(e.to_string()))?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), body, Some(PutOptions::new().with_lease(lease.id)))])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let resp = self.txn("take the lock", txn).await?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        let held = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => {
+                g.kvs().first().and_then(|kv| serde_json::from_slice::<Operation>(kv.value()).ok())
+            }
+            _ => None,
+        });
+        Err(StoreError::LockHeld(Box::new(held.unwrap_or_else(|| unknown_holder(op)))))
+    }
+
+    /// Releases a lock taken with [`Store::lock_on`]: deletes it if it is still on `lease`.
+    pub async fn unlock_on(&self, lease: &LeaseRef) -> Result<(), StoreError> {
+        let key = self.cfg.lock_key();
+        let txn = Txn::new()
+            .when([Compare::lease(key.as_str(), CompareOp::Equal, lease.id)])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        self.txn("release the lock", txn).await?;
+        Ok(())
     }
 
     /// Takes the operation lock for `op` on a new lease, or names who holds it. `force`
@@ -147,16 +258,15 @@ impl Store {
         let lease = Lease::grant(self, key.clone()).await?;
         let body = serde_json::to_vec(op).map_err(|e| StoreError::Config(e.to_string()))?;
         let put = TxnOp::put(key.as_str(), body, Some(PutOptions::new().with_lease(lease.id)));
-        let mut c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
             .and_then([put.clone()])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let resp = match c.txn(txn).await {
+        let resp = match self.txn("take the lock", txn).await {
             Ok(r) => r,
             Err(e) => {
                 lease.release().await;
-                return Err(unavailable(e));
+                return Err(e);
             }
         };
         if resp.succeeded() {
@@ -175,7 +285,7 @@ impl Store {
                 let txn = Txn::new()
                     .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, rev)])
                     .and_then([put]);
-                match c.txn(txn).await {
+                match self.txn("take the lock over", txn).await {
                     Ok(r) if r.succeeded() => Ok(lease),
                     Ok(_) => {
                         lease.release().await;
@@ -183,7 +293,7 @@ impl Store {
                     }
                     Err(e) => {
                         lease.release().await;
-                        Err(unavailable(e))
+                        Err(e)
                     }
                 }
             }
@@ -201,8 +311,7 @@ impl Store {
 
     /// The operation holding the lock now, if any.
     pub async fn lock_holder(&self) -> Result<Option<Operation>, StoreError> {
-        let mut c = self.client.clone();
-        let resp = c.get(self.cfg.lock_key().as_str(), None).await.map_err(unavailable)?;
+        let resp = self.get("read the lock", self.cfg.lock_key(), None).await?;
         Ok(resp.kvs().first().and_then(|kv| serde_json::from_slice(kv.value()).ok()))
     }
 
@@ -214,8 +323,7 @@ impl Store {
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.as_str(), name, Some(PutOptions::new().with_lease(lease.id)))]);
-        let mut c = self.client.clone();
-        match c.txn(txn).await {
+        match self.txn("campaign", txn).await {
             Ok(r) if r.succeeded() => Ok(Some(lease)),
             Ok(_) => {
                 lease.release().await;
@@ -223,25 +331,43 @@ impl Store {
             }
             Err(e) => {
                 lease.release().await;
-                Err(unavailable(e))
+                Err(e)
             }
         }
     }
 
+    /// Completes when the leader key is deleted (its lease lapsed or was revoked), when
+    /// the watch breaks, or after `limit`: the moment to campaign again.
+    pub async fn leader_gone(&self, limit: Duration) {
+        let key = self.cfg.leader_key();
+        let work = async {
+            let mut stream = self
+                .call("watch the leader", |mut c| {
+                    let key = key.clone();
+                    async move { c.watch(key, None).await }
+                })
+                .await?;
+            while let Some(resp) =
+                stream.message().await.map_err(|e| StoreError::Unavailable(e.to_string()))?
+            {
+                if resp.canceled() || resp.events().iter().any(|e| e.event_type() == EventType::Delete) {
+                    break;
+                }
+            }
+            Ok::<(), StoreError>(())
+        };
+        let _ = tokio::time::timeout(limit, work).await;
+    }
+
     /// Who leads the autopilots now.
     pub async fn leader(&self) -> Result<Option<String>, StoreError> {
-        let mut c = self.client.clone();
-        let resp = c.get(self.cfg.leader_key().as_str(), None).await.map_err(unavailable)?;
+        let resp = self.get("read the leader", self.cfg.leader_key(), None).await?;
         Ok(resp.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
     }
 
     /// A cheap linearizable read: fails when the store has no quorum.
     pub async fn ping(&self) -> Result<i64, StoreError> {
-        let mut c = self.client.clone();
-        let resp = c
-            .get(self.cfg.table_key().as_str(), Some(GetOptions::new().with_keys_only()))
-            .await
-            .map_err(unavailable)?;
+        let resp = self.get("ping", self.cfg.table_key(), Some(GetOptions::new().with_keys_only())).await?;
         Ok(resp.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0))
     }
 }
@@ -274,7 +400,7 @@ impl TableWatch {
                 .stream
                 .message()
                 .await
-                .map_err(unavailable)?
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
                 .ok_or_else(|| StoreError::Unavailable("the watch ended".into()))?;
             if resp.canceled() {
                 return Err(StoreError::Unavailable(format!(
@@ -300,11 +426,34 @@ impl TableWatch {
     }
 }
 
+/// A handle on someone else's [`Lease`] (the autopilot's leadership, shared with the runs
+/// it starts): its id and whether it is lost, without the right to revoke it.
+#[derive(Debug, Clone)]
+pub struct LeaseRef {
+    id: i64,
+    lost: watch::Receiver<bool>,
+}
+
+impl LeaseRef {
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    pub async fn lost(&self) {
+        let mut rx = self.lost.clone();
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+}
+
 /// A lease kept alive in the background; `lost` turns true (and stays) once it lapsed,
 /// or is about to: a keep-alive not confirmed within the TTL less one request timeout.
 #[derive(Debug)]
 pub struct Lease {
-    pub id: i64,
+    id: i64,
     lost: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
     store: Store,
@@ -313,8 +462,9 @@ pub struct Lease {
 impl Lease {
     async fn grant(store: &Store, what: String) -> Result<Lease, StoreError> {
         let ttl = store.cfg.lease_ttl;
-        let mut c = store.client.clone();
-        let granted = c.lease_grant(ttl.as_secs() as i64, None).await.map_err(unavailable)?;
+        let granted = store
+            .call("grant a lease", |mut c| async move { c.lease_grant(ttl.as_secs() as i64, None).await })
+            .await?;
         let id = granted.id();
         let (tx, rx) = watch::channel(false);
         let keeper_store = store.clone();
@@ -322,6 +472,15 @@ impl Lease {
             keep_alive(keeper_store, id, ttl, tx, what).await;
         });
         Ok(Lease { id, lost: rx, task, store: store.clone() })
+    }
+
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// A handle for others to write under this lease (see [`LeaseRef`]).
+    pub fn share(&self) -> LeaseRef {
+        LeaseRef { id: self.id, lost: self.lost.clone() }
     }
 
     /// Whether the lease lapsed (nothing written under it is safe any more).
@@ -338,8 +497,10 @@ impl Lease {
     /// Revokes the lease: every key on it goes at once (the lock, the leadership).
     pub async fn release(self) {
         self.task.abort();
-        let mut c = self.store.client.clone();
-        if let Err(e) = c.lease_revoke(self.id).await {
+        let id = self.id;
+        if let Err(e) =
+            self.store.call("revoke the lease", |mut c| async move { c.lease_revoke(id).await }).await
+        {
             tracing::warn!(lease = self.id, error = %e, "cannot revoke the lease; it expires by itself");
         }
     }
@@ -352,18 +513,17 @@ async fn keep_alive(store: Store, id: i64, ttl: Duration, lost: watch::Sender<bo
     let alive_until = std::sync::Mutex::new(Instant::now() + ttl.saturating_sub(timeout));
     let deadline = || alive_until.lock().map(|t| *t).unwrap_or_else(|p| *p.into_inner());
     loop {
-        let mut c = store.client.clone();
         let attempt = async {
-            let (mut keeper, mut stream) = tokio::time::timeout(timeout, c.lease_keep_alive(id))
-                .await
-                .map_err(|_| StoreError::Unavailable("keep-alive stream not opened in time".into()))?
-                .map_err(unavailable)?;
+            let (mut keeper, mut stream) = store
+                .call("keep the lease alive", |mut c| async move { c.lease_keep_alive(id).await })
+                .await?;
+            let failed = |e: etcd_client::Error| StoreError::Unavailable(e.to_string());
             loop {
-                keeper.keep_alive().await.map_err(unavailable)?;
+                keeper.keep_alive().await.map_err(failed)?;
                 let resp = tokio::time::timeout(timeout, stream.message())
                     .await
                     .map_err(|_| StoreError::Unavailable("keep-alive unanswered".into()))?
-                    .map_err(unavailable)?
+                    .map_err(failed)?
                     .ok_or_else(|| StoreError::Unavailable("keep-alive stream ended".into()))?;
                 if resp.ttl() <= 0 {
                     return Err::<(), StoreError>(StoreError::LeaseLost);

@@ -366,6 +366,11 @@ async fn losing_the_quorum_fails_no_request_refuses_pushes_and_its_return_needs_
     wait_everywhere(&admins, 3, Duration::from_secs(5)).await;
     let answers = load.stop().await;
     let failed: Vec<_> = answers.iter().filter(|a| !a.ok).collect();
+    println!(
+        "quorum lost and back under client load: {} of {} client requests failed",
+        failed.len(),
+        answers.len()
+    );
     assert!(!answers.is_empty());
     assert!(
         failed.is_empty(),

@@ -209,6 +209,27 @@ async fn of_two_racing_pushes_through_the_store_exactly_one_is_applied() {
     let (code, out, err) = outage::flowgate(&["status", "--fleet", &file]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("store: version 2 ("), "{out}");
+
+    // A direct push past the store: status names the proxy and by how much, and fails;
+    // the store's next write brings the fleet back together.
+    let ahead = fleet.region("eu-west-1").proxies[0].admin;
+    let direct = fleet_table(5, 60, "pushed past the store");
+    let answer = h1_client()
+        .request(
+            http::Request::put(format!("http://{ahead}/v1/table"))
+                .header("authorization", format!("Bearer {}", outage::TOKEN))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(direct)))
+                .expect("request"),
+        )
+        .await
+        .expect("direct push");
+    assert_eq!(answer.status(), 200);
+    let (code, out, _) = outage::flowgate(&["status", "--fleet", &file]).await;
+    assert_eq!(code, Some(1), "a proxy off the store's table fails status:\n{out}");
+    assert!(out.contains(&format!("LAGGING: {ahead} (eu-west-1) on version 5: 3 AHEAD")), "{out}");
+    etcd.put("/flowgate/table", &fleet_table(6, 50, "the store passes it"));
+    wait_everywhere(&admins, 6, Duration::from_secs(5)).await;
 }
 
 fn evacuate_args<'a>(file: &'a str, region: &'a str, steps: &'a str) -> Vec<&'a str> {

@@ -321,6 +321,30 @@ impl EndpointSet {
         }
     }
 
+    /// A connection to endpoint `i` was refused: nothing listens there (a crashed origin).
+    /// It is out of use at once, as if its probes had failed, rather than after the next
+    /// probe; its probe is woken to confirm, and only `healthy_threshold` good probes bring
+    /// it back. Unlike outlier ejection this ignores `max_ejected_percent`: a refused
+    /// connection is a fact, not a statistic (the panic threshold still applies to
+    /// choosing). Returns whether the verdict changed.
+    pub fn mark_down(&self, i: usize) -> bool {
+        let Some(e) = self.endpoints.get(i) else { return false };
+        e.probe_ok_streak.store(0, Ordering::Relaxed);
+        e.probe_fail_streak.store(self.policy.unhealthy_threshold, Ordering::Relaxed);
+        let was = e.healthy.swap(false, Ordering::Relaxed);
+        e.suspect.notify_one();
+        if was {
+            tracing::warn!(endpoint = %e.authority, "endpoint refused a connection: out of use until its probes pass");
+        }
+        was
+    }
+
+    /// Whether an endpoint other than `i` can take a request now.
+    pub fn usable_besides(&self, i: usize) -> bool {
+        let now = self.now_ms();
+        self.endpoints.iter().enumerate().any(|(j, e)| j != i && self.usable_at(e, now))
+    }
+
     /// Not healthy, but not failed either: back from standby with no probe answered yet
     /// (or only good ones, short of the threshold).
     pub(crate) fn is_unproven(&self, i: usize) -> bool {
@@ -423,6 +447,20 @@ mod tests {
         assert_eq!(s.probe_result(0, true), None);
         assert_eq!(s.probe_result(0, true), Some(true));
         assert!(s.any_usable());
+    }
+
+    #[test]
+    fn a_refused_connection_takes_the_endpoint_out_until_probes_pass() {
+        let s = set(1, policy());
+        assert!(s.mark_down(0));
+        assert!(!s.any_usable(), "out at once, even as the only endpoint of its set");
+        assert!(!s.mark_down(0), "already down");
+        assert_eq!(s.probe_result(0, true), None);
+        assert_eq!(s.probe_result(0, true), Some(true), "back after healthy_threshold probes");
+        let two = set(2, policy());
+        assert!(two.usable_besides(0));
+        two.mark_down(1);
+        assert!(!two.usable_besides(0));
     }
 
     #[tokio::test(start_paused = true)]

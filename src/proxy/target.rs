@@ -286,6 +286,9 @@ impl Plan<'_> {
             outcome.target = Some(target);
             outcome.attempts += 1;
             let result = upstream.send(endpoint, req, self.hop.deadline).await;
+            if matches!(result, Err(ProxyError::ConnectFailed)) {
+                upstream.set.mark_down(endpoint);
+            }
             if let Target::Peer(i) = target
                 && let Some(peer) = p.targets.peers.get(i)
             {
@@ -321,11 +324,14 @@ impl Plan<'_> {
             }
             p.metrics.retries_total.with_label_values(&[reason.name()]).inc();
             avoid = Some(target);
-            // A peer's proxies unreachable or resetting (not its load balancer: the retry goes to the
-            // proxies next; not the local origin: another endpoint of it comes next).
+            // Unreachable or resetting: a peer's proxies (not its load balancer: the retry
+            // goes to the proxies next), or the local origin when no other endpoint of it
+            // can take the request (a crashed origin: the retry goes to another region at
+            // once, even when the row names only this one).
             let direct_peer = matches!(target, Target::Peer(_)) && path == Path::Direct;
+            let local_gone = target == Target::Local && !upstream.set.usable_besides(endpoint);
             let broken = matches!(reason, Reason::Connect | Reason::Reset);
-            unreachable = (broken && direct_peer).then_some(target);
+            unreachable = (broken && (direct_peer || local_gone)).then_some(target);
             avoid_endpoint = Some((target, path, endpoint));
             if let (Target::Peer(i), Path::Lb) = (target, path) {
                 avoid_lb = Some(i);

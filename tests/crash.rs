@@ -1,0 +1,67 @@
+//! A crashed origin costs no request: three regions of two proxy processes (the built
+//! binary), every row local, a steady client load into every region; us-east-1's origin
+//! killed (its listener and every connection). Requests that find it gone go to another
+//! region within the same request, and the refused connection takes the endpoint out of
+//! use at once, so only the first requests need a retry.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::fleet::metric_sum;
+use support::outage::{self, Load, OutageFleet};
+
+const EAST: &str = "us-east-1";
+
+async fn metrics(admin: std::net::SocketAddr) -> String {
+    let (_, _, body) = support::get(&support::h1_client(), &format!("http://{admin}/metrics")).await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_origin_fails_no_request_and_is_out_of_use_after_its_first_refusal() {
+    let fleet = OutageFleet::start(2).await;
+    let load = Load::start(outage::targets(&fleet, &[]), 40);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = load.started.elapsed();
+    fleet.region(EAST).origin.kill();
+    let t0 = Instant::now();
+    // Out of use on every proxy of the region well before the probes (every 200 ms, two
+    // failures needed) could have said so.
+    let east: Vec<_> = fleet.region(EAST).proxies.iter().map(|p| p.admin).collect();
+    let mut out_at = None;
+    while t0.elapsed() < Duration::from_secs(5) {
+        let mut all = true;
+        for a in &east {
+            let st = outage::status(*a).await.expect("status");
+            all &= st["origins"]["api"]["healthy"] == false;
+        }
+        if all {
+            out_at = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out_at = out_at.expect("the dead origin stayed in use");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let answers = load.stop().await;
+    let entering_east: Vec<_> = answers.iter().filter(|a| a.region == EAST && a.sent >= killed_at).collect();
+    let failed: Vec<_> = answers.iter().filter(|a| !a.ok).collect();
+    let mut retries = 0.0;
+    for a in &east {
+        let m = metrics(*a).await;
+        retries += metric_sum(&m, "flowgate_retries_total", &["reason=\"connect-failure\""])
+            + metric_sum(&m, "flowgate_retries_total", &["reason=\"reset\""]);
+    }
+    println!(
+        "origin killed under {} requests/s into each region: {} of {} requests entering {EAST} after the kill failed, {retries} retries, endpoint out of use on both proxies after {out_at:?}",
+        40,
+        failed.len(),
+        entering_east.len()
+    );
+    assert!(failed.is_empty(), "{} requests failed: {:?}", failed.len(), failed.first());
+    assert!(entering_east.len() > 100, "the load kept going: {}", entering_east.len());
+    // Each proxy retries what was in flight and what it sent before its first refusal,
+    // not every request until a probe catches up.
+    assert!(retries <= 20.0, "{retries} retries: the endpoint was not taken out at once");
+}

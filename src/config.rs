@@ -142,9 +142,15 @@ pub enum Protocol {
 pub struct Origin {
     /// `host:port` entries; names are resolved again for every new connection.
     pub endpoints: Vec<String>,
-    /// Path probed by active health checks.
+    /// How active health checks probe each endpoint.
+    #[serde(default)]
+    pub health: HealthCheck,
+    /// Path probed by `health = "http"` checks.
     #[serde(default = "default_health_path")]
     pub health_path: String,
+    /// The service a `health = "grpc"` check asks about; empty: the whole server.
+    #[serde(default)]
+    pub health_service: String,
     /// Requests in flight to this origin beyond which new ones are refused with 503.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
@@ -156,6 +162,22 @@ pub struct Origin {
     /// Overrides `timeouts.request` for this origin.
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
+}
+
+/// How an origin's endpoints are probed (`[origins.NAME] health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum HealthCheck {
+    /// `GET health_path`; any 2xx is healthy.
+    #[default]
+    #[serde(rename = "http")]
+    Http,
+    /// The standard `grpc.health.v1.Health/Check` for `health_service`; healthy when it
+    /// answers `SERVING`. Needs `protocol = "h2"`.
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// A TCP connection within `[health] timeout` is healthy.
+    #[serde(rename = "tcp")]
+    Tcp,
 }
 
 fn default_health_path() -> String {

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub probes_total: IntCounterVec,
     /// `{region}`
     pub bypass_active: IntGaugeVec,
+    /// `{region}`: the share of its traffic a target region keeps after region outlier
+    /// detection (1: all of it).
+    pub region_outlier_share: prometheus::GaugeVec,
     /// `{reason}`
     pub retries_total: IntCounterVec,
     pub retry_budget_exhausted_total: IntCounter,
@@ -96,6 +99,13 @@ impl Metrics {
                 opts("probes_total", "Active health probes sent, by kind of endpoint."),
                 &["kind"],
             )?,
+            region_outlier_share: prometheus::GaugeVec::new(
+                opts(
+                    "region_outlier_share",
+                    "Share of the traffic the table gives a region that it keeps after outlier detection on 5xx (1: all).",
+                ),
+                &["region"],
+            )?,
             bypass_active: IntGaugeVec::new(
                 opts("bypass_active", "1 while requests to the region bypass its load balancer."),
                 &["region"],
@@ -134,6 +144,7 @@ impl Metrics {
         m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
         m.registry.register(Box::new(m.probes_total.clone()))?;
         m.registry.register(Box::new(m.bypass_active.clone()))?;
+        m.registry.register(Box::new(m.region_outlier_share.clone()))?;
         m.registry.register(Box::new(m.retries_total.clone()))?;
         m.registry.register(Box::new(m.retry_budget_exhausted_total.clone()))?;
         m.registry.register(Box::new(m.shed_total.clone()))?;

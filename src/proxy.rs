@@ -17,6 +17,7 @@ pub mod health;
 pub mod origin;
 pub mod peer;
 pub mod pool;
+pub mod region_outlier;
 pub mod retry;
 pub mod route;
 pub mod shed;
@@ -169,7 +170,9 @@ pub struct Proxy {
     /// Per target region, in `regions.names` order (this region first): what requests
     /// sent there got, for the per-target figures of `/v1/status` and, for this region,
     /// the figures its health answer reports.
-    pub target_windows: Vec<crate::metrics::window::TargetWindow>,
+    pub target_windows: Arc<Vec<crate::metrics::window::TargetWindow>>,
+    /// Per target region (same order): the share it keeps after outlier detection.
+    pub outliers: Arc<region_outlier::RegionOutliers>,
     access_log: bool,
     /// Protocol-switched connections (WebSocket) outlive their request; drain waits for
     /// them and cuts them at the drain timeout.
@@ -249,7 +252,8 @@ impl Proxy {
             shedder: shed::Shedder::new(&cfg.overload),
             retry: RetryPolicy::new(&cfg.retry),
             request_metrics,
-            target_windows: (0..regions_len).map(|_| Default::default()).collect(),
+            target_windows: Arc::new((0..regions_len).map(|_| Default::default()).collect()),
+            outliers: Arc::new(region_outlier::RegionOutliers::new(regions_len)),
             metrics: shared.metrics,
             access_log: cfg.log.access,
             tunnels: shared.tunnels,
@@ -271,6 +275,16 @@ impl Proxy {
                 metrics: self.metrics.clone(),
                 stop: self.background.clone(),
             },
+        );
+        health::spawn_outliers(
+            health::OutlierInputs {
+                windows: self.target_windows.clone(),
+                targets: self.targets.clone(),
+                outliers: self.outliers.clone(),
+                names: self.regions.names.clone(),
+            },
+            self.metrics.clone(),
+            self.background.clone(),
         );
         for which in self.targets.upstream_refs() {
             health::spawn_resolver(
@@ -358,14 +372,8 @@ impl Proxy {
         if !ctx.listener.is_peer() {
             self.metrics.source_rate.record(status.is_server_error());
         }
-        let target_index = outcome.target.map(|t| match t {
-            Target::Local => 0,
-            Target::Peer(i) => i + 1,
-        });
+        let target_index = outcome.target.map(Target::index);
         let elapsed = started.elapsed();
-        if let Some(w) = target_index.and_then(|i| self.target_windows.get(i)) {
-            w.record(status.is_server_error(), elapsed);
-        }
         self.request_metrics.observe(
             ctx.listener as usize,
             outcome.origin,

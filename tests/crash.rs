@@ -65,3 +65,23 @@ async fn a_killed_origin_fails_no_request_and_is_out_of_use_after_its_first_refu
     // not every request until a probe catches up.
     assert!(retries <= 20.0, "{retries} retries: the endpoint was not taken out at once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_post_refused_by_a_dead_origin_is_answered_by_another_region_in_the_same_request() {
+    let fleet = OutageFleet::start(1).await;
+    let east = &fleet.region(EAST).proxies[0];
+    fleet.region(EAST).origin.kill();
+    // The first request after the crash meets the refusal itself.
+    let req = http::Request::post(format!("http://{}/orders", east.public))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{\"order\": 1}")))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), support::h1_client().request(req))
+        .await
+        .expect("in time")
+        .expect("answered");
+    assert_eq!(resp.status(), 200);
+    let region = resp.headers()["x-flowgate-region"].to_str().expect("region").to_owned();
+    assert_ne!(region, EAST, "answered by another region");
+    assert_eq!(resp.headers()["x-flowgate-attempts"], "2", "the refused attempt, then another region");
+}

@@ -12,6 +12,8 @@
 //!   `deploy/systemd/flowgate-autopilot.service` the same ways, against the proxies' files,
 //!   and their command lines run on the binary.
 //! - The probe paths and signals all of them name, against a running binary.
+//! - `deploy/etcd`: the three etcd members' files against one another and their unit, and
+//!   the `[store]` of its proxy config and fleet file against the members.
 //!
 //! Every rule compares two sides, so renaming a port, a path, a file or a Service on one
 //! side only fails a test.
@@ -1984,4 +1986,262 @@ fn autopilot_command_lines_run_on_the_binary() {
         s.spawn(|| run_as_deployed(&k8s, &fleet));
         s.spawn(|| run_as_deployed(&unit, &fleet));
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// deploy/etcd: the store's members, their unit, and flowgate's [store]
+
+/// The example's regions, one member each, in the order of `[store] etcd` (requests start
+/// with the first: in flowgate-store.toml, its own region's member).
+const ETCD_REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+
+/// The etcd 3.4 config file keys the member files may use, and those of their
+/// `*-transport-security` tables: etcd ignores a key it does not know, so a misspelt
+/// `client-cert-auth` would go unnoticed by etcd (each top-level key is also checked
+/// against `etcd --help` where etcd is installed).
+const ETCD_KEYS: [&str; 19] = [
+    "name",
+    "data-dir",
+    "listen-client-urls",
+    "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+    "initial-cluster-token",
+    "initial-cluster-state",
+    "client-transport-security",
+    "peer-transport-security",
+    "heartbeat-interval",
+    "election-timeout",
+    "pre-vote",
+    "auto-compaction-mode",
+    "auto-compaction-retention",
+    "quota-backend-bytes",
+    "logger",
+    "log-outputs",
+];
+const ETCD_TLS_KEYS: [&str; 5] = ["cert-file", "key-file", "client-cert-auth", "trusted-ca-file", "auto-tls"];
+
+/// A member file's string at `key`.
+fn etcd_str<'a>(what: &str, m: &'a Value, key: &str) -> &'a str {
+    s(&m[key]).unwrap_or_else(|| panic!("{what}: {key}: a string, got {:?}", m[key]))
+}
+
+/// A member file's URL list at `key` (etcd takes them comma-separated), every one https.
+fn etcd_urls(what: &str, m: &Value, key: &str) -> Vec<http::Uri> {
+    etcd_str(what, m, key)
+        .split(',')
+        .map(|u| {
+            let uri: http::Uri = u.trim().parse().unwrap_or_else(|e| panic!("{what}: {key}: {u}: {e}"));
+            assert_eq!(uri.scheme_str(), Some("https"), "{what}: {key}: {u}: TLS on every port");
+            uri
+        })
+        .collect()
+}
+
+/// `[store]` of a flowgate TOML file, read as plain TOML (the binary's own check needs the
+/// `etcd` feature): (etcd URLs, lease_ttl).
+fn store_table(what: &str, path: &Path) -> (Vec<String>, Duration) {
+    let doc: toml::Value = toml::from_str(&read(path)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let store = doc.get("store").unwrap_or_else(|| panic!("{what}: no [store]"));
+    let etcd = store
+        .get("etcd")
+        .and_then(toml::Value::as_array)
+        .unwrap_or_else(|| panic!("{what}: [store] etcd: a list"))
+        .iter()
+        .map(|u| u.as_str().unwrap_or_else(|| panic!("{what}: [store] etcd: {u:?}")).to_owned())
+        .collect();
+    for k in ["ca", "cert", "key"] {
+        assert!(
+            store.get(k).and_then(toml::Value::as_str).is_some_and(|v| !v.is_empty()),
+            "{what}: [store] {k}: the members take TLS clients with a certificate only"
+        );
+    }
+    assert_eq!(
+        store.get("prefix").and_then(toml::Value::as_str),
+        Some("/flowgate"),
+        "{what}: [store] prefix"
+    );
+    let ttl = store.get("lease_ttl").and_then(toml::Value::as_str).unwrap_or("10s");
+    (etcd, humantime::parse_duration(ttl).unwrap_or_else(|e| panic!("{what}: lease_ttl {ttl}: {e}")))
+}
+
+#[test]
+fn etcd_example_members_agree_and_flowgate_configs_point_at_them() {
+    let dir = root("deploy/etcd");
+    let what = "etcd-member.service";
+    let unit = parse_unit(what, &read(&dir.join(what)));
+    assert_eq!(
+        unit_argv(&unit, "ExecStart"),
+        ["/usr/bin/etcd", "--config-file", "/etc/etcd/etcd.yml"],
+        "{what}: ExecStart"
+    );
+    assert_eq!(unit_value(&unit, "Type"), Some("notify"), "{what}: etcd sends sd_notify READY");
+    assert_eq!(unit_value(&unit, "User"), Some("etcd"), "{what}: User=etcd");
+    assert_eq!(unit_value(&unit, "Restart"), Some("always"), "{what}: Restart=always");
+    let state_dir = format!("/var/lib/{}", unit_value(&unit, "StateDirectory").expect("StateDirectory"));
+    let help = support::etcd::available().then(|| {
+        let out = Command::new(support::etcd::ETCD).arg("--help").output().expect("etcd --help");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    });
+
+    let mut members = Vec::new();
+    for region in ETCD_REGIONS {
+        let file = format!("etcd-{region}.yml");
+        let what = format!("deploy/etcd/{file}");
+        let m: Value =
+            serde_yaml_ng::from_str(&read(&dir.join(&file))).unwrap_or_else(|e| panic!("{what}: {e}"));
+        for (k, v) in m.as_mapping().unwrap_or_else(|| panic!("{what}: a mapping")) {
+            let k = s(k).unwrap_or_else(|| panic!("{what}: key {k:?}"));
+            assert!(
+                ETCD_KEYS.contains(&k),
+                "{what}: {k} is not an etcd 3.4 config key (etcd would ignore it)"
+            );
+            // Each key is a flag's name, but the TLS tables': theirs are.
+            let mut flags = vec![k];
+            if k.ends_with("-transport-security") {
+                flags = v
+                    .as_mapping()
+                    .unwrap_or_else(|| panic!("{what}: {k}: a mapping"))
+                    .keys()
+                    .map(|tk| {
+                        let tk = s(tk).unwrap_or("?");
+                        assert!(ETCD_TLS_KEYS.contains(&tk), "{what}: {k}.{tk} is not an etcd 3.4 TLS key");
+                        tk
+                    })
+                    .collect();
+            }
+            if let Some(help) = &help {
+                for f in flags {
+                    assert!(help.contains(&format!("--{f} ")), "{what}: {f}: not in `etcd --help`");
+                }
+            }
+        }
+
+        let name = etcd_str(&what, &m, "name").to_owned();
+        assert_eq!(name, format!("etcd-{region}"), "{what}: the member of {region}");
+        let host = format!("etcd-{region}.example.internal");
+        let one = |key: &str, port: u16| {
+            let urls = etcd_urls(&what, &m, key);
+            assert_eq!(urls.len(), 1, "{what}: {key}: one URL");
+            assert_eq!(urls[0].port_u16(), Some(port), "{what}: {key}: port {port}");
+            urls[0].clone()
+        };
+        let client = one("advertise-client-urls", 2379);
+        let peer = one("initial-advertise-peer-urls", 2380);
+        assert_eq!(client.host(), Some(host.as_str()), "{what}: advertise-client-urls: its region's host");
+        assert_eq!(
+            peer.host(),
+            Some(host.as_str()),
+            "{what}: initial-advertise-peer-urls: its region's host"
+        );
+        one("listen-client-urls", 2379);
+        one("listen-peer-urls", 2380);
+        assert_eq!(etcd_str(&what, &m, "initial-cluster-state"), "new", "{what}: a new cluster");
+        for t in ["client-transport-security", "peer-transport-security"] {
+            assert_eq!(m[t]["client-cert-auth"].as_bool(), Some(true), "{what}: {t}: client-cert-auth: true");
+            assert_ne!(m[t]["auto-tls"].as_bool(), Some(true), "{what}: {t}: no self-signed auto-tls");
+            for f in ["cert-file", "key-file", "trusted-ca-file"] {
+                let p = etcd_str(&what, &m[t], f);
+                assert!(Path::new(p).is_absolute(), "{what}: {t}.{f}: {p}: an absolute path");
+            }
+        }
+        let data_dir = etcd_str(&what, &m, "data-dir");
+        assert_eq!(
+            data_dir, state_dir,
+            "{what}: data-dir is etcd-member.service's StateDirectory (its one writable folder)"
+        );
+        members.push((name, client, peer, m));
+    }
+
+    // The cluster they form: the same initial-cluster (each member at its advertised peer
+    // URL), token and timing in every file.
+    let (_, _, _, first) = &members[0];
+    let want: BTreeMap<String, String> = members
+        .iter()
+        .map(|(n, _, p, _)| (n.clone(), p.to_string().trim_end_matches('/').to_owned()))
+        .collect();
+    for (name, _, _, m) in &members {
+        let what = format!("deploy/etcd/{name}.yml");
+        for key in ["initial-cluster", "initial-cluster-token", "heartbeat-interval", "election-timeout"] {
+            assert_eq!(m[key], first[key], "{what}: {key} differs from {}'s", members[0].0);
+        }
+        let cluster: BTreeMap<String, String> = etcd_str(&what, m, "initial-cluster")
+            .split(',')
+            .map(|e| {
+                let (n, u) =
+                    e.trim().split_once('=').unwrap_or_else(|| panic!("{what}: initial-cluster: {e}"));
+                let uri: http::Uri =
+                    u.parse().unwrap_or_else(|e| panic!("{what}: initial-cluster: {u}: {e}"));
+                assert_eq!(
+                    uri.scheme_str(),
+                    Some("https"),
+                    "{what}: initial-cluster: {u}: TLS on every port"
+                );
+                (n.to_owned(), u.to_owned())
+            })
+            .collect();
+        assert_eq!(
+            cluster, want,
+            "{what}: initial-cluster against each member's initial-advertise-peer-urls"
+        );
+    }
+    let election = Duration::from_millis(first["election-timeout"].as_u64().expect("election-timeout"));
+    let heartbeat = Duration::from_millis(first["heartbeat-interval"].as_u64().expect("heartbeat-interval"));
+    assert!(
+        election >= heartbeat * 10,
+        "election-timeout {election:?}: at least 10 heartbeats ({heartbeat:?})"
+    );
+
+    // flowgate's side: both files name the three members' client URLs, in region order.
+    let clients: Vec<String> =
+        members.iter().map(|(_, c, _, _)| c.to_string().trim_end_matches('/').to_owned()).collect();
+    for file in ["flowgate-store.toml", "fleet-store.toml"] {
+        let what = format!("deploy/etcd/{file}");
+        let (etcd, lease_ttl) = store_table(&what, &dir.join(file));
+        assert_eq!(etcd, clients, "{what}: [store] etcd against the members' advertise-client-urls");
+        // etcd grants no lease shorter than 1.5 election timeouts: flowgate's must be longer.
+        assert!(
+            lease_ttl > election * 3 / 2,
+            "{what}: lease_ttl {lease_ttl:?}: etcd lengthens leases under 1.5 election timeouts ({election:?})"
+        );
+    }
+    let doc: toml::Value = toml::from_str(&read(&dir.join("fleet-store.toml"))).expect("fleet-store.toml");
+    let regions: BTreeSet<&str> =
+        doc["regions"].as_table().expect("[regions]").keys().map(String::as_str).collect();
+    assert_eq!(regions, BTreeSet::from(ETCD_REGIONS), "deploy/etcd/fleet-store.toml: a region per member");
+    let doc: toml::Value =
+        toml::from_str(&read(&dir.join("flowgate-store.toml"))).expect("flowgate-store.toml");
+    assert_eq!(
+        doc["region"].as_str(),
+        Some(ETCD_REGIONS[0]),
+        "deploy/etcd/flowgate-store.toml: region: the first member's (its [store] etcd starts there)"
+    );
+    let peers: BTreeSet<&str> =
+        doc["peers"].as_table().expect("[peers]").keys().map(String::as_str).collect();
+    assert_eq!(
+        peers,
+        BTreeSet::from_iter(ETCD_REGIONS[1..].iter().copied()),
+        "deploy/etcd/flowgate-store.toml: [peers]: the other members' regions"
+    );
+
+    // The binary: it validates the proxy's config and loads the fleet file with their
+    // [store] (the TLS files are resolved, not read: they need not exist here), and both
+    // name one store; a binary built without the feature refuses them, saying so.
+    let config = dir.join("flowgate-store.toml");
+    let (code, out, err) = flowgate(&["validate", "--config", config.to_str().unwrap()]);
+    #[cfg(feature = "etcd")]
+    {
+        assert_eq!(code, 0, "flowgate validate --config {}:\n{out}{err}", config.display());
+        let cfg = Config::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
+        let fleet = FleetFile::load(&dir.join("fleet-store.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.store.is_some(), "flowgate-store.toml: [store]");
+        assert_eq!(cfg.store, fleet.store, "flowgate-store.toml and fleet-store.toml: one store");
+        assert_eq!(fleet.token_env, cfg.admin.token_env, "fleet-store.toml: token_env is the proxies'");
+    }
+    #[cfg(not(feature = "etcd"))]
+    assert!(
+        code != 0 && format!("{out}{err}").contains("--features etcd"),
+        "without the etcd feature, flowgate validate must refuse [store] naming the feature:\n{out}{err}"
+    );
 }

@@ -138,7 +138,10 @@ async fn a_peer_regions_proxies_dying_under_load_fail_no_request() {
     assert!(from_b_before > 100, "B must carry traffic before it dies: {from_b_before}");
     assert_eq!(from_b_late, 0, "requests still answered by B after its proxies died");
     assert!(connect_retries > 0.0, "the refused connections to B must have been retried");
-    assert!(retried_posts > 0, "POSTs refused by B's dead proxies must have been retried elsewhere");
+    // A refused connection takes the endpoint out at once, so only the requests in flight
+    // at the kill meet one, and whether a POST is among them is luck: that a refused POST
+    // is retried elsewhere is checked deterministically in tests/crash.rs.
+    let _ = retried_posts;
     fleet.stop().await;
 }
 

@@ -162,3 +162,52 @@ fn example_fleet_and_table_files_are_valid() {
     let (code, _, err) = flowgate(&["validate", "--table", table]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn origin_health_kinds_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with = |lines: &str| {
+        format!(
+            "region = \"us-east-1\"\n[listen]\npublic = \"127.0.0.1:8080\"\n\
+             [origins.api]\nendpoints = [\"127.0.0.1:9000\"]\n{lines}\n\
+             [[routes]]\norigin = \"api\"\n"
+        )
+    };
+    let run = |name: &str, lines: &str| {
+        let path = write(&dir, name, &with(lines));
+        let (code, _, err) = flowgate(&["validate", "--config", &path]);
+        (code, err)
+    };
+
+    for (name, lines) in [
+        ("grpc.toml", "protocol = \"h2\"\nhealth = \"grpc\""),
+        ("service.toml", "protocol = \"h2\"\nhealth = \"grpc\"\nhealth_service = \"pkg.Api\""),
+        ("tcp.toml", "health = \"tcp\""),
+        ("http.toml", "health = \"http\"\nhealth_path = \"/ready\""),
+    ] {
+        let (code, err) = run(name, lines);
+        assert_eq!(code, 0, "{lines}: {err}");
+    }
+
+    // gRPC runs over HTTP/2: on an HTTP/1.1 origin (the default, or said) it is refused.
+    for (name, lines) in [
+        ("grpc-h1.toml", "health = \"grpc\""),
+        ("grpc-http1.toml", "protocol = \"http1\"\nhealth = \"grpc\""),
+    ] {
+        let (code, err) = run(name, lines);
+        assert_eq!(code, 2, "{lines}: {err}");
+        assert!(err.contains("origins.api.health:") && err.contains("protocol = \"h2\""), "{err}");
+        assert_eq!(err.lines().count(), 1, "only that mistake:\n{err}");
+    }
+
+    let (code, err) = run("icmp.toml", "health = \"icmp\"");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("origins.api.health:") && err.contains("icmp"), "{err}");
+    for kind in ["http", "grpc", "tcp"] {
+        assert!(err.contains(kind), "the accepted kinds are named ({kind}):\n{err}");
+    }
+
+    let (code, err) = run("stray-service.toml", "health = \"tcp\"\nhealth_service = \"pkg.Api\"");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("origins.api.health_service:") && err.contains("grpc"), "{err}");
+}

@@ -134,6 +134,10 @@
       const share = h("td", { class: "num share", id: "share-" + n, "data-region": n, "data-share": String(t.share) }, pct(t.share));
       const health = h("td", { class: "health" });
       health.append(badge(t.healthy, "healthy", "down", "bad"));
+      if (t.outlier_share < 1) {
+        const b = h("span", { class: "badge warn", title: "answers far more 5xx than the other regions" }, "5xx: keeps " + pct(t.outlier_share));
+        health.append(" ", b);
+      }
       const bypass = h("td", { class: "bypass" });
       bypass.append(t.bypass_active ? h("span", { class: "badge warn" }, "active") : h("span", { class: "badge off" }, "no"));
       const eps = Object.keys(t.endpoints || {}).sort().map((k) => k + " " + t.endpoints[k].healthy + "/" + t.endpoints[k].total);

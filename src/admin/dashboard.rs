@@ -176,6 +176,15 @@ pub fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
         } else {
             r#"<span class="badge bad">down</span>"#
         };
+        // Region outlier detection: a region answering far more 5xx than the others.
+        let health = if t.outlier_share < 1.0 {
+            format!(
+                r#"{health} <span class="badge warn" title="answers far more 5xx than the other regions">5xx: keeps {:.0}%</span>"#,
+                t.outlier_share * 100.0
+            )
+        } else {
+            health.to_owned()
+        };
         let mode = t.mode.map(mode_name).unwrap_or("local");
         let path = t.path.as_deref().unwrap_or(if t.local { "origins" } else { "none" });
         let bypass = if t.bypass_active {
@@ -312,6 +321,7 @@ mod tests {
                 )]),
                 figures: Default::default(),
                 reported: None,
+                outlier_share: 1.0,
             },
         );
         targets.insert(
@@ -326,6 +336,7 @@ mod tests {
                 endpoints: BTreeMap::new(),
                 figures: Default::default(),
                 reported: None,
+                outlier_share: 1.0,
             },
         );
         Status {

@@ -109,6 +109,7 @@ fn targets(
                     endpoints,
                     figures,
                     reported: None,
+                    outlier_share: proxy.outliers.kept(index),
                 }
             }
             Target::Peer(i) => {
@@ -129,6 +130,7 @@ fn targets(
                     ]),
                     figures,
                     reported: peer.reported(),
+                    outlier_share: proxy.outliers.kept(index),
                 }
             }
         };

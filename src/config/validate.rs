@@ -85,6 +85,20 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
                 "must start with `/`",
             );
         }
+        if origin.health == super::HealthCheck::Grpc && origin.protocol != super::Protocol::Http2 {
+            errors.push(
+                format!("origins.{name}.health"),
+                errors.span_of(name),
+                "`grpc` health checks need `protocol = \"h2\"` (gRPC runs over HTTP/2)",
+            );
+        }
+        if !origin.health_service.is_empty() && origin.health != super::HealthCheck::Grpc {
+            errors.push(
+                format!("origins.{name}.health_service"),
+                errors.span_of(&origin.health_service),
+                "only used by `health = \"grpc\"`",
+            );
+        }
         if origin.max_concurrency == 0 {
             errors.push(format!("origins.{name}.max_concurrency"), None, "must be at least 1");
         }

@@ -89,6 +89,7 @@ impl Fixture {
                     endpoints: BTreeMap::new(),
                     figures: if local { self.served } else { self.sent.get(t).copied().unwrap_or_default() },
                     reported: self.reported.get(t).copied(),
+                    outlier_share: 1.0,
                 };
                 (t.clone(), status)
             })

@@ -127,6 +127,8 @@ struct LatencyBucket {
     second: AtomicU64,
     total: AtomicU32,
     failed: AtomicU32,
+    /// Of `failed`, the 503s a proxy made itself to shed load: capacity, not failure.
+    shed: AtomicU32,
     bins: [AtomicU32; LATENCY_BINS_MS.len() + 1],
 }
 
@@ -147,6 +149,11 @@ pub struct TargetStats {
     pub latency_ms_p50: f64,
     /// Requests in the span (the figures mean little over a handful).
     pub requests: u64,
+    /// The 5xx share leaving out load shed by a proxy (`x-flowgate-error: shed`): what
+    /// region outlier detection judges, since capacity has its own spill and shedding.
+    pub failure_ratio: f64,
+    /// Requests in the span that were not shed.
+    pub unshed: u64,
 }
 
 impl Default for TargetWindow {
@@ -165,11 +172,18 @@ impl TargetWindow {
 
     /// One answered request; `error` for a 5xx.
     pub fn record(&self, error: bool, latency: Duration) {
+        self.record_answer(error, false, latency);
+    }
+
+    /// One answered request; `error` for a 5xx, `shed` when that 5xx is a proxy shedding
+    /// load.
+    pub fn record_answer(&self, error: bool, shed: bool, latency: Duration) {
         let second = self.second();
         let b = &self.buckets[(second as usize) % BUCKETS];
         if b.second.swap(second, Ordering::Relaxed) != second {
             b.total.store(0, Ordering::Relaxed);
             b.failed.store(0, Ordering::Relaxed);
+            b.shed.store(0, Ordering::Relaxed);
             for bin in &b.bins {
                 bin.store(0, Ordering::Relaxed);
             }
@@ -177,6 +191,9 @@ impl TargetWindow {
         b.total.fetch_add(1, Ordering::Relaxed);
         if error {
             b.failed.fetch_add(1, Ordering::Relaxed);
+            if shed {
+                b.shed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let ms = latency.as_secs_f64() * 1000.0;
         let bin = LATENCY_BINS_MS.iter().position(|up| ms <= *up).unwrap_or(LATENCY_BINS_MS.len());
@@ -187,13 +204,14 @@ impl TargetWindow {
     pub fn stats(&self, span: u64) -> TargetStats {
         let complete = self.second().saturating_sub(1);
         let span = span.min(complete).max(1);
-        let (mut total, mut failed) = (0u64, 0u64);
+        let (mut total, mut failed, mut shed) = (0u64, 0u64, 0u64);
         let mut bins = [0u64; LATENCY_BINS_MS.len() + 1];
         for b in &self.buckets {
             let sec = b.second.load(Ordering::Relaxed);
             if sec + span > complete && sec <= complete {
                 total += b.total.load(Ordering::Relaxed) as u64;
                 failed += b.failed.load(Ordering::Relaxed) as u64;
+                shed += b.shed.load(Ordering::Relaxed) as u64;
                 for (sum, bin) in bins.iter_mut().zip(&b.bins) {
                     *sum += bin.load(Ordering::Relaxed) as u64;
                 }
@@ -204,6 +222,8 @@ impl TargetWindow {
             error_ratio: if total == 0 { 0.0 } else { failed as f64 / total as f64 },
             latency_ms_p50: median(&bins),
             requests: total,
+            failure_ratio: if total > shed { (failed - shed) as f64 / (total - shed) as f64 } else { 0.0 },
+            unshed: total - shed,
         }
     }
 }
@@ -231,6 +251,20 @@ fn median(bins: &[u64; LATENCY_BINS_MS.len() + 1]) -> f64 {
 #[cfg(test)]
 mod target_tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn load_shed_by_a_proxy_is_not_a_failure_for_outlier_detection() {
+        let w = TargetWindow::default();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        for i in 0..10 {
+            w.record_answer(i < 4, i < 2, Duration::from_millis(3));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let s = w.stats(10);
+        assert_eq!((s.requests, s.unshed), (10, 8));
+        assert!((s.error_ratio - 0.4).abs() < 1e-9, "every 5xx counts in the figures");
+        assert!((s.failure_ratio - 0.25).abs() < 1e-9, "{}", s.failure_ratio);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn target_window_reports_rate_errors_and_median() {

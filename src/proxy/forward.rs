@@ -300,3 +300,45 @@ impl Upstream {
         Ok(answer)
     }
 }
+
+/// A whole probe exchange: the head, the body and the trailers (gRPC puts its status there).
+#[derive(Debug)]
+pub struct ProbeExchange {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<http::HeaderMap>,
+}
+
+impl Upstream {
+    /// Sends `req` (its URI a path) to endpoint `i` over the set's own pool, like `probe`,
+    /// and reads the whole answer within `timeout`: at most `limit` bytes of body (more is
+    /// an error), then the trailers. Does not count as passive health.
+    pub async fn probe_exchange(
+        &self,
+        i: usize,
+        req: Request<Bytes>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<ProbeExchange, ProxyError> {
+        use http_body_util::BodyExt;
+        let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
+        let req = req.map(|b| Either::Right(Full::new(b)));
+        let work = async {
+            let (resp, _conn) = self.exchange(endpoint, i, req).await?;
+            let (head, body) = resp.into_parts();
+            let collected = http_body_util::Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|_| ProxyError::UpstreamReset)?;
+            let trailers = collected.trailers().cloned();
+            Ok::<_, ProxyError>(ProbeExchange {
+                status: head.status,
+                headers: head.headers,
+                body: collected.to_bytes(),
+                trailers,
+            })
+        };
+        tokio::time::timeout(timeout, work).await.map_err(|_| ProxyError::Timeout)?
+    }
+}

@@ -1,6 +1,7 @@
-//! Active health: every proxy probes its own origins' endpoints at `health_path`, and each
-//! peer region's load balancer and proxies at `/.flowgate/health`, with thresholds in both
-//! directions and jittered intervals. It also answers that path for its own region.
+//! Active health: every proxy probes its own origins' endpoints as their `health` says
+//! (`GET health_path`, the gRPC health service, or a TCP connect), and each peer region's
+//! load balancer and proxies at `/.flowgate/health`, with thresholds in both directions
+//! and jittered intervals. It also answers that path for its own region.
 //!
 //! A peer's answer is a JSON document of its origins' health; the proxy takes from it
 //! which origins that region can serve, so a region that lost only `video` still gets
@@ -14,9 +15,13 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+mod grpc;
+
 use super::Targets;
 use super::forward::Upstream;
+use super::origin::OriginPool;
 use super::peer::PeerRegion;
+use crate::config::HealthCheck;
 use crate::metrics::Metrics;
 use crate::table::store::TableStore;
 
@@ -139,8 +144,7 @@ pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, c
                 let probes = ctx.metrics.probes_total.with_label_values(&["origin"]);
                 while ctx.sleep_or_suspect(wait, origin.upstream.set.suspected(i)).await {
                     probes.inc();
-                    let answer = origin.upstream.probe(i, &origin.health_path, ctx.timeout).await;
-                    let ok = matches!(answer, Ok(a) if a.status.is_success());
+                    let ok = probe_origin(origin, i, ctx.timeout).await;
                     if let Some(now) = origin.upstream.set.probe_result(i, ok) {
                         tracing::info!(origin = %origin.name, endpoint = %label, healthy = now, "origin endpoint health changed");
                     }
@@ -170,6 +174,62 @@ pub fn spawn(targets: Arc<Targets>, tables: Arc<TableStore>, region: Arc<str>, c
             }
         });
     }
+}
+
+/// What the region outlier loop reads and writes.
+pub struct OutlierInputs {
+    pub windows: Arc<Vec<crate::metrics::window::TargetWindow>>,
+    pub targets: Arc<Targets>,
+    pub outliers: Arc<super::region_outlier::RegionOutliers>,
+    /// Region names, this region first: the index of every per-region vector.
+    pub names: Vec<Arc<str>>,
+}
+
+/// Evaluates region outlier detection once a second ([`super::region_outlier`]): this
+/// proxy's own figures per target, or for a peer it sends too little to judge, what the
+/// region reports about its own origins.
+pub fn spawn_outliers(inputs: OutlierInputs, metrics: Metrics, stop: CancellationToken) {
+    use super::region_outlier::{MIN_REQUESTS, Observed, WINDOW_SECONDS};
+    for name in &inputs.names {
+        metrics.region_outlier_share.with_label_values(&[name]).set(1.0);
+    }
+    tokio::spawn(async move {
+        let OutlierInputs { windows, targets, outliers, names } = inputs;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.cancelled() => return,
+            }
+            let observed: Vec<Option<Observed>> = (0..names.len())
+                .map(|r| {
+                    let own = windows.get(r).map(|w| w.stats(WINDOW_SECONDS));
+                    let own = own.map(|s| Observed { error_ratio: s.failure_ratio, requests: s.unshed });
+                    let reported =
+                        r.checked_sub(1).and_then(|p| targets.peers.get(p)).and_then(|p| p.reported()).map(
+                            |f| Observed {
+                                error_ratio: f.error_ratio,
+                                requests: (f.rps * WINDOW_SECONDS as f64) as u64,
+                            },
+                        );
+                    match (own, reported) {
+                        (Some(o), _) if o.requests >= MIN_REQUESTS => Some(o),
+                        (_, Some(rep)) => Some(rep),
+                        (o, None) => o,
+                    }
+                })
+                .collect();
+            for (r, kept) in outliers.evaluate(&observed) {
+                let Some(name) = names.get(r) else { continue };
+                metrics.region_outlier_share.with_label_values(&[name]).set(kept);
+                let error_ratio = observed.get(r).copied().flatten().map(|o| o.error_ratio).unwrap_or(0.0);
+                if kept < 1.0 {
+                    tracing::warn!(region = %name, kept, error_ratio, "region answers far more 5xx than the others: it keeps only this share of its traffic");
+                } else {
+                    tracing::info!(region = %name, "region outlier detection: the region has its full share back");
+                }
+            }
+        }
+    });
 }
 
 /// Resolves an upstream's endpoint names every `interval`; when the addresses behind them
@@ -219,6 +279,30 @@ pub fn spawn_resolver(
             last = Some(addrs);
         }
     });
+}
+
+/// One probe of endpoint `i` of an origin, as its `health` says: whether it passed.
+async fn probe_origin(origin: &OriginPool, i: usize, timeout: Duration) -> bool {
+    match origin.health {
+        HealthCheck::Http => {
+            let answer = origin.upstream.probe(i, &origin.health_path, timeout).await;
+            matches!(answer, Ok(a) if a.status.is_success())
+        }
+        HealthCheck::Grpc => match grpc::check(&origin.upstream, i, &origin.health_service, timeout).await {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::debug!(origin = %origin.name, endpoint = %endpoint_label(&origin.upstream, i), %why, "gRPC health check failed");
+                false
+            }
+        },
+        HealthCheck::Tcp => {
+            let Some(endpoint) = origin.upstream.set.get(i) else { return false };
+            // Resolved as the upstream's own connections are, on every attempt; the
+            // connection is closed at once.
+            let connect = tokio::net::TcpStream::connect(endpoint.authority.as_str());
+            matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)))
+        }
+    }
 }
 
 fn endpoint_label(u: &Upstream, i: usize) -> String {

@@ -12,8 +12,12 @@ use crate::config;
 pub struct OriginPool {
     pub name: Arc<str>,
     pub upstream: Upstream,
-    /// Probed by active health checks.
+    /// How active health checks probe its endpoints.
+    pub health: config::HealthCheck,
+    /// Probed by `http` health checks.
     pub health_path: String,
+    /// Asked about by `grpc` health checks ("" for the whole server).
+    pub health_service: String,
     max_concurrency: usize,
     /// Requests to this origin whose response has not finished; bounded by `max_concurrency`.
     inflight: Arc<AtomicUsize>,
@@ -44,7 +48,9 @@ impl OriginPool {
         OriginPool {
             name: name.into(),
             upstream: Upstream::new(&cfg.endpoints, SetPolicy::from_config(all), &settings),
+            health: cfg.health,
             health_path: cfg.health_path.clone(),
+            health_service: cfg.health_service.clone(),
             max_concurrency: cfg.max_concurrency,
             inflight: Arc::new(AtomicUsize::new(0)),
         }

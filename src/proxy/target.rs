@@ -155,7 +155,7 @@ impl Plan<'_> {
         let mut rng = rand::rng();
         let with_room = |t| self.factor(t, true, local_full);
         if let Some(t) = row.pick(&mut rng, with_room, |t| Some(t) == avoid) {
-            return Ok(t);
+            return Ok(self.divert(t, local_full, &mut rng));
         }
         // A retry whose row has nothing but a peer that could not be reached or reset the
         // request (health has not caught up yet, e.g. a peer resetting every connection):
@@ -197,6 +197,30 @@ impl Plan<'_> {
         }
         let i = rand::RngExt::random_range(&mut rng, 0..usable.len());
         Ok(usable[i])
+    }
+
+    /// Region outlier detection: `t` keeps only its share of what the row gives it; the
+    /// rest goes to the row's other targets, or to the other healthy regions when the row
+    /// has none (a row naming only this region).
+    fn divert(&self, t: Target, local_full: bool, rng: &mut impl rand::Rng) -> Target {
+        let kept = self.proxy.outliers.kept(t.index());
+        if kept >= 1.0 || rand::RngExt::random::<f64>(rng) < kept {
+            return t;
+        }
+        let with_room = |x| self.factor(x, true, local_full);
+        let row = self.table.row(self.origin);
+        if let Some(alt) = row.and_then(|row| row.pick(rng, with_room, |x| x == t)) {
+            return alt;
+        }
+        let n = self.proxy.targets.peers.len();
+        let others: Vec<Target> = std::iter::once(Target::Local)
+            .chain((0..n).map(Target::Peer))
+            .filter(|x| *x != t && with_room(*x) > 0.0 && self.proxy.outliers.kept(x.index()) >= 1.0)
+            .collect();
+        if others.is_empty() {
+            return t;
+        }
+        others[rand::RngExt::random_range(rng, 0..others.len())]
     }
 
     fn build(
@@ -289,6 +313,21 @@ impl Plan<'_> {
             if matches!(result, Err(ProxyError::ConnectFailed)) {
                 upstream.set.mark_down(endpoint);
             }
+            // Every attempt counts for the region it went to (a 500 retried elsewhere is
+            // still that region's 500): the per-target figures and outlier detection.
+            if let Some(w) = p.target_windows.get(target.index()) {
+                match &result {
+                    Ok(a) => {
+                        let shed = a
+                            .response
+                            .headers()
+                            .get(&super::headers::X_FLOWGATE_ERROR)
+                            .is_some_and(|v| v == "shed");
+                        w.record_answer(a.response.status().is_server_error(), shed, a.latency)
+                    }
+                    Err(_) => w.record(true, Duration::ZERO),
+                }
+            }
             if let Target::Peer(i) = target
                 && let Some(peer) = p.targets.peers.get(i)
             {
@@ -304,8 +343,16 @@ impl Plan<'_> {
                     Path::Direct => peer.bypass.record_direct(failed, latency),
                 }
             }
+            // A 500 from a region that outlier detection keeps below its share: worth
+            // another region (idempotent requests, under the budget).
+            let outlier_500 = |a: &Answer| {
+                a.response.status() == StatusCode::INTERNAL_SERVER_ERROR
+                    && p.outliers.kept(target.index()) < 1.0
+            };
             let reason = match &result {
-                Ok(a) if retry::retryable_status(a.response.status()) && idempotent => Some(Reason::Status),
+                Ok(a) if (retry::retryable_status(a.response.status()) || outlier_500(a)) && idempotent => {
+                    Some(Reason::Status)
+                }
                 Ok(_) => None,
                 Err(e) => Reason::for_error(*e, idempotent),
             };
@@ -331,7 +378,8 @@ impl Plan<'_> {
             let direct_peer = matches!(target, Target::Peer(_)) && path == Path::Direct;
             let local_gone = target == Target::Local && !upstream.set.usable_besides(endpoint);
             let broken = matches!(reason, Reason::Connect | Reason::Reset);
-            unreachable = (broken && (direct_peer || local_gone)).then_some(target);
+            let failing_region = matches!(&last, Some(Ok(a)) if outlier_500(a));
+            unreachable = ((broken && (direct_peer || local_gone)) || failing_region).then_some(target);
             avoid_endpoint = Some((target, path, endpoint));
             if let (Target::Peer(i), Path::Lb) = (target, path) {
                 avoid_lb = Some(i);

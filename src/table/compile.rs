@@ -16,6 +16,16 @@ pub enum Target {
     Peer(usize),
 }
 
+impl Target {
+    /// The target's region index (see [`Regions`]): 0 for this region, then the peers.
+    pub fn index(self) -> usize {
+        match self {
+            Target::Local => 0,
+            Target::Peer(i) => i + 1,
+        }
+    }
+}
+
 /// The regions this proxy knows, in a fixed order: index 0 is its own, then the peers in
 /// config order. Region indices are what compiled rows hold.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 pub mod bind9;
 pub mod etcd;
 pub mod fleet;
+pub mod grpc;
 pub mod origin;
 pub mod outage;
 

@@ -13,7 +13,8 @@
 //! (so its recovery is seen); the rest goes to the row's other targets, or to the other
 //! healthy regions when the row names only `r`. A failure everywhere moves nothing (`b` is
 //! as high as `e_r`), and with no other region to compare with nothing moves either. Too
-//! few requests to judge keep the share as it was; a recovering region gets its share back
+//! few requests to judge keep the share as it was (a region already kept low is judged on
+//! its trickle, or on its last ratio against the others' now); a recovering region gets its share back
 //! at most doubling each second. Idempotent requests that a region kept below its full
 //! share answers 500 are retried in another region, under the retry budget.
 
@@ -23,9 +24,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const WINDOW_SECONDS: u64 = 10;
 /// Requests over the window below which this proxy's own figure for a region is not used.
 pub const MIN_REQUESTS: u64 = 20;
-/// Requests over the window that still judge a region already kept below its share (its
-/// trickle is all it gets).
-pub const MIN_REQUESTS_KEPT: u64 = 5;
+/// Requests over the window that still judge a region already kept below its share: its
+/// trickle is all it gets, which at a low rate is a request or two (and with none, its
+/// last ratio is compared with what the others do now, so a failure that spread to every
+/// region, or a quiet proxy, cannot leave it stuck low).
+pub const MIN_REQUESTS_KEPT: u64 = 1;
 /// How far above the others a region's error ratio must stand to lose share.
 pub const MIN_EXCESS: f64 = 0.1;
 /// The least share a failing region keeps.
@@ -38,6 +41,8 @@ const FULL: u32 = 1_000_000;
 #[derive(Debug)]
 pub struct RegionOutliers {
     kept: Vec<AtomicU32>,
+    /// The ratio each region was last judged on (off the request path).
+    last: std::sync::Mutex<Vec<Option<f64>>>,
 }
 
 /// One region's 5xx ratio over the window and how many requests it rests on.
@@ -49,7 +54,10 @@ pub struct Observed {
 
 impl RegionOutliers {
     pub fn new(regions: usize) -> RegionOutliers {
-        RegionOutliers { kept: (0..regions).map(|_| AtomicU32::new(FULL)).collect() }
+        RegionOutliers {
+            kept: (0..regions).map(|_| AtomicU32::new(FULL)).collect(),
+            last: std::sync::Mutex::new(vec![None; regions]),
+        }
     }
 
     /// The share region `index` keeps now, in (0, 1].
@@ -61,11 +69,21 @@ impl RegionOutliers {
     /// Returns the regions whose share changed, with the new share.
     pub fn evaluate(&self, observed: &[Option<Observed>]) -> Vec<(usize, f64)> {
         let mut changed = Vec::new();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         for (r, slot) in self.kept.iter().enumerate() {
             let old = slot.load(Ordering::Relaxed) as f64 / FULL as f64;
             let min = if old < 1.0 { MIN_REQUESTS_KEPT } else { MIN_REQUESTS };
-            let Some(own) = observed.get(r).copied().flatten().filter(|o| o.requests >= min) else {
-                continue;
+            let own = match observed.get(r).copied().flatten().filter(|o| o.requests >= min) {
+                Some(o) => {
+                    if let Some(l) = last.get_mut(r) {
+                        *l = Some(o.error_ratio);
+                    }
+                    o.error_ratio
+                }
+                None => match last.get(r).copied().flatten() {
+                    Some(ratio) if old < 1.0 => ratio,
+                    _ => continue,
+                },
             };
             let mut others: Vec<f64> = observed
                 .iter()
@@ -78,7 +96,7 @@ impl RegionOutliers {
             } else {
                 others.sort_by(f64::total_cmp);
                 let b = others[others.len() / 2];
-                let excess = own.error_ratio - b;
+                let excess = own - b;
                 if excess > MIN_EXCESS && b < 1.0 {
                     (1.0 - excess / (1.0 - b)).clamp(TRICKLE, 1.0)
                 } else {
@@ -125,6 +143,17 @@ mod tests {
     }
 
     #[test]
+    fn a_region_kept_low_with_no_requests_is_released_once_the_others_fail_as_much() {
+        let o = RegionOutliers::new(3);
+        o.evaluate(&[obs(1.0, 100), obs(0.0, 100), obs(0.0, 100)]);
+        assert_eq!(o.kept(0), TRICKLE);
+        for _ in 0..8 {
+            o.evaluate(&[obs(0.0, 0), obs(1.0, 100), obs(1.0, 100)]);
+        }
+        assert_eq!(o.kept(0), 1.0);
+    }
+
+    #[test]
     fn a_failure_everywhere_moves_nothing() {
         let o = RegionOutliers::new(3);
         o.evaluate(&[obs(1.0, 100), obs(1.0, 100), obs(0.95, 100)]);
@@ -139,9 +168,9 @@ mod tests {
         let o = RegionOutliers::new(2);
         o.evaluate(&[obs(1.0, 100), obs(0.0, 100)]);
         assert_eq!(o.kept(0), TRICKLE);
+        o.evaluate(&[obs(0.0, 0), obs(0.0, 100)]);
+        assert_eq!(o.kept(0), TRICKLE, "no request: judged on its last ratio, still far above");
         o.evaluate(&[obs(0.0, 2), obs(0.0, 100)]);
-        assert_eq!(o.kept(0), TRICKLE, "two requests judge nothing");
-        o.evaluate(&[obs(0.0, 6), obs(0.0, 100)]);
         assert!((o.kept(0) - 2.0 * TRICKLE).abs() < 1e-6, "{}", o.kept(0));
         for _ in 0..8 {
             o.evaluate(&[obs(0.0, 50), obs(0.0, 100)]);

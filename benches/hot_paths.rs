@@ -11,9 +11,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use flowgate::config::Route;
 use flowgate::proxy::headers::{self, ClientHop};
-use flowgate::proxy::route::Router;
 use flowgate::table::Table;
 use flowgate::table::compile::{CompiledTable, Regions, Target};
+use flowgate::table::route::Router;
 use http::{HeaderMap, HeaderValue, Version};
 use rand::SeedableRng;
 

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub(crate) use crate::vocab::checks::{check_host_pattern, check_host_port, check_name};
 pub use load::{ConfigError, ConfigErrors};
 pub use store::Store;
-pub(crate) use validate::{check_host_pattern, check_host_port, check_name};
 
 /// The validated static configuration of one proxy.
 #[derive(Debug, Clone)]
@@ -537,7 +537,7 @@ pub struct Overload {
     /// (or 0 to 3).
     pub priority_header: String,
     /// The priority of a request without the header (or with an unknown value).
-    pub default_priority: crate::proxy::shed::Priority,
+    pub default_priority: crate::vocab::Priority,
     /// Share of `max_inflight` (percent) above which each priority is shed.
     pub shed_low_at: u32,
     pub shed_normal_at: u32,
@@ -549,7 +549,7 @@ impl Default for Overload {
         Overload {
             max_inflight: 20_000,
             priority_header: "x-priority".to_owned(),
-            default_priority: crate::proxy::shed::Priority::Normal,
+            default_priority: crate::vocab::Priority::Normal,
             shed_low_at: 50,
             shed_normal_at: 80,
             shed_high_at: 95,

@@ -40,4 +40,5 @@ pub mod server;
 pub mod store;
 pub mod table;
 pub mod telemetry;
+pub mod vocab;
 pub mod wire;

@@ -19,7 +19,6 @@ pub mod peer;
 pub mod pool;
 pub mod region_outlier;
 pub mod retry;
-pub mod route;
 pub mod shed;
 mod subset;
 mod target;
@@ -37,10 +36,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::server::conn_watch::ConnActivity;
 use crate::table::compile::{CompiledTable, Regions, Target};
 use crate::table::store::TableStore;
 use crate::table::{Known, Table, TableError};
+use crate::vocab::activity::ConnActivity;
 use body::{ProxyBody, RequestGuard};
 use error::ProxyError;
 use headers::ClientHop;
@@ -145,7 +144,7 @@ pub enum BuildError {
     #[error("the table in force does not fit this config: {0}")]
     Unfit(TableError),
     #[error("peers.{0}: {1}")]
-    PeerTls(String, Box<crate::server::tls::TlsError>),
+    PeerTls(String, Box<crate::vocab::tls::TlsError>),
     #[error("table {}: {source}", path.display())]
     TableRead { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -459,8 +458,10 @@ impl Proxy {
             req.headers_mut().insert(http::header::HOST, host);
         }
         let table = self.tables.load();
-        let oid =
-            table.router.route(route::request_host(&req), req.uri().path()).ok_or(ProxyError::NoRoute)?;
+        let oid = table
+            .router
+            .route(crate::table::route::request_host(&req), req.uri().path())
+            .ok_or(ProxyError::NoRoute)?;
         outcome.origin = Some(oid);
         let hop = target::HopInfo::read(ctx.listener, req.headers(), &self.region_header, self.max_hops);
 
@@ -503,12 +504,12 @@ impl Proxy {
     }
 }
 
-fn priority_reason(p: shed::Priority) -> &'static str {
+fn priority_reason(p: crate::vocab::Priority) -> &'static str {
     match p {
-        shed::Priority::Low => "overload-low",
-        shed::Priority::Normal => "overload-normal",
-        shed::Priority::High => "overload-high",
-        shed::Priority::Critical => "overload-critical",
+        crate::vocab::Priority::Low => "overload-low",
+        crate::vocab::Priority::Normal => "overload-normal",
+        crate::vocab::Priority::High => "overload-high",
+        crate::vocab::Priority::Critical => "overload-critical",
     }
 }
 

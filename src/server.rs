@@ -7,8 +7,7 @@
 //! `drain.timeout` to finish, and whatever is left is cut.
 
 mod accept;
-pub mod conn_watch;
-pub mod tls;
+mod watched;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +23,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
 use crate::control::Control;
 use crate::proxy::ListenerKind;
+use crate::vocab::tls;
 use accept::ConnShared;
 
 /// Why the server could not start.

@@ -7,6 +7,7 @@
 //! reads through [`store::TableStore`] with one atomic load per request.
 
 pub mod compile;
+pub mod route;
 pub mod sign;
 pub mod store;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Config;
 use super::load::{ConfigErrors, Errors, Sections};
+use crate::vocab::checks::{check_host_pattern, check_host_port, check_name};
 
 pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, ConfigErrors> {
     let base = errors.file().parent().map(Path::to_owned).unwrap_or_default();
@@ -30,7 +31,7 @@ pub(super) fn finish(mut errors: Errors<'_>, mut s: Sections) -> Result<Config, 
     admin.state_dir = admin.state_dir.as_deref().map(resolve);
     admin.token_file = admin.token_file.as_deref().map(resolve);
     for (i, k) in admin.table_keys.iter().enumerate() {
-        if let Err(m) = crate::table::sign::check_public(k) {
+        if let Err(m) = crate::vocab::checks::check_public_key(k) {
             errors.push(format!("admin.table_keys[{i}]"), errors.span_of("table_keys"), m);
         }
     }
@@ -349,83 +350,5 @@ fn require_files(errors: &mut Errors<'_>, because: &str, files: &[(&str, &Option
                 }
             }
         }
-    }
-}
-
-/// Region and origin names go into headers, metric labels and URLs: keep them plain.
-pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("must be 1 to 63 characters");
-    }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
-        return Err("only lowercase letters, digits, `-` and `_` are allowed");
-    }
-    Ok(())
-}
-
-/// `host:port`, where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
-pub(crate) fn check_host_port(s: &str) -> Result<(), &'static str> {
-    let authority: http::uri::Authority = s.parse().map_err(|_| "not a valid host:port")?;
-    if authority.as_str().contains('@') {
-        return Err("user info is not allowed");
-    }
-    match authority.port_u16() {
-        Some(0) => Err("port must not be 0"),
-        Some(_) if !authority.host().is_empty() => Ok(()),
-        Some(_) => Err("host is empty"),
-        None => Err("missing port (host:port)"),
-    }
-}
-
-pub(crate) fn check_host_pattern(host: &str) -> Result<(), String> {
-    if host == "*" {
-        return Ok(());
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    if name.is_empty() || name.contains('*') {
-        return Err(format!("{host:?}: use an exact host, `*.suffix` or `*`"));
-    }
-    if !name.bytes().all(|b| {
-        b.is_ascii_alphanumeric()
-            || b == b'-'
-            || b == b'.'
-            || b == b'_'
-            || b == b':'
-            || b == b'['
-            || b == b']'
-    }) {
-        return Err(format!("{host:?}: not a valid host name"));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_port_rules() {
-        assert!(check_host_port("10.0.0.1:9000").is_ok());
-        assert!(check_host_port("api.internal:9000").is_ok());
-        assert!(check_host_port("[::1]:80").is_ok());
-        assert_eq!(check_host_port("api.internal"), Err("missing port (host:port)"));
-        assert!(check_host_port("a b:1").is_err());
-        assert_eq!(check_host_port("x:0"), Err("port must not be 0"));
-    }
-
-    #[test]
-    fn names_are_plain() {
-        assert!(check_name("us-east-1").is_ok());
-        assert!(check_name("US").is_err());
-        assert!(check_name("").is_err());
-    }
-
-    #[test]
-    fn host_patterns() {
-        assert!(check_host_pattern("*").is_ok());
-        assert!(check_host_pattern("*.example.com").is_ok());
-        assert!(check_host_pattern("api.example.com").is_ok());
-        assert!(check_host_pattern("a.*.com").is_err());
-        assert!(check_host_pattern("*.").is_err());
     }
 }

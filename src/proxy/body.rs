@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use super::origin::OriginPermit;
 use super::pool::PooledConn;
-use crate::server::conn_watch::ActiveRequest;
+use crate::vocab::activity::ActiveRequest;
 
 /// Held for as long as a response streams: the connection counts the request as in
 /// flight, the origin counts it against its concurrency limit, and so does the

@@ -11,8 +11,8 @@ use super::balance::SetPolicy;
 use super::bypass::BypassJudge;
 use super::forward::{Upstream, UpstreamSettings};
 use crate::config;
-use crate::server::tls::{TlsError, peer_client_config};
 use crate::table::PeerMode;
+use crate::vocab::tls::{TlsError, peer_client_config};
 
 /// Which path a request to a peer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

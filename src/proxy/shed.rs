@@ -9,41 +9,9 @@
 //! down, which is when shedding matters.
 
 use http::{HeaderMap, HeaderName};
-use serde::Deserialize;
 
 use crate::config;
-
-/// How much a request matters when the proxy must refuse some.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Low = 0,
-    #[default]
-    Normal = 1,
-    High = 2,
-    Critical = 3,
-}
-
-impl Priority {
-    pub fn name(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Normal => "normal",
-            Priority::High => "high",
-            Priority::Critical => "critical",
-        }
-    }
-
-    fn parse(v: &[u8]) -> Option<Priority> {
-        match v {
-            b"low" | b"0" => Some(Priority::Low),
-            b"normal" | b"1" => Some(Priority::Normal),
-            b"high" | b"2" => Some(Priority::High),
-            b"critical" | b"3" => Some(Priority::Critical),
-            _ => None,
-        }
-    }
-}
+use crate::vocab::Priority;
 
 /// The shedding policy of one proxy generation.
 #[derive(Debug, Clone)]

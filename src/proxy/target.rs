@@ -16,10 +16,10 @@ use super::error::ProxyError;
 use super::forward::{Answer, UpstreamBody};
 use super::peer::Path;
 use super::retry::{self, Reason};
-use super::route::OriginId;
 use super::{ListenerKind, Proxy};
 use crate::table::PeerMode;
 use crate::table::compile::{CompiledTable, Target};
+use crate::table::route::OriginId;
 
 pub static X_FLOWGATE_HOPS: HeaderName = HeaderName::from_static("x-flowgate-hops");
 pub static X_FLOWGATE_SOURCE_REGION: HeaderName = HeaderName::from_static("x-flowgate-source-region");

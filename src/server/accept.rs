@@ -15,9 +15,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conn_watch::{ConnActivity, Expired, Watched};
+use super::watched::Watched;
 use crate::config::Config;
 use crate::proxy::{ConnCtx, ListenerKind, Proxy};
+use crate::vocab::activity::{ConnActivity, Expired};
 
 /// Everything a connection task needs, shared by all of them.
 pub(super) struct ConnShared {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 
+use super::route::{OriginId, Router};
 use super::{PeerMode, Row, Table};
 use crate::config::Route;
-use crate::proxy::route::{OriginId, Router};
 
 /// Where a request is served: this region's origin, or a peer region (by peer index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

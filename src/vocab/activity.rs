@@ -7,14 +7,10 @@
 //! first byte that arrives while no request is in flight, requests note when they start
 //! and end, and one watchdog per connection sleeps until the nearest deadline.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -82,7 +78,7 @@ impl ConnActivity {
         self.h2.store(true, Ordering::Relaxed);
     }
 
-    fn on_bytes(&self, data: &[u8]) {
+    pub(crate) fn on_bytes(&self, data: &[u8]) {
         if self.inflight.load(Ordering::Relaxed) == 0 && self.first_byte.load(Ordering::Relaxed) == NONE {
             if data.starts_with(b"PRI * HTTP/2.0") {
                 self.set_h2();
@@ -147,59 +143,6 @@ impl Drop for ActiveRequest {
         let c = &self.0;
         c.idle_since.store(c.now_ms(), Ordering::Relaxed);
         c.inflight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A socket (plain or TLS) that reports received bytes to its connection's watchdog.
-    pub struct Watched<T> {
-        #[pin]
-        inner: T,
-        activity: Arc<ConnActivity>,
-    }
-}
-
-impl<T> Watched<T> {
-    pub fn new(inner: T, activity: Arc<ConnActivity>) -> Watched<T> {
-        Watched { inner, activity }
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for Watched<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let res = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.on_bytes(&buf.filled()[before..]);
-        }
-        res
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for Watched<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 

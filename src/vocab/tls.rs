@@ -1,5 +1,7 @@
-//! TLS: the public listener (certificate and key from PEM files, TLS 1.2 and 1.3, ALPN
-//! `h2` then `http/1.1`) and the peer links (mutual TLS, both sides trusting one CA).
+//! TLS material from PEM files, for both sides of a connection: the public listener
+//! (certificate and key, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`) and the peer links
+//! (mutual TLS, both sides trusting one CA). The server accepts with it and the data plane
+//! dials peers with it, so it sits below both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

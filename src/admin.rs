@@ -16,9 +16,9 @@
 //!   bypass.
 
 mod api;
-pub mod auth;
-pub mod dashboard;
-pub mod status;
+pub(crate) mod auth;
+mod dashboard;
+mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -43,18 +43,18 @@ const DRAINING: u8 = 2;
 
 /// Whether this proxy should get traffic; load balancers poll it through `/readyz`.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicU8);
+pub(crate) struct Readiness(AtomicU8);
 
 impl Readiness {
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         let _ = self.0.compare_exchange(STARTING, READY, Ordering::SeqCst, Ordering::SeqCst);
     }
 
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.0.store(DRAINING, Ordering::SeqCst);
     }
 
-    pub fn state(&self) -> &'static str {
+    pub(crate) fn state(&self) -> &'static str {
         match self.0.load(Ordering::SeqCst) {
             STARTING => "starting",
             READY => "ready",
@@ -64,15 +64,15 @@ impl Readiness {
 }
 
 /// What the admin routes work with.
-pub struct AdminState {
-    pub readiness: Arc<Readiness>,
-    pub control: Arc<Control>,
-    pub tokens: Tokens,
-    pub started: std::time::Instant,
+pub(crate) struct AdminState {
+    pub(crate) readiness: Arc<Readiness>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) tokens: Tokens,
+    pub(crate) started: std::time::Instant,
 }
 
 /// Serves the admin routes until `stop` fires.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let (stream, remote) = tokio::select! {

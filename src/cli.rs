@@ -26,6 +26,11 @@ pub enum Command {
         /// The static config (TOML).
         #[arg(short, long, default_value = "config/flowgate.toml")]
         config: PathBuf,
+        /// Once every listener is bound, write the bound addresses here as JSON (atomically:
+        /// a temporary file in the same folder, then a rename), `null` for a listener not
+        /// configured; with port 0 in the config, this is how a script learns the ports.
+        #[arg(long, value_name = "PATH")]
+        addr_file: Option<PathBuf>,
     },
     /// GET a URL on loopback or anywhere and exit 0 on a 2xx answer: the container
     /// health check, for images without curl.

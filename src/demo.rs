@@ -23,8 +23,8 @@ use crate::fleet::evacuate::{RunOptions, Runner, exercise};
 use world::{REGIONS, World};
 
 /// The region the demo evacuates, and the one whose load balancer it crushes.
-pub const EVACUATED: &str = "us-east-1";
-pub const CRUSHED: &str = "us-west-2";
+const EVACUATED: &str = REGIONS[0];
+const CRUSHED: &str = REGIONS[1];
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -33,9 +33,9 @@ pub struct DemoOptions {
 }
 
 /// Shared between the phases and the view: what is happening now.
-pub struct Now {
-    pub line: std::sync::Mutex<String>,
-    pub bypass_seen: AtomicBool,
+pub(crate) struct Now {
+    pub(crate) line: std::sync::Mutex<String>,
+    pub(crate) bypass_seen: AtomicBool,
 }
 
 impl Now {
@@ -45,7 +45,7 @@ impl Now {
         }
     }
 
-    pub fn get(&self) -> String {
+    pub(crate) fn get(&self) -> String {
         self.line.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }

@@ -7,21 +7,19 @@
 //! to one proxy; [`push`] and [`status`] do it fleet-wide; [`plan`] is the pure planner;
 //! [`evacuate`] runs a plan with gates and rollback; [`report`] writes the exercise report.
 
-pub mod claim;
+pub(crate) mod claim;
 pub mod cli;
-pub mod client;
+pub(crate) mod client;
 pub mod evacuate;
 #[cfg(test)]
 pub(crate) mod fixtures;
-pub mod gate;
-
-pub mod plan;
-pub mod push;
+mod gate;
+pub(crate) mod plan;
+pub(crate) mod push;
 pub mod report;
-
-pub mod resolve;
-pub mod status;
-pub mod store_write;
+mod resolve;
+pub(crate) mod status;
+mod store_write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,12 +29,13 @@ use serde::Deserialize;
 /// A fleet file, validated.
 #[derive(Debug, Clone)]
 pub struct FleetFile {
-    pub file: PathBuf,
+    /// Where it was read from: the autopilot reads it again on SIGHUP.
+    pub(crate) file: PathBuf,
     /// The environment variable that holds the admin token.
     pub token_env: String,
     pub regions: BTreeMap<String, FleetRegion>,
     /// A token given directly (the demo drives its own fleet); wins over `token_env`.
-    pub token_value: Option<String>,
+    pub(crate) token_value: Option<String>,
     /// `[store]`: the commands write tables through etcd ([`crate::store`]).
     pub store: Option<crate::config::Store>,
 }
@@ -70,9 +69,9 @@ fn default_token_env() -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {field}: {message}", file.display())]
 pub struct FleetError {
-    pub file: PathBuf,
-    pub field: String,
-    pub message: String,
+    file: PathBuf,
+    field: String,
+    message: String,
 }
 
 impl FleetFile {
@@ -126,7 +125,7 @@ impl FleetFile {
     }
 
     /// The admin token: given directly, or from the environment.
-    pub fn token(&self) -> Option<String> {
+    pub(crate) fn token(&self) -> Option<String> {
         if let Some(t) = &self.token_value {
             return Some(t.clone());
         }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use flowgate::cli::{Cli, Command, EXIT_BAD_INPUT, EXIT_FAILED};
 use flowgate::config::Config;
+use flowgate::fleet::cli::{self as commands, Exit};
 use flowgate::server::Server;
 use flowgate::table::{Known, Table};
 
@@ -25,17 +26,46 @@ fn main() -> ExitCode {
     // One provider for the whole process, before any TLS config is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, addr_file } => serve(&config, addr_file.as_deref()),
         Command::Validate { config, table } => validate(config.as_deref(), table.as_deref()),
-        other => fleet_command(other),
+        Command::Push { fleet, table, timeout, json, signing_key } => in_runtime("warn", async move {
+            commands::push_cmd(&fleet, &table, timeout, json, signing_key.as_deref()).await
+        }),
+        Command::Keygen { out } => in_runtime("warn", async move { commands::keygen_cmd(&out) }),
+        Command::Status { fleet, json, timeout } => {
+            in_runtime("warn", async move { commands::status_cmd(&fleet, json, timeout).await })
+        }
+        Command::Evacuate { region, run } => {
+            in_runtime("warn", async move { commands::move_cmd(&region, "evacuate", &run, None).await })
+        }
+        Command::Restore { region, run, to } => {
+            in_runtime(
+                "warn",
+                async move { commands::move_cmd(&region, "restore", &run, to.as_deref()).await },
+            )
+        }
+        Command::Exercise { region, run, hold, report } => {
+            in_runtime(
+                "warn",
+                async move { commands::exercise_cmd(&region, &run, hold, report.as_deref()).await },
+            )
+        }
+        Command::Probe { url, timeout } => {
+            in_runtime("warn", async move { commands::probe_cmd(&url, timeout).await })
+        }
+        Command::Autopilot(a) => {
+            in_runtime("warn", async move { flowgate::autopilot::cli::autopilot_cmd(a).await })
+        }
+        // The demo draws its own view: only errors may interrupt it.
+        Command::Demo { duration, keep_running } => in_runtime("error", async move {
+            Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running }).await)
+        }),
     }
 }
 
-/// The fleet commands: a small runtime, quiet logs, the command's own exit code.
-fn fleet_command(cmd: Command) -> ExitCode {
-    use flowgate::fleet::cli;
-    // The demo draws its own view: only errors may interrupt it.
-    let level = if matches!(cmd, Command::Demo { .. }) { "error" } else { "warn" };
+/// The fleet commands: a small runtime, quiet logs (at `level`), the command's own exit
+/// code.
+fn in_runtime(level: &str, command: impl Future<Output = Exit>) -> ExitCode {
     flowgate::telemetry::init(&flowgate::config::Log { level: level.into(), ..Default::default() });
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
@@ -44,28 +74,7 @@ fn fleet_command(cmd: Command) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let cli::Exit(code) = runtime.block_on(async move {
-        match cmd {
-            Command::Push { fleet, table, timeout, json, signing_key } => {
-                cli::push_cmd(&fleet, &table, timeout, json, signing_key.as_deref()).await
-            }
-            Command::Keygen { out } => cli::keygen_cmd(&out),
-            Command::Status { fleet, json, timeout } => cli::status_cmd(&fleet, json, timeout).await,
-            Command::Evacuate { region, run } => cli::move_cmd(&region, "evacuate", &run, None).await,
-            Command::Restore { region, run, to } => {
-                cli::move_cmd(&region, "restore", &run, to.as_deref()).await
-            }
-            Command::Exercise { region, run, hold, report } => {
-                cli::exercise_cmd(&region, &run, hold, report.as_deref()).await
-            }
-            Command::Probe { url, timeout } => cli::probe_cmd(&url, timeout).await,
-            Command::Autopilot(a) => cli::autopilot_cmd(a).await,
-            Command::Demo { duration, keep_running } => {
-                cli::Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running }).await)
-            }
-            Command::Serve { .. } | Command::Validate { .. } => cli::Exit(EXIT_BAD_INPUT),
-        }
-    });
+    let Exit(code) = runtime.block_on(command);
     ExitCode::from(code)
 }
 
@@ -124,7 +133,7 @@ fn validate(config: Option<&std::path::Path>, table: Option<&std::path::Path>) -
     ExitCode::SUCCESS
 }
 
-fn serve(path: &std::path::Path) -> ExitCode {
+fn serve(path: &std::path::Path, addr_file: Option<&std::path::Path>) -> ExitCode {
     let cfg = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -159,6 +168,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 return ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED });
             }
         };
+        // Written once every listener is bound and before any is served, so whoever reads
+        // it can connect at once (the kernel queues connections until accepted).
+        if let Some(file) = addr_file
+            && let Err(e) = server.addrs().write_file(file)
+        {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
         reload_on_sighup(server.control());
         server.run(flowgate::server::shutdown_signal()).await;
         ExitCode::SUCCESS

@@ -1,8 +1,8 @@
 //! The Prometheus families of the contract (prefix `flowgate_`), typed, in one registry
 //! per proxy so that several proxies can live in one process (tests, the demo).
 
-pub mod children;
-pub mod window;
+pub(crate) mod children;
+pub(crate) mod window;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -11,50 +11,51 @@ use prometheus::{
 
 /// Every metric a proxy exports.
 #[derive(Debug, Clone)]
-pub struct Metrics {
-    pub registry: Registry,
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
     /// `{listener, origin, target_region, code}`
-    pub requests_total: IntCounterVec,
+    pub(crate) requests_total: IntCounterVec,
     /// `{origin, target_region}`
-    pub request_duration_seconds: HistogramVec,
-    pub inflight_requests: IntGauge,
-    pub table_version: IntGauge,
-    pub table_applied_total: IntCounter,
+    pub(crate) request_duration_seconds: HistogramVec,
+    pub(crate) inflight_requests: IntGauge,
+    pub(crate) table_version: IntGauge,
+    pub(crate) table_applied_total: IntCounter,
     /// `{reason}`
-    pub table_rejected_total: IntCounterVec,
+    pub(crate) table_rejected_total: IntCounterVec,
     /// `{kind, region, endpoint}`; kind is `origin`, `lb` or `proxies`.
-    pub endpoint_healthy: IntGaugeVec,
+    pub(crate) endpoint_healthy: IntGaugeVec,
     /// `{kind}`: health probes sent, `origin`, `lb` or `proxies` (what subsetting bounds).
-    pub probes_total: IntCounterVec,
+    pub(crate) probes_total: IntCounterVec,
     /// `{region}`
-    pub bypass_active: IntGaugeVec,
+    pub(crate) bypass_active: IntGaugeVec,
     /// `{region}`: the share of its traffic a target region keeps after region outlier
     /// detection (1: all of it).
-    pub region_outlier_share: prometheus::GaugeVec,
+    pub(crate) region_outlier_share: prometheus::GaugeVec,
     /// `{reason}`
-    pub retries_total: IntCounterVec,
-    pub retry_budget_exhausted_total: IntCounter,
+    pub(crate) retries_total: IntCounterVec,
+    pub(crate) retry_budget_exhausted_total: IntCounter,
     /// `{reason}`
-    pub shed_total: IntCounterVec,
+    pub(crate) shed_total: IntCounterVec,
     /// `{digest}`: 1 for the digest of the table in force (the same version with another
     /// digest elsewhere is a split fleet).
-    pub table_digest_info: IntGaugeVec,
+    pub(crate) table_digest_info: IntGaugeVec,
     /// Peer proxies seen with this proxy's version and another digest.
-    pub table_conflicts: IntGauge,
+    pub(crate) table_conflicts: IntGauge,
     /// 1 while the etcd store (`[store]`) answers; 0 while it does not, or with no store.
-    pub store_connected: IntGauge,
+    pub(crate) store_connected: IntGauge,
     /// Answered requests per second, for `/v1/status` (`rps`, `error_ratio`).
-    pub rate: std::sync::Arc<window::RateWindow>,
+    pub(crate) rate: std::sync::Arc<window::RateWindow>,
     /// Requests arriving on public listeners per second: the region's client demand.
-    pub source_rate: std::sync::Arc<window::RateWindow>,
+    pub(crate) source_rate: std::sync::Arc<window::RateWindow>,
 }
 
+/// `pub`: the source of [`crate::proxy::BuildError::Metrics`], which the binary sees.
 #[derive(Debug, thiserror::Error)]
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, MetricsError> {
+    pub(crate) fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace("flowgate");
         let m = Metrics {
@@ -158,13 +159,13 @@ impl Metrics {
     }
 
     /// Shows `digest` as the table in force.
-    pub fn set_table_digest(&self, digest: &str) {
+    pub(crate) fn set_table_digest(&self, digest: &str) {
         self.table_digest_info.reset();
         self.table_digest_info.with_label_values(&[digest]).set(1);
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

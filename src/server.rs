@@ -7,6 +7,7 @@
 //! `drain.timeout` to finish, and whatever is left is cut.
 
 mod accept;
+mod addr_file;
 mod watched;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use crate::control::Control;
 use crate::proxy::ListenerKind;
 use crate::vocab::tls;
 use accept::ConnShared;
+pub use addr_file::BoundAddrs;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,21 +44,16 @@ pub enum ServeError {
          admin.token_env, or admin.token_file): refusing to expose the control endpoint unauthenticated"
     )]
     Insecure(SocketAddr),
+    /// `serve --addr-file` could not be written.
+    #[error("--addr-file: {0}")]
+    AddrFile(#[source] crate::control::persist::PersistError),
 }
 
-/// The addresses actually bound (port 0 in the config picks a free one).
-#[derive(Debug, Clone, Copy)]
-pub struct BoundAddrs {
-    pub public: SocketAddr,
-    pub public_tls: Option<SocketAddr>,
-    pub peer: Option<SocketAddr>,
-    pub peer_tls: Option<SocketAddr>,
-    pub admin: SocketAddr,
-}
-
+/// One bound client or peer listener and how its connections are served.
 struct Bound {
     listener: TcpListener,
     kind: ListenerKind,
+    /// `None`: plain TCP.
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -64,10 +61,13 @@ struct Bound {
 pub struct Server {
     cfg: Arc<Config>,
     control: Arc<Control>,
+    /// The admin bearer tokens, handed to the admin listener.
     tokens: Tokens,
+    /// Client and peer listeners; the admin one is apart (it outlives the drain).
     listeners: Vec<Bound>,
     admin: TcpListener,
     addrs: BoundAddrs,
+    /// `/readyz`: set once the table has been compared with the fleet's, cleared on drain.
     readiness: Arc<Readiness>,
 }
 
@@ -134,6 +134,7 @@ impl Server {
         })
     }
 
+    /// What was bound (the ports port 0 picked); [`BoundAddrs::write_file`] publishes it.
     pub fn addrs(&self) -> BoundAddrs {
         self.addrs
     }

@@ -18,26 +18,28 @@
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
-pub use etcd::{Lease, LeaseRef, Store, TableWatch};
+pub(crate) use etcd::{Lease, LeaseRef, Store};
 
 #[cfg(not(feature = "etcd"))]
 mod absent;
 #[cfg(not(feature = "etcd"))]
-pub use absent::{Lease, LeaseRef, Store, TableWatch};
+pub(crate) use absent::{Lease, LeaseRef, Store};
 
 use crate::table::{Operation, Table};
 
 /// The table key as read: the table and the revision that last wrote it.
 #[derive(Debug, Clone)]
-pub struct Stored {
-    pub table: Table,
+pub(crate) struct Stored {
+    pub(crate) table: Table,
     /// `mod_revision` of the table key: what a conditional write compares.
-    pub revision: i64,
+    pub(crate) revision: i64,
 }
 
 /// What a watch of the table key delivers.
 #[derive(Debug)]
-pub enum Change {
+// Only the etcd backend makes these; without it the code that reads them still compiles.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) enum Change {
     /// A new table was written (it may still be refused by the proxy's checks).
     Put(Box<Stored>),
     /// A value that is not a table, or a delete: nothing to apply, said in the log.
@@ -45,7 +47,8 @@ pub enum Change {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) enum StoreError {
     #[error("the store is unavailable (no member answers, or no quorum): {0}")]
     Unavailable(String),
     /// A conditional write found the table key elsewhere.
@@ -59,6 +62,7 @@ pub enum StoreError {
     Invalid { key: String, why: String },
     #[error("{0}")]
     Config(String),
+    #[cfg(not(feature = "etcd"))]
     #[error(
         "this flowgate was built without etcd support: build it with `cargo build --release --features etcd`"
     )]

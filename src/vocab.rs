@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod checks;
+pub(crate) mod html;
 pub mod priority;
 pub mod tls;
 

@@ -12,6 +12,7 @@ use support::outage::{
     self, AutopilotProcess, FAST, Load, OutageFleet, admins, keeps, recording_hook, targets, wait_evacuated,
     wait_watching,
 };
+use support::wait::within;
 
 /// These tests each run a fleet of processes: one at a time on a two-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -61,7 +62,7 @@ async fn outage_run(
     let skip_admin: Vec<SocketAddr> =
         stopped.map(|i| fleet.region(EAST).proxies[i].admin).into_iter().collect();
     let load = Load::start(targets(&fleet, &skip), 20);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    load.wait_flowing(20).await;
     if let Some(i) = stopped {
         fleet.region(EAST).proxies[i].signal("STOP");
     }
@@ -83,6 +84,7 @@ async fn outage_run(
         .wait_for(Duration::from_secs(20), |d| d["rule"] == "evacuated" && d["result"] == "done")
         .await
         .unwrap_or_else(|| panic!("the evacuation did not end as done:\n{}", pilot.dump()));
+    // The load goes on after the evacuation: what it meets then is the test.
     tokio::time::sleep(watch_after).await;
     let load_started = load.started;
     let answers = load.stop().await;
@@ -180,7 +182,7 @@ async fn a_controller_cut_off_from_a_region_does_not_evacuate_it_and_says_why() 
     assert_eq!(held["rule"], "quorum-missing", "{held}");
     let why = held["why"].as_str().unwrap_or("");
     assert!(why.contains("quorum not met") && why.contains("see it healthy"), "{why}");
-    // Well past --confirm: nothing moved.
+    // Well past --confirm: nothing moved (the absence is the point).
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(pilot.decisions().iter().all(|d| d["action"] != "evacuate"), "{}", pilot.dump());
     assert!(versions(&fleet).await.iter().all(|v| *v == 0), "no table may change");
@@ -199,9 +201,11 @@ async fn a_blip_shorter_than_confirm_changes_nothing() {
         .wait_for(Duration::from_secs(5), |d| d["region"] == EAST && d["rule"] == "confirming")
         .await
         .unwrap_or_else(|| panic!("the failure was not seen:\n{}", pilot.dump()));
+    // The blip itself: shorter than --confirm.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     fleet.region(EAST).origin.revive().await;
     fleet.wait_ready().await;
+    // Past when --confirm would have run out: nothing moved (the absence is the point).
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(pilot.decisions().iter().all(|d| d["action"] != "evacuate"), "{}", pilot.dump());
     assert!(versions(&fleet).await.iter().all(|v| *v == 0), "no table may change");
@@ -228,6 +232,7 @@ async fn two_failing_regions_never_leave_too_few_healthy_and_the_held_one_is_nam
             .await
             .unwrap_or_else(|| panic!("{region} not held:\n{}", pilot.dump()));
     }
+    // A few rounds more, in which at most one region may be evacuated.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let v = versions(&fleet).await;
     let table = outage::table(fleet.regions[0].proxies[0].admin).await.expect("table");
@@ -292,6 +297,7 @@ async fn a_dry_run_decides_and_logs_but_pushes_nothing() {
         .unwrap_or_else(|| panic!("{}", pilot.dump()));
     assert!(d["why"].as_str().unwrap_or("").contains("would evacuate"), "{d}");
     assert_eq!(d["dry_run"], true);
+    // A few rounds more, in which a dry run must push nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(versions(&fleet).await.iter().all(|v| *v == 0), "a dry run pushes nothing");
 }
@@ -343,10 +349,10 @@ async fn its_listener_shows_the_fleet_exports_metrics_and_flips_the_switch_with_
     assert_eq!(post(None).await, 401);
     assert_eq!(post(Some("wrong")).await, 401);
     assert_eq!(post(Some(outage::TOKEN)).await, 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !sample(&get("/metrics").await.1, "flowgate_autopilot_paused 1") {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(Duration::from_secs(5), || async {
+        sample(&get("/metrics").await.1, "flowgate_autopilot_paused 1")
+    })
+    .await;
     assert!(sample(&get("/metrics").await.1, "flowgate_autopilot_paused 1"), "paused over HTTP");
     let page = get("/").await.1;
     assert!(page.contains("PAUSED"), "the page says so:\n{page}");

@@ -1,6 +1,6 @@
-//! Issue 4 acceptance, in process: tables pushed through `PUT /v1/table` while clients
-//! keep sending (1), every refusal rule (2), the version rules (3), authentication (4),
-//! the Prometheus exposition (7), history and status (8).
+//! The control plane, in process: tables pushed through `PUT /v1/table` while clients
+//! keep sending, every refusal rule, the version rules, authentication, the Prometheus
+//! exposition, history and status.
 //!
 //! Every test runs two real proxies on loopback: `us-east-1` (the one under test, with a
 //! token file, and `us-west-2` as a peer reached at its proxies, optionally through a
@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use support::fleet::{FakeLb, metric_sum};
+use support::admin::{HttpClient, get_json, get_text, metric_sum, metrics, push, put};
+use support::fleet::FakeLb;
 use support::origin::{self, Origin};
-use support::{TestProxy, h1_client, h2c_client};
+use support::wait::{wait_for, wait_until};
+use support::{ProxyConfig, TestProxy, exchange, h1_client, h2c_client, region_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const A: &str = "us-east-1";
@@ -33,8 +33,6 @@ const BOT: &str = "fleet-bot-3a9e55c1";
 /// An environment variable nobody sets: tokens come from the file only (tests share one
 /// process, so they never touch the environment).
 const UNSET_ENV: &str = "FLOWGATE_CONTROL_TEST_TOKEN_NEVER_SET";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// What a pair of regions is built with.
 struct PairSpec<'a> {
@@ -91,107 +89,42 @@ impl Pair {
 async fn pair(spec: PairSpec<'_>) -> Pair {
     let dir = tempfile::tempdir().expect("tempdir");
     let (oa, ob) = (origin::start().await, origin::start().await);
-    let b_text = format!(
-        r#"region = "{B}"
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-token_env = "{UNSET_ENV}"
-[origins.api]
-endpoints = ["{ob}"]
-[[routes]]
-origin = "api"
-[drain]
-delay = "0s"
-timeout = "2s"
-"#,
-        ob = ob.addr
-    );
-    let b_path = dir.path().join("b.toml");
-    std::fs::write(&b_path, &b_text).expect("write b config");
-    let b = TestProxy::start_with(flowgate::config::Config::load(&b_path).expect("b config")).await;
+    let token_env = format!("token_env = \"{UNSET_ENV}\"");
+    let b = ProxyConfig::new(B, ob.addr).admin(&token_env).start_in(dir.path(), "b").await;
     let b_peer = b.addrs.peer.expect("b peer listener");
     let lb = if spec.lb { Some(FakeLb::start(b_peer).await) } else { None };
 
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("# operators\nalice {ALICE}\nfleet-bot {BOT}\n")).expect("tokens");
-    let table = match spec.table {
-        Some(t) => {
-            let p = dir.path().join("table.json");
-            std::fs::write(&p, t).expect("write table");
-            format!("table = {:?}\n", p.display().to_string())
-        }
-        None => String::new(),
-    };
-    let state = if spec.state_dir {
-        format!("state_dir = {:?}\n", dir.path().join("state").display().to_string())
-    } else {
-        String::new()
-    };
-    let lb_line = lb.as_ref().map(|l| format!("lb = [\"{}\"]\n", l.addr)).unwrap_or_default();
-    let a_text = format!(
-        r#"region = "{A}"
-{table}
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-token_env = "{UNSET_ENV}"
-token_file = {tokens:?}
-{state}{admin_extra}
-
-[origins.api]
-endpoints = ["{oa}"]
-max_concurrency = {maxc}
-
-[peers.{B}]
-{lb_line}proxies = ["{b_peer}"]
-
-[[routes]]
-origin = "api"
-
-[drain]
-delay = "0s"
-timeout = "2s"
-
-[health]
-interval = "200ms"
-timeout = "100ms"
-
-{extra}
-"#,
-        tokens = tokens.display().to_string(),
-        admin_extra = spec.admin_extra,
-        oa = oa.addr,
-        maxc = spec.max_concurrency,
-        extra = spec.extra,
-    );
-    let a_path = dir.path().join("a.toml");
-    std::fs::write(&a_path, &a_text).expect("write a config");
-    let cfg = flowgate::config::Config::load(&a_path).unwrap_or_else(|e| panic!("a config:\n{e}\n{a_text}"));
-    let a = TestProxy::start_with(cfg).await;
+    let lb_line = lb.as_ref().map(|l| format!("lb = [\"{}\"]", l.addr)).unwrap_or_default();
+    let mut a = ProxyConfig::new(A, oa.addr)
+        .admin(&token_env)
+        .token_file(&tokens)
+        .origin(&format!("max_concurrency = {}", spec.max_concurrency))
+        .peer_with(B, &[b_peer], &lb_line)
+        .health("200ms", "100ms")
+        .extra(spec.extra);
+    if let Some(t) = spec.table {
+        let p = dir.path().join("table.json");
+        std::fs::write(&p, t).expect("write table");
+        a = a.table(&p);
+    }
+    if spec.state_dir {
+        a = a.state_dir(&dir.path().join("state"));
+    }
+    if !spec.admin_extra.is_empty() {
+        a = a.admin(spec.admin_extra);
+    }
+    let a = a.start_in(dir.path(), "a").await;
     Pair { a, b, oa, ob, lb, dir }
 }
 
 /// One request through `client`; `Ok((status, region))` or what went wrong.
 async fn one(client: &HttpClient, url: &str) -> Result<(u16, String), String> {
     let req = http::Request::get(url).body(Full::new(Bytes::new())).expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .map_err(|_| "no response within 10 s".to_owned())?
-        .map_err(|e| format!("client error: {e}"))?;
-    let status = resp.status().as_u16();
-    let region =
-        resp.headers().get("x-flowgate-region").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    let err = resp.headers().get("x-flowgate-error").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
-        .await
-        .map_err(|_| "no body within 10 s".to_owned())?
-        .map_err(|e| format!("body error: {e}"))?;
+    let (status, headers, _) = exchange(client, req).await?;
+    let (status, region) = (status.as_u16(), region_of(&headers));
+    let err = headers.get("x-flowgate-error").and_then(|v| v.to_str().ok()).map(str::to_owned);
     match err {
         Some(e) if status >= 500 => Err(format!("{status} from the proxy: {e}")),
         _ => Ok((status, region)),
@@ -226,56 +159,15 @@ async fn split(proxy: &TestProxy, clients: usize, per_client: usize) -> (usize, 
     (a, b)
 }
 
-/// `PUT /v1/table`: status and the JSON answer (`Value::Null` when it is not JSON).
+/// `PUT /v1/table`: status, the JSON answer (`Value::Null` when it is not JSON) and
+/// the headers.
 async fn put_raw(
     admin: SocketAddr,
     token: Option<&str>,
     content_type: Option<&str>,
     body: impl Into<Bytes>,
 ) -> (u16, Value, http::HeaderMap) {
-    let mut req = http::Request::put(format!("http://{admin}/v1/table"));
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
-    }
-    let req = req.body(Full::new(body.into())).expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().request(req))
-        .await
-        .expect("admin answers in time")
-        .expect("admin answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null), headers)
-}
-
-async fn put(admin: SocketAddr, token: &str, table: &Value) -> (u16, Value) {
-    let (s, v, _) = put_raw(admin, Some(token), Some("application/json"), table.to_string()).await;
-    (s, v)
-}
-
-async fn get_text(url: &str) -> (u16, String) {
-    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().get(url.parse().expect("url")))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8(body.to_vec()).expect("utf-8"))
-}
-
-async fn get_json(admin: SocketAddr, path: &str) -> Value {
-    let (status, text) = get_text(&format!("http://{admin}{path}")).await;
-    assert_eq!(status, 200, "GET {path}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
-}
-
-async fn metrics(admin: SocketAddr) -> String {
-    let (status, text) = get_text(&format!("http://{admin}/metrics")).await;
-    assert_eq!(status, 200);
-    text
+    push(admin).token_opt(token).content_type(content_type).send(body).await
 }
 
 /// A row for `us-east-1` giving `a` to itself and `b` to `us-west-2`.
@@ -283,7 +175,7 @@ fn table(version: u64, a: u64, b: u64) -> Value {
     json!({"version": version, "weights": {A: {A: a, B: b}}})
 }
 
-/// Acceptance 1: 8 clients (4 HTTP/1.1, 4 h2c) send requests without pause while 1,000
+/// 8 clients (4 HTTP/1.1, 4 h2c) send requests without pause while 1,000
 /// tables alternating 90/10 and 10/90 are pushed, each a new version and persisted: no
 /// request fails, and after the last push the split is the last table's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -331,7 +223,11 @@ async fn thousand_swaps_under_load_fail_nothing_and_the_last_table_rules() {
         });
     }
     // Let the clients get going before the first push.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let oa_hits = p.oa.hits.clone();
+    wait_until("the clients' first answers", Duration::from_secs(10), || async {
+        oa_hits.load(Ordering::SeqCst) >= 5 + CLIENTS
+    })
+    .await;
     let admin = p.admin();
     let pusher = tokio::spawn(async move {
         let client = h1_client();
@@ -430,11 +326,10 @@ async fn requests_under_way_finish_on_their_table() {
         slow.spawn(async move { one(&h1_client(), &url).await });
     }
     // Let them reach the peer before the swap.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while p.ob.active.load(Ordering::SeqCst) < 4 {
-        assert!(Instant::now() < deadline, "slow requests never reached {B}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(&format!("the slow requests to reach {B}"), Duration::from_secs(5), || async {
+        p.ob.active.load(Ordering::SeqCst) >= 4
+    })
+    .await;
     let (s, v) = put(p.admin(), ALICE, &table(2, 100, 0)).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(split(&p.a, 1, 10).await, (10, 0), "requests after the 200 use the new table");
@@ -509,7 +404,7 @@ macro_rules! invalid_table {
     )*};
 }
 
-// Acceptance 2: one test per rule, each naming the JSON path at fault.
+// One test per rule, each naming the JSON path at fault.
 invalid_table! {
     refuses_a_negative_weight:
         r#"{"version": 2, "weights": {"us-east-1": {"us-east-1": 100, "us-west-2": -1}}}"#
@@ -681,7 +576,7 @@ async fn refuses_a_form_content_type_with_415() {
         .await;
 }
 
-/// Acceptance 3: an older or equal version with other content is 409 naming the current
+/// An older or equal version with other content is 409 naming the current
 /// version; the same version with the same content is a 200 no-op (a note differs: still
 /// the same table); nothing of either changes what is in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -732,7 +627,7 @@ async fn stale_versions_conflict_and_identical_repushes_are_no_ops() {
     p.stop().await;
 }
 
-/// Acceptance 4: no token, a wrong one, one without the `Bearer` scheme, another scheme:
+/// No token, a wrong one, one without the `Bearer` scheme, another scheme:
 /// 401 with `WWW-Authenticate`, counted as `unauthorized`, nothing changed. Reading needs
 /// no token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,19 +677,16 @@ async fn pushes_without_a_valid_token_are_401_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tokens_pushes_are_refused_and_a_public_admin_listener_will_not_start() {
     let o = origin::start().await;
-    let base = support::config_text(o.addr, "");
-    let text = base.replace(
-        "[admin]\nlisten = \"127.0.0.1:0\"",
-        &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{UNSET_ENV}\""),
-    );
-    assert_ne!(text, base, "the test config has the admin section it expects");
+    let cfg = ProxyConfig::new(A, o.addr).admin(&format!("token_env = \"{UNSET_ENV}\""));
+    let text = cfg.text();
+    assert!(text.contains(UNSET_ENV), "the test config has the admin section it expects");
     let proxy = TestProxy::start(&text).await;
     let (s, _, _) =
         put_raw(proxy.addrs.admin, Some(ALICE), Some("application/json"), table(1, 100, 0).to_string()).await;
     assert_eq!(s, 401);
     proxy.stop().await;
 
-    let public = text.replace("[admin]\nlisten = \"127.0.0.1:0\"", "[admin]\nlisten = \"0.0.0.0:0\"");
+    let public = cfg.admin_listen("0.0.0.0:0").text();
     let cfg = flowgate::config::Config::from_toml(std::path::Path::new("/tmp/insecure.toml"), &public)
         .expect("config");
     match flowgate::server::Server::bind(cfg).await {
@@ -909,7 +801,7 @@ fn strict_parse(
     (types, samples)
 }
 
-/// Acceptance 7: `/metrics` parses as Prometheus text (a strict reader here, and the
+/// `/metrics` parses as Prometheus text (a strict reader here, and the
 /// `prometheus-parse` crate) and has every family of the contract, with its type and
 /// labels, after the events that make each appear: requests both ways, a refused and an
 /// applied table, the bypass (a peer behind a load balancer, mode `direct`), retries
@@ -961,23 +853,24 @@ async fn metrics_parse_and_have_every_family_of_the_contract() {
     }
     assert!(shed > 0, "with 2 slots, some of 8 concurrent requests are shed");
 
-    // The bypass gauge is refreshed every 250 ms.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = metrics(admin).await;
-        // The gauge of requests in flight drops when the server lets go of a body, which
-        // may be a moment after the client read its end.
-        if metric_sum(&text, "flowgate_bypass_active", &["region=\"us-west-2\""]) == 1.0
-            && metric_sum(&text, "flowgate_inflight_requests", &[]) == 0.0
-        {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "bypass_active{{region=\"us-west-2\"}} never 1 with nothing in flight:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // The bypass gauge is refreshed every 250 ms. The gauge of requests in flight drops
+    // when the server lets go of a body, which may be a moment after the client read its
+    // end.
+    let text = wait_for(
+        "bypass_active{region=\"us-west-2\"} 1 with nothing in flight",
+        Duration::from_secs(5),
+        || async {
+            let text = metrics(admin).await;
+            if metric_sum(&text, "flowgate_bypass_active", &["region=\"us-west-2\""]) == 1.0
+                && metric_sum(&text, "flowgate_inflight_requests", &[]) == 0.0
+            {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
 
     let (types, samples) = strict_parse(&text);
     let scrape =
@@ -1082,7 +975,7 @@ async fn metrics_parse_and_have_every_family_of_the_contract() {
     p.stop().await;
 }
 
-/// Acceptance 8: `/v1/table/history` (newest first; who pushed, by token name; the note;
+/// `/v1/table/history` (newest first; who pushed, by token name; the note;
 /// when) and `/v1/status` (region, version, readiness, rps and error ratio, per target
 /// health, share, mode, bypass and endpoint counts), plus the plain admin routes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1133,16 +1026,12 @@ async fn history_and_status_tell_what_happened() {
         resp.into_body().collect().await.expect("body");
     }
     // rps leaves the current (incomplete) second out: wait for it to count.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let s = loop {
+    let s = wait_for("error_ratio 10/40", Duration::from_secs(5), || async {
         let s = get_json(admin, "/v1/status").await;
         let ratio = s["error_ratio"].as_f64().unwrap_or(-1.0);
-        if (ratio - 0.25).abs() < 1e-9 {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "error_ratio never 10/40: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        if (ratio - 0.25).abs() < 1e-9 { Ok(s) } else { Err(s) }
+    })
+    .await;
     assert_eq!(s["region"], A);
     assert_eq!(s["table_version"], 3);
     assert_eq!(s["ready"], true);

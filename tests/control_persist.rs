@@ -1,6 +1,6 @@
-//! Issue 4 acceptance with the real binary: a table survives SIGKILL right after its 200
-//! (5), a corrupt state file is moved aside and the config's table used (5), SIGHUP swaps
-//! the endpoints under load and refuses a broken file (6).
+//! Persistence and reloads with the real binary: a table survives SIGKILL right after its
+//! 200, a corrupt state file is moved aside and the config's table used, SIGHUP swaps the
+//! endpoints under load and refuses a broken file.
 //!
 //! The binary reads its admin token from `FLOWGATE_ADMIN_TOKEN` (the default `token_env`),
 //! given to the child only. Where a test needs a second region, `us-west-2` is an
@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use support::fleet::metric_sum;
+use support::admin::{get_json, metric_sum, metrics, put};
 use support::origin::{self, Origin};
-use support::{ProxyProcess, TestProxy, h1_client};
+use support::wait::wait_until;
+use support::{ProxyConfig, ProxyProcess, TestProxy, h1_client};
 
 const A: &str = "us-east-1";
 const B: &str = "us-west-2";
@@ -35,8 +36,7 @@ fn spawn(text: &str) -> ProxyProcess {
 /// `us-west-2`, in process, in front of its own origin.
 async fn west() -> (TestProxy, Origin) {
     let o = origin::start().await;
-    let text =
-        support::config_text(o.addr, "").replace("region = \"us-east-1\"", &format!("region = \"{B}\""));
+    let text = ProxyConfig::new(B, o.addr).text();
     assert!(text.contains(B));
     (TestProxy::start(&text).await, o)
 }
@@ -44,64 +44,17 @@ async fn west() -> (TestProxy, Origin) {
 /// The binary's config: `us-east-1` in front of `origin`, `us-west-2` as a peer when
 /// given, the table file and state folder when given.
 fn config(origin: &str, peer: Option<SocketAddr>, table: Option<&Path>, state_dir: Option<&Path>) -> String {
-    let table = table.map(|t| format!("table = {:?}\n", t.display().to_string())).unwrap_or_default();
-    let state = state_dir.map(|d| format!("state_dir = {:?}\n", d.display().to_string())).unwrap_or_default();
-    let peer = peer.map(|p| format!("[peers.{B}]\nproxies = [\"{p}\"]\n")).unwrap_or_default();
-    format!(
-        r#"region = "{A}"
-{table}
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-{state}
-[origins.api]
-endpoints = ["{origin}"]
-
-{peer}
-[[routes]]
-origin = "api"
-
-[drain]
-delay = "0s"
-timeout = "2s"
-
-[health]
-interval = "200ms"
-timeout = "100ms"
-"#
-    )
-}
-
-async fn put(admin: SocketAddr, token: &str, table: &Value) -> (u16, Value) {
-    let req = http::Request::put(format!("http://{admin}/v1/table"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(table.to_string())))
-        .expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().request(req))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn get_text(url: &str) -> String {
-    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().get(url.parse().expect("url")))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    assert_eq!(resp.status(), 200, "GET {url}");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    String::from_utf8(body.to_vec()).expect("utf-8")
-}
-
-async fn get_json(admin: SocketAddr, path: &str) -> Value {
-    serde_json::from_str(&get_text(&format!("http://{admin}{path}")).await).expect("json")
+    let mut cfg = ProxyConfig::new(A, origin).health("200ms", "100ms");
+    if let Some(t) = table {
+        cfg = cfg.table(t);
+    }
+    if let Some(d) = state_dir {
+        cfg = cfg.state_dir(d);
+    }
+    if let Some(p) = peer {
+        cfg = cfg.peer(B, &[p]);
+    }
+    cfg.text()
 }
 
 /// `n` GETs of `/`: which region answered each (all must be 200).
@@ -129,29 +82,13 @@ async fn all_from(public: SocketAddr, n: usize, region: &str, what: &str) {
     assert!(got.iter().all(|r| r == region), "{what}: expected every answer from {region}, got {got:?}");
 }
 
-/// Waits for a log line containing every one of `needles`, at most `limit`.
-async fn wait_log(p: &ProxyProcess, needles: &[&str], limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        while let Ok(line) = p.log.try_recv() {
-            if needles.iter().all(|n| line.contains(n)) {
-                return line;
-            }
-            seen.push(line);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no log line with {needles:?} within {limit:?}; saw:\n{}", seen.join("\n"));
-}
-
 fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-/// Acceptance 5: kill -9 right after the 200 of a push; the restarted process serves the
+/// kill -9 right after the 200 of a push; the restarted process serves the
 /// pushed table (its version, and traffic goes where it says). A config table newer than
 /// the persisted one wins at the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -185,7 +122,7 @@ async fn a_pushed_table_survives_sigkill_right_after_its_200() {
     let p = spawn(&text);
     let t = get_json(p.admin, "/v1/table").await;
     assert_eq!((t["version"].as_u64(), t["note"].as_str()), (Some(2), Some("all west")), "{t}");
-    let m = get_text(&format!("http://{}/metrics", p.admin)).await;
+    let m = metrics(p.admin).await;
     assert_eq!(metric_sum(&m, "flowgate_table_version", &[]), 2.0);
     let h = get_json(p.admin, "/v1/table/history").await;
     assert!(h[0]["who"].as_str().is_some_and(|w| w.contains("state_dir")), "start-up names its source: {h}");
@@ -210,7 +147,7 @@ async fn a_pushed_table_survives_sigkill_right_after_its_200() {
     west.stop().await;
 }
 
-/// Acceptance 5: a state file that cannot be used (cut short; valid JSON naming a region
+/// A state file that cannot be used (cut short; valid JSON naming a region
 /// this proxy does not know) is moved aside with a log line saying so, and the proxy
 /// starts on the config's table (which sends everything west, unlike no table at all);
 /// the next push writes a good state file again.
@@ -267,7 +204,7 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_config_table_used() {
     west.stop().await;
 }
 
-/// Acceptance 6: clients send all along while SIGHUP swaps the origin's endpoint list:
+/// Clients send all along while SIGHUP swaps the origin's endpoint list:
 /// traffic moves to the new endpoint (the old one gets nothing more, and then dies
 /// without anyone noticing), the table in force stays, no request fails. Then SIGHUP with
 /// broken files (not TOML; a route to an unknown origin; another region) changes nothing
@@ -312,15 +249,9 @@ async fn sighup_swaps_endpoints_under_load_and_refuses_a_broken_config() {
             failures
         });
     }
-    let wait_for = |what: &'static str, cond: Box<dyn Fn() -> bool + Send>| async move {
-        let limit = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < limit, "{what} within 10 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let h1 = o1.hits.clone();
-    wait_for("traffic at the first endpoint", Box::new(move || h1.load(Ordering::SeqCst) >= 100)).await;
+    let ten_s = Duration::from_secs(10);
+    wait_until("traffic at the first endpoint", ten_s, || async { o1.hits.load(Ordering::SeqCst) >= 100 })
+        .await;
     let pushed = json!({"version": 4, "weights": {A: {A: 1}}, "note": "before the reload"});
     assert_eq!(put(p.admin, TOKEN, &pushed).await.0, 200);
 
@@ -328,17 +259,26 @@ async fn sighup_swaps_endpoints_under_load_and_refuses_a_broken_config() {
     write_atomically(&config_path, &text.replace(&o1.addr.to_string(), &o2.addr.to_string()));
     let before = answered.load(Ordering::SeqCst);
     p.signal("HUP");
-    wait_log(&p, &["config reloaded"], Duration::from_secs(10)).await;
-    let h2 = o2.hits.clone();
-    wait_for("traffic at the new endpoint", Box::new(move || h2.load(Ordering::SeqCst) >= 100)).await;
+    p.wait_log(&["config reloaded"], Duration::from_secs(10)).await;
+    wait_until("traffic at the new endpoint", ten_s, || async { o2.hits.load(Ordering::SeqCst) >= 100 })
+        .await;
     // Requests that began before the swap may still be finishing on the old endpoint.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the old endpoint's last requests to finish", ten_s, || async {
+        o1.active.load(Ordering::SeqCst) == 0
+    })
+    .await;
     let (old, new) = (o1.hits.load(Ordering::SeqCst), o2.hits.load(Ordering::SeqCst));
+    // A window in which the old endpoint must get nothing: the absence is the point.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(o1.hits.load(Ordering::SeqCst), old, "the old endpoint gets nothing after the reload");
     assert!(o2.hits.load(Ordering::SeqCst) > new, "the new one gets it all");
     o1.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Clients go on after the old endpoint died (a failure would show at the end).
+    let at_kill = answered.load(Ordering::SeqCst);
+    wait_until("clients answered after the old endpoint died", ten_s, || async {
+        answered.load(Ordering::SeqCst) > at_kill + 100
+    })
+    .await;
     assert!(answered.load(Ordering::SeqCst) > before + 100, "clients kept being answered across the reload");
 
     let t = get_json(p.admin, "/v1/table").await;
@@ -358,9 +298,12 @@ async fn sighup_swaps_endpoints_under_load_and_refuses_a_broken_config() {
         write_atomically(&config_path, bad);
         let hits = o2.hits.load(Ordering::SeqCst);
         p.signal("HUP");
-        let line = wait_log(&p, &["SIGHUP", "refused"], Duration::from_secs(10)).await;
+        let line = p.wait_log(&["SIGHUP", "refused"], Duration::from_secs(10)).await;
         println!("{what}: {line}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_until(&format!("{what}: traffic at the same endpoint"), ten_s, || async {
+            o2.hits.load(Ordering::SeqCst) > hits
+        })
+        .await;
         assert!(o2.hits.load(Ordering::SeqCst) > hits, "{what}: the same endpoint keeps serving");
         assert_eq!(get_json(p.admin, "/v1/table").await["version"], 4, "{what}");
         assert_eq!(get_json(p.admin, "/v1/table/history").await, history, "{what}: no reload recorded");

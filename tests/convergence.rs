@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::ProxyProcess;
-use support::outage::{self, OutageFleet, TOKEN, flowgate, keeps};
+use support::admin::{get_json, metric_sum, metrics, push, readyz};
+use support::outage::{self, OutageFleet, TOKEN, flowgate, keeps, operation};
+use support::wait::wait_until;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -17,27 +19,8 @@ const WEST: &str = "us-west-2";
 
 /// PUT a table to one proxy, with an optional `If-Match`; status and body.
 async fn put(admin: std::net::SocketAddr, table: &str, if_match: Option<&str>) -> (u16, Value) {
-    let mut b = http::Request::put(format!("http://{admin}/v1/table"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json");
-    if let Some(m) = if_match {
-        b = b.header("if-match", m);
-    }
-    let req = b.body(http_body_util::Full::new(bytes::Bytes::from(table.to_owned()))).expect("request");
-    let resp = support::h1_client().request(req).await.expect("answer");
-    let status = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn readyz(admin: std::net::SocketAddr) -> u16 {
-    let url = format!("http://{admin}/readyz");
-    match tokio::time::timeout(Duration::from_secs(2), support::h1_client().get(url.parse().expect("url")))
-        .await
-    {
-        Ok(Ok(r)) => r.status().as_u16(),
-        _ => 0,
-    }
+    let (status, body, _) = push(admin).token(TOKEN).if_match(if_match).send(table.to_owned()).await;
+    (status, body)
 }
 
 fn version(t: &Value) -> u64 {
@@ -46,7 +29,7 @@ fn version(t: &Value) -> u64 {
 
 /// Starts the proxy of `old`'s config again (same peer port), with no state folder.
 fn restart(old: ProxyProcess) -> ProxyProcess {
-    let text = std::fs::read_to_string(old.dir.path().join("flowgate.toml")).expect("config");
+    let text = old.config_text();
     drop(old); // SIGKILL, then wait
     ProxyProcess::spawn_env(&text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)])
 }
@@ -55,21 +38,8 @@ fn restart(old: ProxyProcess) -> ProxyProcess {
 async fn a_pod_restarted_empty_after_an_evacuation_is_ready_only_on_the_evacuation_table() {
     let _turn = SERIAL.lock().await;
     let mut fleet = OutageFleet::start(2).await;
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
-    let (code, _, err) = flowgate(&[
-        "evacuate",
-        EAST,
-        "--fleet",
-        &file,
-        "--steps",
-        "2",
-        "--interval",
-        "1s",
-        "--timeout",
-        "1s",
-        "--yes",
-    ])
-    .await;
+    let file = fleet.file();
+    let (code, _, err) = flowgate(&operation("evacuate", EAST, &file, "2", "1s")).await;
     assert_eq!(code, Some(0), "{err}");
     let evacuated = outage::table(fleet.regions[1].proxies[0].admin).await.expect("table");
     assert_eq!(keeps(&evacuated, EAST), 0.0);
@@ -78,24 +48,20 @@ async fn a_pod_restarted_empty_after_an_evacuation_is_ready_only_on_the_evacuati
     let t0 = Instant::now();
     let fresh = restart(old);
     // Poll until ready: never ready on any other table.
-    let mut ready_at = None;
-    while t0.elapsed() < Duration::from_secs(15) {
+    wait_until("the restarted proxy to be ready", Duration::from_secs(15), || async {
         let ready = readyz(fresh.admin).await == 200;
         let t = outage::table(fresh.admin).await;
         if ready {
             let t = t.expect("table");
             assert_eq!(version(&t), version(&evacuated), "ready on another table: {t}");
-            ready_at = Some(t0.elapsed());
-            break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let ready_at = ready_at.expect("the restarted proxy never became ready");
+        ready
+    })
+    .await;
+    let ready_at = t0.elapsed();
     let st = outage::status(fresh.admin).await.expect("status");
     assert_eq!(st["table_version"], version(&evacuated), "{st}");
-    let history =
-        support::get(&support::h1_client(), &format!("http://{}/v1/table/history", fresh.admin)).await.2;
-    let h: Value = serde_json::from_slice(&history).expect("history JSON");
+    let h = get_json(fresh.admin, "/v1/table/history").await;
     assert!(h[0]["who"].as_str().unwrap_or("").starts_with("catch-up from peer "), "{h}");
     // What it serves goes to the other regions, never to the evacuated origin.
     let hits = fleet.region(EAST).origin.hits.load(std::sync::atomic::Ordering::SeqCst);
@@ -121,21 +87,15 @@ async fn a_proxy_stopped_during_a_push_converges_once_resumed_without_another_pu
         format!(r#"{{"version": 3, "weights": {{"{EAST}": {{"{EAST}": 50, "{WEST}": 50}}}}}}"#),
     )
     .expect("table");
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let file = fleet.file();
     let (code, out, _) =
         flowgate(&["push", "--fleet", &file, table.to_str().expect("path"), "--timeout", "1s"]).await;
     assert_eq!(code, Some(1), "the stopped proxy misses it:\n{out}");
     stopped.signal("CONT");
-    let t0 = Instant::now();
-    let mut caught = None;
-    while t0.elapsed() < Duration::from_secs(10) {
-        if outage::table(stopped.admin).await.map(|t| version(&t)) == Some(3) {
-            caught = Some(t0.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let caught = caught.expect("the resumed proxy never caught up");
+    let caught = wait_until("the resumed proxy to catch up", Duration::from_secs(10), || async {
+        outage::table(stopped.admin).await.map(|t| version(&t)) == Some(3)
+    })
+    .await;
     // Health probes every 200 ms: two intervals and the fetch, with room for a busy machine.
     assert!(caught < Duration::from_secs(2), "caught up after {caught:?}");
     eprintln!("resumed after a missed push: caught up in {caught:?}");
@@ -161,22 +121,19 @@ async fn conditional_pushes_and_a_split_fleet_is_shown_not_hidden() {
             assert_eq!(s, 200, "{b}");
         }
     }
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let file = fleet.file();
     let (code, out, _) = flowgate(&["status", "--fleet", &file]).await;
     assert_eq!(code, Some(1), "a split fleet fails status:\n{out}");
     assert!(out.contains("CONFLICT: version 5 has 2 different contents"), "{out}");
     // The proxies see it too, in their status and a metric, and neither side wins.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = false;
-    while Instant::now() < deadline && !seen {
+    let seen = support::wait::within(Duration::from_secs(5), || async {
         let st = outage::status(a).await.expect("status");
-        seen = st["table_conflicts"].as_array().is_some_and(|c| !c.is_empty());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        st["table_conflicts"].as_array().is_some_and(|c| !c.is_empty())
+    })
+    .await
+    .is_some();
     assert!(seen, "the proxy must report the conflict");
-    let metrics = support::get(&support::h1_client(), &format!("http://{a}/metrics")).await.2;
-    let metrics = String::from_utf8_lossy(&metrics);
-    let conflicts = support::fleet::metric_sum(&metrics, "flowgate_table_conflicts", &[]);
+    let conflicts = metric_sum(&metrics(a).await, "flowgate_table_conflicts", &[]);
     assert!(conflicts >= 1.0, "flowgate_table_conflicts: {conflicts}");
     assert_eq!(
         outage::table(a).await.map(|t| t["weights"][EAST][EAST].clone()),
@@ -193,25 +150,10 @@ async fn conditional_pushes_and_a_split_fleet_is_shown_not_hidden() {
 async fn two_operations_at_once_one_runs_and_the_other_names_it() {
     let _turn = SERIAL.lock().await;
     let fleet = OutageFleet::start(2).await;
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let file = fleet.file();
     let args = |region: &'static str| {
         let file = file.clone();
-        async move {
-            flowgate(&[
-                "evacuate",
-                region,
-                "--fleet",
-                &file,
-                "--steps",
-                "2",
-                "--interval",
-                "1s",
-                "--timeout",
-                "1s",
-                "--yes",
-            ])
-            .await
-        }
+        async move { flowgate(&operation("evacuate", region, &file, "2", "1s")).await }
     };
     // Started at the same moment: exactly one runs.
     let (a, b) = tokio::join!(args(EAST), args(WEST));
@@ -244,11 +186,10 @@ async fn two_operations_at_once_one_runs_and_the_other_names_it() {
     // One started while another runs refuses at once, naming it; the first goes on.
     let first = tokio::spawn(args(if a.0 == Some(0) { WEST } else { EAST }));
     let watched = fleet.regions[2].proxies[0].admin;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && outage::table(watched).await.is_some_and(|t| t["operation"].is_null())
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait::within(Duration::from_secs(10), || async {
+        !outage::table(watched).await.is_some_and(|t| t["operation"].is_null())
+    })
+    .await;
     let second =
         flowgate(&["restore", EAST, "--fleet", &file, "--steps", "1", "--timeout", "1s", "--yes"]).await;
     assert_eq!(second.0, Some(1), "{}", second.2);
@@ -261,42 +202,21 @@ async fn two_operations_at_once_one_runs_and_the_other_names_it() {
 async fn a_pod_restarted_empty_mid_evacuation_does_not_roll_it_back() {
     let _turn = SERIAL.lock().await;
     let mut fleet = OutageFleet::start(2).await;
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
-    let run = tokio::spawn(async move {
-        flowgate(&[
-            "evacuate",
-            EAST,
-            "--fleet",
-            &file,
-            "--steps",
-            "4",
-            "--interval",
-            "1s",
-            "--timeout",
-            "1s",
-            "--yes",
-        ])
-        .await
-    });
+    let file = fleet.file();
+    let run = tokio::spawn(async move { flowgate(&operation("evacuate", EAST, &file, "4", "1s")).await });
     // Once step 1 is in force, a receiving proxy dies and comes back empty at the same
     // address (as a pod behind the same name would).
     let west = fleet.regions.iter().position(|r| r.name == WEST).expect("west");
     let watched = fleet.regions[west].proxies[1].admin;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline
-        && !outage::table(watched)
-            .await
-            .is_some_and(|t| t["note"].as_str().unwrap_or("").contains("step 1 of"))
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait::within(Duration::from_secs(15), || async {
+        outage::table(watched).await.is_some_and(|t| t["note"].as_str().unwrap_or("").contains("step 1 of"))
+    })
+    .await;
     let old = fleet.regions[west].proxies.remove(1);
-    let text = std::fs::read_to_string(old.dir.path().join("flowgate.toml")).expect("config");
+    let cfg = fleet.regions[west].configs.remove(1).admin_listen(old.admin);
     let admin = old.admin;
     drop(old);
-    let text =
-        text.replacen("[admin]\nlisten = \"127.0.0.1:0\"", &format!("[admin]\nlisten = \"{admin}\""), 1);
-    let fresh = ProxyProcess::spawn_env(&text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)]);
+    let fresh = cfg.spawn(&[("FLOWGATE_ADMIN_TOKEN", TOKEN)]);
     assert_eq!(fresh.admin, admin);
     let (code, _, err) = run.await.expect("run");
     assert_eq!(code, Some(0), "the evacuation goes on:\n{err}");
@@ -304,4 +224,5 @@ async fn a_pod_restarted_empty_mid_evacuation_does_not_roll_it_back() {
     let t = outage::table(fresh.admin).await.expect("table");
     assert_eq!(keeps(&t, EAST), 0.0, "the restarted pod ends on the evacuation table: {t}");
     fleet.regions[west].proxies.push(fresh);
+    fleet.regions[west].configs.push(cfg);
 }

@@ -6,43 +6,35 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::fleet::metric_sum;
+use support::admin::{metric_sum, metrics};
 use support::outage::{self, Load, OutageFleet};
+use support::wait::within;
 
 const EAST: &str = "us-east-1";
-
-async fn metrics(admin: std::net::SocketAddr) -> String {
-    let (_, _, body) = support::get(&support::h1_client(), &format!("http://{admin}/metrics")).await;
-    String::from_utf8_lossy(&body).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_origin_fails_no_request_and_is_out_of_use_after_its_first_refusal() {
     let fleet = OutageFleet::start(2).await;
     let load = Load::start(outage::targets(&fleet, &[]), 40);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.wait_flowing(40).await;
     let killed_at = load.started.elapsed();
     fleet.region(EAST).origin.kill();
-    let t0 = Instant::now();
     // Out of use on every proxy of the region well before the probes (every 200 ms, two
     // failures needed) could have said so.
     let east: Vec<_> = fleet.region(EAST).proxies.iter().map(|p| p.admin).collect();
-    let mut out_at = None;
-    while t0.elapsed() < Duration::from_secs(5) {
+    let out_at = within(Duration::from_secs(5), || async {
         let mut all = true;
         for a in &east {
             let st = outage::status(*a).await.expect("status");
             all &= st["origins"]["api"]["healthy"] == false;
         }
-        if all {
-            out_at = Some(t0.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        all
+    })
+    .await;
     let out_at = out_at.expect("the dead origin stayed in use");
+    // The load runs on for a while after the kill: what it meets is the test.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let answers = load.stop().await;
     let entering_east: Vec<_> = answers.iter().filter(|a| a.region == EAST && a.sent >= killed_at).collect();

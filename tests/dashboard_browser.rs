@@ -1,5 +1,5 @@
 //! The admin dashboard (`GET /`): rendered server-side (no JavaScript needed), and live in
-//! headless Chromium with no network but loopback (issue 6, acceptance 2 and 3).
+//! headless Chromium with no network but loopback.
 //!
 //! Two regions on loopback, each a real proxy in front of a real origin; the proxy of
 //! `us-east-1` takes table pushes with a bearer token from `[admin] token_file`.
@@ -16,8 +16,11 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use support::TestProxy;
+use support::admin::{put_str, status};
+use support::config::free_addr;
 use support::origin::{self, Origin};
+use support::wait::wait_for;
+use support::{ProxyConfig, TestProxy};
 
 const A: &str = "us-east-1";
 const B: &str = "us-west-2";
@@ -36,10 +39,6 @@ struct Pair {
     _dir: tempfile::TempDir,
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
-}
-
 fn config(
     name: &str,
     peer: SocketAddr,
@@ -47,38 +46,16 @@ fn config(
     other: &str,
     other_peer: SocketAddr,
     admin: &str,
-) -> String {
-    format!(
-        r#"region = "{name}"
-{admin_top}
-[listen]
-public = "127.0.0.1:0"
-peer = "{peer}"
-
-[admin]
-listen = "127.0.0.1:0"
-token_env = "FLOWGATE_DASHBOARD_TEST_UNSET"
-{admin}
-
-[origins.api]
-endpoints = ["{origin}"]
-
-[peers.{other}]
-proxies = ["{other_peer}"]
-
-[[routes]]
-origin = "api"
-
-[drain]
-delay = "0s"
-timeout = "2s"
-
-[health]
-interval = "200ms"
-timeout = "100ms"
-"#,
-        admin_top = if admin.is_empty() { "" } else { "table = \"table.json\"" },
-    )
+) -> ProxyConfig {
+    let mut cfg = ProxyConfig::new(name, origin)
+        .peer_listen(Some(peer))
+        .admin("token_env = \"FLOWGATE_DASHBOARD_TEST_UNSET\"")
+        .peer(other, &[other_peer])
+        .health("200ms", "100ms");
+    if !admin.is_empty() {
+        cfg = cfg.top("table = \"table.json\"").admin(admin);
+    }
+    cfg
 }
 
 impl Pair {
@@ -89,16 +66,9 @@ impl Pair {
         std::fs::write(dir.path().join("table.json"), TABLE_V1).expect("table");
         let (oa, ob) = (origin::start().await, origin::start().await);
         let (pa, pb) = (free_addr(), free_addr());
-        let load = |name: &str, text: String| {
-            let path = dir.path().join(format!("{name}.toml"));
-            std::fs::write(&path, &text).expect("write config");
-            flowgate::config::Config::load(&path).unwrap_or_else(|e| panic!("{name} config:\n{e}\n{text}"))
-        };
-        let b_cfg = load(B, config(B, pb, ob.addr, A, pa, ""));
-        let a_cfg = load(
-            A,
-            config(A, pa, oa.addr, B, pb, &format!("token_file = {:?}", tokens.display().to_string())),
-        );
+        let b_cfg = config(B, pb, ob.addr, A, pa, "").load_in(dir.path(), B);
+        let token_file = format!("token_file = {:?}", tokens.display().to_string());
+        let a_cfg = config(A, pa, oa.addr, B, pb, &token_file).load_in(dir.path(), A);
         let b = TestProxy::start_with(b_cfg).await;
         let a = TestProxy::start_with(a_cfg).await;
         Pair { a, b, _origins: (oa, ob), _dir: dir }
@@ -125,33 +95,26 @@ async fn request(
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_owned()))).expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(10), support::h1_client().request(req))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    let (parts, body) = resp.into_parts();
-    (parts.status, parts.headers, body.collect().await.expect("body").to_bytes())
+    let (status, headers, body) = support::admin::request(req).await;
+    (StatusCode::from_u16(status).expect("status"), headers, body)
 }
 
 async fn push(pair: &Pair, table: &str) {
-    let url = format!("http://{}/v1/table", pair.a.addrs.admin);
-    let (status, _, body) = request(Method::PUT, &url, Some(TOKEN), table).await;
-    assert_eq!(status, StatusCode::OK, "push: {}", String::from_utf8_lossy(&body));
+    let (status, body) = put_str(pair.a.addrs.admin, TOKEN, table).await;
+    assert_eq!(status, 200, "push: {body}");
 }
 
 /// Waits until the proxies see each other healthy, so that shares and health are settled.
 async fn settled(pair: &Pair) {
-    let url = format!("http://{}/v1/status", pair.a.addrs.admin);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, body) = support::get(&support::h1_client(), &url).await;
-        let st: Value = serde_json::from_slice(&body).expect("status json");
+    wait_for("the regions to see each other healthy", Duration::from_secs(10), || async {
+        let st = status(pair.a.addrs.admin).await;
         if st["targets"][B]["healthy"] == true && st["targets"][A]["healthy"] == true {
-            return;
+            Ok(())
+        } else {
+            Err(st)
         }
-        assert!(Instant::now() < deadline, "regions not healthy within 10 s: {st}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 /// Without any browser: the page is HTML with the state rendered in it, small, and
@@ -259,6 +222,7 @@ fn load(pair: &Pair, stop: Arc<AtomicBool>, failed: Arc<AtomicUsize>) -> tokio::
                 failed.fetch_add(1, Ordering::SeqCst);
             }
             sent += 1;
+            // The pace of the load.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         sent
@@ -398,6 +362,8 @@ return {page: nav.decodedBodySize, transfer: nav.transferSize,
     // With JavaScript off the page still shows the state, as rendered by the proxy.
     let b = browser::Browser::start_with(true, 800, 1000, false).await;
     b.goto(&url).await.expect("dashboard loads without script");
+    // Long enough for the page's script to have polled, were it running: its absence is
+    // the point.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let v = b.js(&format!("return (() => {{ {READ} }})();")).await;
     assert_eq!(v["live"], "snapshot", "the page's script ran: {v}");

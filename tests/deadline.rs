@@ -21,7 +21,7 @@ async fn the_remaining_time_travels_and_bounds_the_peer() {
     })
     .await;
     let (a, b) = (fleet.region("us-east-1"), fleet.region("us-west-2"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet.wait_settled().await;
 
     // Through A: B's origin sees the budget A gave it, at most A's request timeout.
     let (status, headers, body) = get(&h1_client(), &a.proxy.url("/headers")).await;

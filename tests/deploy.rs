@@ -1,4 +1,4 @@
-//! Issue 9: the deploy files checked against the binary and its config.
+//! The deploy files checked against the binary and its config.
 //!
 //! - `deploy/kubernetes`: every overlay rendered by `kubectl kustomize` (ignored test: needs
 //!   kubectl, which `.ci/run` installs), and the same checks on the base and overlays read
@@ -33,6 +33,7 @@ use flowgate::config::Config;
 use flowgate::fleet::FleetFile;
 use serde_yaml_ng::{Mapping, Value};
 use support::outage::AutopilotProcess;
+use support::wait::poll_blocking;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
@@ -75,7 +76,7 @@ fn parse_cli(what: &str, args: &[String]) -> Cmd {
 /// `flowgate serve --config PATH` → PATH.
 fn serve_config(what: &str, args: &[String]) -> PathBuf {
     match parse_cli(what, args) {
-        Cmd::Serve { config } => config,
+        Cmd::Serve { config, .. } => config,
         other => panic!("{what}: expected `serve --config FILE`, got {other:?}"),
     }
 }
@@ -643,6 +644,16 @@ fn selects(selector: &BTreeMap<String, String>, pod_labels: &BTreeMap<String, St
     !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
 }
 
+/// A Deployment's pod spec and pod labels, which its selector must select.
+fn pod_template<'a>(dep: &'a Value, what: &str) -> (&'a Value, BTreeMap<String, String>) {
+    let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
+    assert!(
+        selects(&labels(&dep["spec"]["selector"]["matchLabels"]), &pod_labels),
+        "{what}: the selector does not match the pod labels"
+    );
+    (&dep["spec"]["template"]["spec"], pod_labels)
+}
+
 /// A list of strings (args, an exec command).
 fn strings(v: &Value, what: &str) -> Vec<String> {
     seq(v)
@@ -795,12 +806,7 @@ fn check_region(label: &str, docs: &[Value], img: &Image) -> Rendered {
     assert_eq!(deps.len(), 1, "{label}: one Deployment");
     let dep = deps[0];
     let what = format!("{label}: Deployment {}", name_of(dep));
-    let pod = &dep["spec"]["template"]["spec"];
-    let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
-    assert!(
-        selects(&labels(&dep["spec"]["selector"]["matchLabels"]), &pod_labels),
-        "{what}: the selector does not match the pod labels"
-    );
+    let (pod, pod_labels) = pod_template(dep, &what);
 
     let containers = seq(&pod["containers"]);
     let c = containers
@@ -1511,12 +1517,7 @@ fn check_autopilot(label: &str, docs: &[Value], img: &Image) -> RenderedPilot {
         "{what}: strategy Recreate (a rolling update runs two autopilots for a while)"
     );
     assert!(of_kind(docs, "HorizontalPodAutoscaler").is_empty(), "{label}: nothing scales the autopilot");
-    let pod = &dep["spec"]["template"]["spec"];
-    let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
-    assert!(
-        selects(&labels(&dep["spec"]["selector"]["matchLabels"]), &pod_labels),
-        "{what}: the selector does not match the pod labels"
-    );
+    let (pod, pod_labels) = pod_template(dep, &what);
     let containers = seq(&pod["containers"]);
     assert_eq!(containers.len(), 1, "{what}: one container");
     let c = &containers[0];
@@ -1832,17 +1833,12 @@ fn http_get(url: &str) -> (http::StatusCode, String) {
 
 /// Polls `GET /v1/state` until its `paused` is `paused`.
 fn wait_paused(pilot: &AutopilotProcess, paused: bool, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    poll_blocking(limit, Duration::from_millis(100), || {
         let (_, body) = http_get(&format!("http://{}/v1/state", pilot.listen));
-        if serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["paused"].as_bool())
-            == Some(paused)
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+        let now = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["paused"].as_bool());
+        if now == Some(paused) { Ok(()) } else { Err(()) }
+    })
+    .is_ok()
 }
 
 /// Runs a deploy file's autopilot command line on the built binary, its paths under a
@@ -1898,13 +1894,12 @@ fn run_as_deployed(p: &Pilot, fleet: &FleetFile) {
     let token = [("FLOWGATE_ADMIN_TOKEN", support::outage::TOKEN)];
 
     // It reads the fleet: a decision on every region, one JSON line each on stdout.
-    let deadline = Instant::now() + Duration::from_secs(15);
     let judged = || -> BTreeSet<String> {
         pilot.decisions().iter().filter_map(|d| d["region"].as_str().map(str::to_owned)).collect()
     };
-    while Instant::now() < deadline && judged().len() < fleet.regions.len() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _ = poll_blocking(Duration::from_secs(15), Duration::from_millis(100), || {
+        if judged().len() < fleet.regions.len() { Err(()) } else { Ok(()) }
+    });
     assert_eq!(
         judged(),
         fleet.regions.keys().cloned().collect(),

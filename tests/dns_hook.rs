@@ -84,11 +84,17 @@ fn addrs(regions: &[&str]) -> Vec<String> {
 
 const ALL: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 
+/// A bind9 serving the test zone, and the hook's configuration for it.
+fn started() -> (Bind9, Vec<(&'static str, String)>) {
+    let dns = Bind9::start();
+    let env = config(&dns);
+    (dns, env)
+}
+
 #[test]
 #[ignore = "needs bind9 and bind9-dnsutils (installed by .ci/run)"]
 fn nsupdate_hook_removes_the_evacuated_region_and_puts_it_back() {
-    let dns = Bind9::start();
-    let env = config(&dns);
+    let (dns, env) = started();
     assert_eq!(dns.a_records(NAME), addrs(&ALL));
 
     let out = run_hook("us-east-1", "evacuated", &env);
@@ -112,8 +118,7 @@ fn nsupdate_hook_removes_the_evacuated_region_and_puts_it_back() {
 #[test]
 #[ignore = "needs bind9 and bind9-dnsutils (installed by .ci/run)"]
 fn nsupdate_hook_refuses_a_region_missing_from_the_records_file() {
-    let dns = Bind9::start();
-    let env = config(&dns);
+    let (dns, env) = started();
     let out = run_hook("ap-south-1", "evacuated", &env);
     assert_refused(&out, "FLOWGATE_DNS_RECORDS");
     assert_refused(&out, "ap-south-1");
@@ -125,8 +130,7 @@ fn nsupdate_hook_refuses_a_region_missing_from_the_records_file() {
 #[test]
 #[ignore = "needs bind9 and bind9-dnsutils (installed by .ci/run)"]
 fn nsupdate_hook_refuses_to_remove_the_last_region_of_the_name() {
-    let dns = Bind9::start();
-    let env = config(&dns);
+    let (dns, env) = started();
     assert_ok(&run_hook("us-east-1", "evacuated", &env), &dns);
     assert_ok(&run_hook("us-west-2", "evacuated", &env), &dns);
     assert_eq!(dns.a_records(NAME), addrs(&["eu-west-1"]));
@@ -143,8 +147,7 @@ fn nsupdate_hook_refuses_to_remove_the_last_region_of_the_name() {
 #[test]
 #[ignore = "needs bind9 and bind9-dnsutils (installed by .ci/run)"]
 fn nsupdate_hook_ignores_other_phases_and_names_a_missing_variable() {
-    let dns = Bind9::start();
-    let env = config(&dns);
+    let (dns, env) = started();
     for phase in ["before-evacuate", "before-restore"] {
         let out = run_hook("us-east-1", phase, &env);
         assert!(out.status.success(), "{phase}: {}", text(&out));

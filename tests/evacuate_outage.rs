@@ -6,36 +6,17 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::outage::{self, OutageFleet, TOKEN, keeps};
+use support::outage::{self, OutageFleet, TOKEN, keeps, operation};
+use support::run::{Run, flowgate_as};
+use support::wait::within;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 async fn flowgate(args: &[&str]) -> Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(args)
-            .env("FLOWGATE_ADMIN_TOKEN", TOKEN)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the command ends")
-    .expect("run");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    flowgate_as(TOKEN, args, Duration::from_secs(90)).await
 }
 
 fn steps(stdout: &str) -> Vec<Value> {
@@ -53,22 +34,10 @@ async fn evacuate_goes_on_without_the_hung_proxy_of_the_region_it_evacuates() {
     let east = fleet.region(EAST);
     east.origin.fail_with(500);
     east.proxies[1].signal("STOP");
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
-    let run = flowgate(&[
-        "evacuate",
-        EAST,
-        "--fleet",
-        &file,
-        "--steps",
-        "2",
-        "--interval",
-        "1s",
-        "--timeout",
-        "1s",
-        "--yes",
-        "--json",
-    ])
-    .await;
+    let file = fleet.file();
+    let mut args = operation("evacuate", EAST, &file, "2", "1s");
+    args.push("--json");
+    let run = flowgate(&args).await;
     east.proxies[1].signal("CONT");
     assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     let records = steps(&run.stdout);
@@ -101,42 +70,18 @@ async fn a_receiving_region_failing_mid_run_stops_it_without_moving_traffic_back
     let _turn = SERIAL.lock().await;
     let fleet = OutageFleet::start(2).await;
     fleet.region(EAST).origin.fail_with(500);
-    let load = outage::Load::start(
-        fleet
-            .regions
-            .iter()
-            .map(|r| (r.name.clone(), r.proxies.iter().map(|p| p.public).collect()))
-            .collect(),
-        20,
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
-    let child = tokio::spawn(async move {
-        flowgate(&[
-            "evacuate",
-            EAST,
-            "--fleet",
-            &file,
-            "--steps",
-            "4",
-            "--interval",
-            "2s",
-            "--timeout",
-            "1s",
-            "--yes",
-        ])
-        .await
-    });
+    let load = outage::Load::start(outage::targets(&fleet, &[]), 20);
+    load.wait_flowing(20).await;
+    let file = fleet.file();
+    let child = tokio::spawn(async move { flowgate(&operation("evacuate", EAST, &file, "4", "2s")).await });
     // Once step 1 is in force, the region taking most of the traffic starts failing too.
     let watched = fleet.region(WEST).proxies[0].admin;
-    let mut broke = false;
-    for _ in 0..200 {
-        if outage::table(watched).await.and_then(|t| t["version"].as_u64()).unwrap_or(0) >= 1 {
-            fleet.region(WEST).origin.fail_with(500);
-            broke = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let step_one = within(Duration::from_secs(10), || async {
+        outage::table(watched).await.and_then(|t| t["version"].as_u64()).unwrap_or(0) >= 1
+    });
+    let broke = step_one.await.is_some();
+    if broke {
+        fleet.region(WEST).origin.fail_with(500);
     }
     assert!(broke, "step 1 never reached {WEST}");
     let run = child.await.expect("run");

@@ -1,27 +1,25 @@
-//! Issue 3 acceptance, failure side: a peer region's proxies dying under load (item 3), a
-//! peer load balancer that fails or crawls and is bypassed, then used again (item 5), the
-//! retry budget when every upstream fails (item 6), and origin concurrency spilling to a
-//! peer, then shedding (item 7). Real proxies, origins and load balancers on loopback.
+//! Regions failing: a peer region's proxies dying under load, a peer load balancer that
+//! fails or crawls and is bypassed, then used again, the retry budget when every upstream
+//! fails, and origin concurrency spilling to a peer, then shedding. Real proxies, origins
+//! and load balancers on loopback.
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use support::fleet::{Fleet, FleetSpec, LbMode, Region, metric_sum};
+use http_body_util::Full;
+use support::admin::{HttpClient, metric_sum, metrics};
+use support::fleet::{Fleet, FleetSpec, LbMode, Region};
 use support::h1_client;
+use support::wait::{poll, wait_until};
 use tokio::sync::Mutex;
 
 const A: &str = "us-east-1";
 const B: &str = "us-west-2";
 const C: &str = "eu-west-1";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// One exchange as a client saw it; transport failures are `Err`, not panics, so that
 /// load loops can count them.
@@ -32,27 +30,14 @@ async fn send(
     body: Bytes,
 ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
     let req = Request::builder().method(method).uri(url).body(Full::new(body)).map_err(|e| e.to_string())?;
-    let work = async {
-        let resp = client.request(req).await.map_err(|e| format!("request: {e:?}"))?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-        Ok((parts.status, parts.headers, body))
-    };
-    tokio::time::timeout(Duration::from_secs(10), work).await.map_err(|_| "timed out".to_owned())?
-}
-
-async fn metrics(client: &HttpClient, region: &Region) -> String {
-    let url = format!("http://{}/metrics", region.proxy.addrs.admin);
-    let (status, _, body) = send(client, Method::GET, &url, Bytes::new()).await.expect("metrics");
-    assert_eq!(status, 200);
-    String::from_utf8(body.to_vec()).expect("utf-8 metrics")
+    support::exchange(client, req).await
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-/// Item 3: B's proxies stop (drain, then connections refused) while GETs and small POSTs
+/// B's proxies stop (drain, then connections refused) while GETs and small POSTs
 /// run at full speed through A, whose row sends most traffic to B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_regions_proxies_dying_under_load_fail_no_request() {
@@ -61,7 +46,7 @@ async fn a_peer_regions_proxies_dying_under_load_fail_no_request() {
     let b_index = fleet.regions.iter().position(|r| r.name == B).expect("region B");
     let b = fleet.regions.remove(b_index);
     let a = fleet.region(A);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.wait_settled().await;
 
     let url_get = a.proxy.url("/headers");
     let url_post = a.proxy.url("/count");
@@ -101,6 +86,7 @@ async fn a_peer_regions_proxies_dying_under_load_fail_no_request() {
             seen.lock().await.extend(mine);
         }));
     }
+    // B's proxies die at a set moment of the load.
     tokio::time::sleep(kill_at.saturating_sub(t0.elapsed())).await;
     let Region { proxy: b_proxy, origin: _b_origin, .. } = b;
     let killed = t0.elapsed();
@@ -118,10 +104,10 @@ async fn a_peer_regions_proxies_dying_under_load_fail_no_request() {
     let late = stopped + Duration::from_millis(600);
     let from_b_late = seen.iter().filter(|s| s.0 > late && matches!(&s.2, Ok((r, _)) if r == B)).count();
     let retried_posts = seen.iter().filter(|s| s.1 && matches!(&s.2, Ok((_, n)) if *n > 1)).count();
-    let m = metrics(&h1_client(), a).await;
+    let m = metrics(a.proxy.addrs.admin).await;
     let connect_retries = metric_sum(&m, "flowgate_retries_total", &["connect-failure"]);
     eprintln!(
-        "item 3: {gets} GETs, {posts} POSTs, {} failed; B served {from_b_before} before the kill \
+        "peer proxies dying: {gets} GETs, {posts} POSTs, {} failed; B served {from_b_before} before the kill \
          (stop took {:?}); {retried_posts} POSTs took more than one attempt; A counted \
          {connect_retries} connect-failure retries",
         failed.len(),
@@ -158,7 +144,7 @@ struct Episode {
     requests_after_return: usize,
 }
 
-/// Item 5: A sends everything to B (`auto`); B's load balancer turns `bad`, then heals.
+/// A sends everything to B (`auto`); B's load balancer turns `bad`, then heals.
 async fn lb_episode(bad: LbMode) -> Episode {
     let table =
         format!(r#"{{"version": 1, "weights": {{"{A}": {{"{B}": 100}}}}, "peer_modes": {{"{B}": "auto"}}}}"#);
@@ -176,18 +162,19 @@ async fn lb_episode(bad: LbMode) -> Episode {
     .await;
     let (a, b) = (fleet.region(A), fleet.region(B));
     let lb = b.lb.as_ref().expect("B has a load balancer");
-    let admin = h1_client();
+    let admin = a.proxy.addrs.admin;
     let bypass = |m: &str| metric_sum(m, "flowgate_bypass_active", &[&format!("region=\"{B}\"")]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(bypass(&metrics(&admin, a).await), 0.0, "no bypass while the load balancer is well");
+    fleet.wait_settled().await;
+    assert_eq!(bypass(&metrics(admin).await), 0.0, "no bypass while the load balancer is well");
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let t0 = Instant::now();
     // (started, status, error header)
     let seen: Arc<Mutex<Vec<(Duration, StatusCode, String)>>> = Arc::default();
+    let sent = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let (stop, seen, url) = (stop.clone(), seen.clone(), a.proxy.url("/headers"));
+        let (stop, seen, sent, url) = (stop.clone(), seen.clone(), sent.clone(), a.proxy.url("/headers"));
         workers.push(tokio::spawn(async move {
             let client = h1_client();
             let mut mine = Vec::new();
@@ -200,6 +187,8 @@ async fn lb_episode(bad: LbMode) -> Episode {
                     Ok((s, h, _)) => mine.push((started, s, header(&h, "x-flowgate-error").to_owned())),
                     Err(e) => mine.push((started, StatusCode::IM_A_TEAPOT, e)),
                 }
+                sent.fetch_add(1, Ordering::SeqCst);
+                // The pace of each client.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             seen.lock().await.extend(mine);
@@ -209,24 +198,17 @@ async fn lb_episode(bad: LbMode) -> Episode {
         seen.iter().filter(|s| s.0 >= from && s.0 < to).count()
     };
     // Polls A's gauge until it reads `want`, at most `limit`; returns when it did.
-    let wait_gauge = |want: f64, limit: Duration| {
-        let admin = admin.clone();
-        async move {
-            let start = Instant::now();
-            for _ in 0..1000 {
-                if bypass(&metrics(&admin, a).await) == want {
-                    return Some(t0.elapsed());
-                }
-                if start.elapsed() > limit {
-                    return None;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            None
-        }
+    let wait_gauge = |want: f64, limit: Duration| async move {
+        let reads = |want| async move {
+            if bypass(&metrics(admin).await) == want { Ok(t0.elapsed()) } else { Err(()) }
+        };
+        poll(limit, Duration::from_millis(50), || reads(want)).await.ok()
     };
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the clients to get going", Duration::from_secs(10), || async {
+        sent.load(Ordering::SeqCst) >= 20
+    })
+    .await;
     let went_bad = t0.elapsed();
     lb.set_mode(bad);
     let switched = wait_gauge(1.0, Duration::from_secs(8))
@@ -237,8 +219,9 @@ async fn lb_episode(bad: LbMode) -> Episode {
     let lb_before = lb.seen.load(Ordering::SeqCst);
     let mut lifted = Vec::new();
     for _ in 0..30 {
+        // Samples over a watched window: that the bypass holds is the test.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if bypass(&metrics(&admin, a).await) != 1.0 {
+        if bypass(&metrics(admin).await) != 1.0 {
             lifted.push(t0.elapsed() - switched);
         }
     }
@@ -255,6 +238,7 @@ async fn lb_episode(bad: LbMode) -> Episode {
         .await
         .unwrap_or_else(|| panic!("{bad:?}: no return to the load balancer within 12 s"));
     let lb_back = lb.seen.load(Ordering::SeqCst);
+    // A second of traffic after the return, through the load balancer or not: the measure.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let lb_after = lb.seen.load(Ordering::SeqCst) - lb_back;
     let end = t0.elapsed();
@@ -276,7 +260,7 @@ async fn lb_episode(bad: LbMode) -> Episode {
         requests_after_return: count(&seen, returned, end),
     };
     eprintln!(
-        "item 5, {bad:?}: bypass after {:?}, back to the lb {:?} after it healed; {} requests, \
+        "peer lb {bad:?}: bypass after {:?}, back to the lb {:?} after it healed; {} requests, \
          {} errors before the switch, {} after (first: {:?}); the lb saw {} requests during \
          the bypass ({} client requests), {} in the second after the return ({} client requests)",
         ep.to_bypass,
@@ -330,7 +314,7 @@ async fn a_slow_peer_lb_is_bypassed_then_used_again() {
     check_episode(LbMode::Slow, &ep);
 }
 
-/// Item 6: every origin of every region answers 503. A retries elsewhere, but its budget
+/// Every origin of every region answers 503. A retries elsewhere, but its budget
 /// (20 % of requests plus `min_per_second` per second, over tower's 10 s window) caps the
 /// attempts that reach the origins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -340,7 +324,7 @@ async fn retries_when_everything_fails_stay_within_the_budget() {
     let extra = format!("[retry]\nmin_per_second = {min_per_second}\n");
     let fleet = Fleet::start(FleetSpec { table: Some(&table), extra: &extra, ..Default::default() }).await;
     let a = fleet.region(A);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.wait_settled().await;
     let hits = |f: &Fleet| f.regions.iter().map(|r| r.origin.hits.load(Ordering::SeqCst)).sum::<usize>();
     let before = hits(&fleet);
     let t0 = Instant::now();
@@ -369,11 +353,11 @@ async fn retries_when_everything_fails_stay_within_the_budget() {
     // It checks the balance and withdraws in two steps, so each concurrent client could
     // overdraw it by one retry: that slack is allowed, no more.
     let floor = min_per_second as f64 * 10.0 * (secs / 10.0).ceil().max(1.0) + clients as f64;
-    let m = metrics(&h1_client(), a).await;
+    let m = metrics(a.proxy.addrs.admin).await;
     let exhausted = metric_sum(&m, "flowgate_retry_budget_exhausted_total", &[]);
     let retries = metric_sum(&m, "flowgate_retries_total", &[]);
     eprintln!(
-        "item 6: {requests} requests in {secs:.2} s made {attempts} origin attempts (ratio {:.3}, \
+        "retry budget: {requests} requests in {secs:.2} s made {attempts} origin attempts (ratio {:.3}, \
          bound {:.0} with floor {floor}); A: {retries} retries, budget exhausted {exhausted} times; per origin: {:?}",
         attempts as f64 / requests as f64,
         1.2 * requests as f64 + floor,
@@ -397,7 +381,7 @@ async fn retries_when_everything_fails_stay_within_the_budget() {
     fleet.stop().await;
 }
 
-/// Item 7: A's origin takes at most 10 at once; the excess goes to B (in A's row with a
+/// A's origin takes at most 10 at once; the excess goes to B (in A's row with a
 /// token weight), and once B is full too the answer is 503 `shed` with `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn origin_concurrency_spills_to_the_peer_then_sheds() {
@@ -405,7 +389,7 @@ async fn origin_concurrency_spills_to_the_peer_then_sheds() {
     let fleet =
         Fleet::start(FleetSpec { table: Some(&table), max_concurrency: 10, ..Default::default() }).await;
     let a = fleet.region(A);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.wait_settled().await;
     let burst = |n: usize| {
         let url = a.proxy.url("/slow/1000");
         async move {
@@ -434,7 +418,10 @@ async fn origin_concurrency_spills_to_the_peer_then_sheds() {
     let peaks = |f: &Fleet| {
         f.regions.iter().map(|r| (r.name.clone(), r.origin.peak.load(Ordering::SeqCst))).collect::<Vec<_>>()
     };
-    eprintln!("item 7, 20 at once: A served {by_a}, B served {by_b}; origin peaks {:?}", peaks(&fleet));
+    eprintln!(
+        "origin concurrency, 20 at once: A served {by_a}, B served {by_b}; origin peaks {:?}",
+        peaks(&fleet)
+    );
     assert!(
         out.iter().all(|r| r.0 == 200),
         "20 fit in A + B: {:?}",
@@ -448,7 +435,7 @@ async fn origin_concurrency_spills_to_the_peer_then_sheds() {
     let (by_a, by_b) = (served_by(&out, A), served_by(&out, B));
     let shed: Vec<_> = out.iter().filter(|r| r.0 != 200).collect();
     eprintln!(
-        "item 7, 50 at once: A served {by_a}, B served {by_b}, {} shed (by {:?}); origin peaks {:?}",
+        "origin concurrency, 50 at once: A served {by_a}, B served {by_b}, {} shed (by {:?}); origin peaks {:?}",
         shed.len(),
         shed.iter().map(|r| header(&r.1, "x-flowgate-region")).fold(
             std::collections::BTreeMap::new(),

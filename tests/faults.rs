@@ -1,4 +1,4 @@
-//! Issue 8, fault tests: everything around the proxy failing.
+//! Fault tests: everything around the proxy failing.
 //!
 //! - an origin that dies mid-response (Content-Length or chunked): the client never gets
 //!   a truncated body that looks complete;
@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use support::fleet::metric_sum;
-use support::{TestProxy, config_text, h1_client, h2c_client, origin};
+use support::admin::{metric_sum, metrics, status, table};
+use support::wait::wait_until;
+use support::{ProxyConfig, TestProxy, config_text, h1_client, h2c_client, origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -71,8 +72,9 @@ async fn dying_origin() -> SocketAddr {
                 }
                 let _ = s.write_all(&out).await;
                 let _ = s.flush().await;
+                // A moment mid-response, as a dying origin has; then dropped: the
+                // connection closes with the body unfinished.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                // Dropped: the connection closes with the body unfinished.
             });
         }
     });
@@ -163,40 +165,20 @@ fn peer_config(dir: &Path, origin: SocketAddr, peer: SocketAddr, request_timeout
     let table = dir.join("table.json");
     let t = json!({"version": 1, "weights": {A: {B: 100}, B: {B: 100}}, "note": "everything to us-west-2"});
     std::fs::write(&table, t.to_string()).expect("table");
-    format!(
-        r#"region = "{A}"
-table = {table:?}
+    ProxyConfig::new(A, origin)
+        .table(&table)
+        .peer(B, &[peer])
+        .health("100ms", "50ms")
+        .extra(&format!("[timeouts]\nconnect = \"500ms\"\nrequest = \"{request_timeout}\""))
+        .text()
+}
 
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[origins.api]
-endpoints = ["{origin}"]
-
-[peers.{B}]
-proxies = ["{peer}"]
-
-[[routes]]
-origin = "api"
-
-[drain]
-delay = "0s"
-timeout = "2s"
-
-[health]
-interval = "100ms"
-timeout = "50ms"
-
-[timeouts]
-connect = "500ms"
-request = "{request_timeout}"
-"#,
-        table = table.display().to_string()
-    )
+/// Waits until `p` has judged the peer region down (at most 5 s).
+async fn peer_down(p: &TestProxy) {
+    wait_until("health to mark the peer down", Duration::from_secs(5), || async {
+        status(p.addrs.admin).await["targets"][B]["healthy"] == false
+    })
+    .await;
 }
 
 /// One GET of `/`: status, answering region, time taken.
@@ -234,12 +216,14 @@ async fn a_peer_that_resets_every_connection_leaves_gets_served_locally() {
     let client = h1_client();
     // At once (before health has judged the peer), then after it has.
     for phase in ["at start", "after health checks"] {
+        if phase == "after health checks" {
+            peer_down(&p).await;
+        }
         for i in 0..20 {
             let (status, region, took) = timed_get(&client, &p.url("/")).await;
             assert_eq!(status, 200, "{phase}: GET {i} got {status} after {took:?}");
             assert_eq!(region, A, "{phase}: GET {i} served locally");
         }
-        tokio::time::sleep(Duration::from_millis(800)).await;
     }
     p.stop().await;
 }
@@ -275,7 +259,7 @@ async fn a_black_holed_peer_costs_at_most_the_request_timeout_then_nothing() {
     eprintln!("before health: {first:?}");
     // Health: a probe every 100 ms with a 50 ms timeout, down after 2 failures, so well
     // within a second. After that every GET is served locally and fast.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    peer_down(&p).await;
     for i in 0..20 {
         let (status, region, took) = timed_get(&client, &p.url("/")).await;
         assert_eq!((status, region.as_str()), (200, A), "GET {i} after health, {took:?}");
@@ -287,14 +271,11 @@ async fn a_black_holed_peer_costs_at_most_the_request_timeout_then_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_endpoint_name_that_does_not_resolve_leaves_the_good_one_serving() {
     let o = origin::start().await;
-    let text = config_text(
-        o.addr,
-        "[health]\ninterval = \"100ms\"\ntimeout = \"50ms\"\n[timeouts]\nconnect = \"1s\"\n",
-    )
-    .replace(
-        &format!("endpoints = [\"{}\"]", o.addr),
-        &format!("endpoints = [\"does-not-exist.invalid:9000\", \"{}\"]", o.addr),
-    );
+    let text = ProxyConfig::new(A, o.addr)
+        .endpoints(&["does-not-exist.invalid:9000".to_owned(), o.addr.to_string()])
+        .health("100ms", "50ms")
+        .extra("[timeouts]\nconnect = \"1s\"")
+        .text();
     assert!(text.contains("does-not-exist.invalid"));
     let p = TestProxy::start(&text).await;
     let client = h1_client();
@@ -311,8 +292,7 @@ async fn an_endpoint_name_that_does_not_resolve_leaves_the_good_one_serving() {
 /// `us-west-2`, in process, in front of its own origin: a target whose answers show.
 async fn west() -> (TestProxy, origin::Origin) {
     let o = origin::start().await;
-    let text = config_text(o.addr, "").replace("region = \"us-east-1\"", &format!("region = \"{B}\""));
-    (TestProxy::start(&text).await, o)
+    (ProxyConfig::new(B, o.addr).start().await, o)
 }
 
 /// `us-east-1` with a state folder and a token file, serving everything locally (v1),
@@ -323,75 +303,26 @@ async fn persisting_proxy(dir: &Path, origin: SocketAddr, west_peer: SocketAddr)
     let table = dir.join("table.json");
     std::fs::write(&table, json!({"version": 1, "weights": {A: {A: 100}, B: {B: 100}}}).to_string())
         .expect("t");
-    let text = format!(
-        r#"region = "{A}"
-table = {table:?}
-
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-token_env = "FLOWGATE_FAULTS_TEST_UNSET"
-token_file = {tokens:?}
-state_dir = {state:?}
-
-[origins.api]
-endpoints = ["{origin}"]
-
-[peers.{B}]
-proxies = ["{west_peer}"]
-
-[[routes]]
-origin = "api"
-
-[drain]
-delay = "0s"
-timeout = "2s"
-
-[health]
-interval = "100ms"
-timeout = "50ms"
-"#,
-        table = table.display().to_string(),
-        tokens = tokens.display().to_string(),
-        state = dir.join("state").display().to_string(),
-    );
-    let cfg = flowgate::config::Config::from_toml(&dir.join("flowgate.toml"), &text).expect("config");
-    TestProxy::start_with(cfg).await
+    ProxyConfig::new(A, origin)
+        .table(&table)
+        .admin("token_env = \"FLOWGATE_FAULTS_TEST_UNSET\"")
+        .token_file(&tokens)
+        .state_dir(&dir.join("state"))
+        .peer(B, &[west_peer])
+        .health("100ms", "50ms")
+        .start_in(dir, "flowgate")
+        .await
 }
 
 async fn put(admin: SocketAddr, table: &Value) -> (u16, Value) {
-    let req = http::Request::put(format!("http://{admin}/v1/table"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(table.to_string())))
-        .expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().request(req))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn get_text(url: &str) -> String {
-    let resp = tokio::time::timeout(Duration::from_secs(10), h1_client().get(url.parse().expect("url")))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
+    support::admin::put(admin, TOKEN, table).await
 }
 
 /// Version from `GET /v1/table` and from the `flowgate_table_version` metric, and which
 /// regions answered 20 GETs.
 async fn observed(p: &TestProxy) -> (u64, f64, Vec<String>) {
-    let table: Value = serde_json::from_str(&get_text(&format!("http://{}/v1/table", p.addrs.admin)).await)
-        .expect("table json");
-    let metrics = get_text(&format!("http://{}/metrics", p.addrs.admin)).await;
+    let table = table(p.addrs.admin).await;
+    let metrics = metrics(p.addrs.admin).await;
     let client = h1_client();
     let mut regions = Vec::new();
     for _ in 0..20 {

@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::ProxyProcess;
-use support::fleet::metric_sum;
+use support::admin::{get_text, metric_sum, metrics};
 use support::grpc::{GrpcHealthServer, ServingStatus};
+use support::wait::{wait_for, within};
+use support::{ProxyConfig, ProxyProcess};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 /// The default `[health] jitter`: each wait is the interval ± 10%.
@@ -26,18 +27,18 @@ fn two_intervals() -> Duration {
 
 /// The test config with `lines` added to `[origins.api]`, which probes every 200 ms.
 fn config(endpoints: &[SocketAddr], lines: &str, health: &str) -> String {
-    let first = endpoints[0];
-    let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    let extra = format!("[health]\ninterval = \"200ms\"\n{health}");
-    let text = support::config_text(first, &extra);
-    let old = format!("endpoints = [\"{first}\"]");
-    assert!(text.contains(&old), "{text}");
-    text.replace(&old, &format!("endpoints = [{}]\n{lines}", list.join(", ")))
+    ProxyConfig::new("us-east-1", endpoints[0])
+        .endpoints(endpoints)
+        .origin(lines)
+        .drain(Some(("0s", "5s")))
+        .health_line("interval = \"200ms\"")
+        .health_line(health)
+        .text()
 }
 
 async fn get(url: &str) -> (http::StatusCode, Value) {
-    let (status, _, body) = support::get(&support::h1_client(), url).await;
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let (status, text) = get_text(url).await;
+    (http::StatusCode::from_u16(status).expect("status"), serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn status(p: &ProxyProcess) -> Value {
@@ -55,35 +56,19 @@ async fn region_health(p: &ProxyProcess) -> (http::StatusCode, bool) {
     (code, doc["origins"]["api"]["healthy"].as_bool().expect("origins.api.healthy in the health document"))
 }
 
-/// Polls `cond` every 20 ms until it holds; how long that took, or `None` past `limit`.
-async fn within<F, Fut>(limit: Duration, mut cond: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    loop {
-        if cond().await {
-            return Some(t0.elapsed());
-        }
-        if t0.elapsed() > limit {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the server has answered `n` more Checks (so the verdict seen comes from
 /// probes, not from the healthy state endpoints start in).
 async fn checks_answered(server: &GrpcHealthServer, n: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lines.iter().filter(|l: &&String| l.starts_with("check ")).count() < n {
-        assert!(Instant::now() < deadline, "only these Checks answered within 10 s: {lines:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let lines = std::cell::RefCell::new(Vec::new());
+    wait_for(&format!("{n} Checks answered"), Duration::from_secs(10), || {
+        let mut lines = lines.borrow_mut();
         lines.extend(server.log());
-    }
-    lines
+        let answered = lines.iter().filter(|l: &&String| l.starts_with("check ")).count() >= n;
+        let seen = format!("{lines:?}");
+        async move { if answered { Ok(()) } else { Err(seen) } }
+    })
+    .await;
+    lines.into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,8 +131,7 @@ async fn grpc_health_asks_about_health_service() {
 }
 
 async fn endpoint_healthy(p: &ProxyProcess, endpoint: SocketAddr) -> Option<f64> {
-    let (_, _, body) = support::get(&support::h1_client(), &format!("http://{}/metrics", p.admin)).await;
-    let text = String::from_utf8_lossy(&body);
+    let text = metrics(p.admin).await;
     let parts = ["kind=\"origin\"".to_owned(), format!("endpoint=\"{endpoint}\"")];
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     text.lines()
@@ -168,6 +152,7 @@ async fn tcp_health_takes_a_connection_as_health() {
 
     let took = within(two_intervals(), || async { endpoint_healthy(&p, down).await == Some(0.0) }).await;
     assert!(took.is_some(), "the refusing endpoint is unhealthy: {}", status(&p).await);
+    // Six intervals in which the listening endpoint must stay healthy: the test.
     tokio::time::sleep(INTERVAL * 6).await;
     assert_eq!(endpoint_healthy(&p, up).await, Some(1.0), "the listening endpoint stays healthy");
     let s = status(&p).await;

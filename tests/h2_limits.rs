@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use support::{TestProxy, config_text, origin};
+use support::{TestProxy, origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn proxy(extra: &str) -> (TestProxy, origin::Origin) {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, extra)).await;
+    let (o, p) = support::fronted(extra).await;
     (p, o)
 }
 

@@ -1,4 +1,4 @@
-//! Issue 2, acceptance 3 (and the header rules of the contract): hop-by-hop fields never
+//! The header rules of the contract: hop-by-hop fields never
 //! reach the origin; `x-forwarded-for`, `via` and `x-request-id` do; a client's
 //! `x-flowgate-*` fields on the public listener never do; every response says its region;
 //! a request no route matches gets the proxy's own 404 saying `no-route`.
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::{TestProxy, config_text, h1_client, origin};
+use support::{ProxyConfig, TestProxy, config_text, h1_client, origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -103,10 +103,18 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     panic!("malformed chunked body");
 }
 
+/// `GET /headers` over raw HTTP/1.1 with `fields` after `Host` and `Connection: close`:
+/// the answer, which must be a 200 (the origin's reflection of what it got).
+async fn headers_seen(p: &TestProxy, fields: &str) -> RawResponse {
+    let head = format!("GET /headers HTTP/1.1\nHost: example.test\nConnection: close{fields}");
+    let resp = raw_request(p.addrs.public, &head).await;
+    assert_eq!(resp.status, 200);
+    resp
+}
+
 #[tokio::test]
 async fn hop_by_hop_fields_do_not_reach_the_origin() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (_o, p) = support::fronted("").await;
     let resp = raw_request(
         p.addrs.public,
         "GET /headers HTTP/1.1
@@ -137,17 +145,13 @@ X-End-To-End: kept",
 
 #[tokio::test]
 async fn te_trailers_is_the_only_te_that_passes() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
-    let resp = raw_request(
-        p.addrs.public,
-        "GET /headers HTTP/1.1
-Host: example.test
-Connection: close
+    let (_o, p) = support::fronted("").await;
+    let resp = headers_seen(
+        &p,
+        "
 TE: gzip, trailers",
     )
     .await;
-    assert_eq!(resp.status, 200);
     let seen = resp.json();
     assert_eq!(seen.get("te").and_then(|v| v.as_str()), Some("trailers"), "{seen:?}");
     p.stop().await;
@@ -155,22 +159,18 @@ TE: gzip, trailers",
 
 #[tokio::test]
 async fn forwarding_fields_reach_the_origin() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (_o, p) = support::fronted("").await;
 
     // Client-supplied values: x-forwarded-for is appended to, via is appended to, the
     // request id is kept.
-    let resp = raw_request(
-        p.addrs.public,
-        "GET /headers HTTP/1.1
-Host: example.test
-Connection: close
+    let resp = headers_seen(
+        &p,
+        "
 X-Forwarded-For: 203.0.113.7
 Via: 1.1 corporate-proxy
 X-Request-Id: client-id-42",
     )
     .await;
-    assert_eq!(resp.status, 200);
     let seen = resp.json();
     let get = |k: &str| seen.get(k).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("no `{k}`: {seen:?}"));
     assert_eq!(get("x-forwarded-for"), "203.0.113.7, 127.0.0.1");
@@ -183,9 +183,7 @@ X-Request-Id: client-id-42",
     // No client values: the proxy makes them.
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let resp =
-            raw_request(p.addrs.public, "GET /headers HTTP/1.1\nHost: example.test\nConnection: close").await;
-        assert_eq!(resp.status, 200);
+        let resp = headers_seen(&p, "").await;
         let seen = resp.json();
         let get = |k: &str| {
             seen.get(k).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("no `{k}`: {seen:?}")).to_owned()
@@ -202,20 +200,16 @@ X-Request-Id: client-id-42",
 
 #[tokio::test]
 async fn client_flowgate_fields_never_reach_the_origin() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
-    let resp = raw_request(
-        p.addrs.public,
-        "GET /headers HTTP/1.1
-Host: example.test
-Connection: close
+    let (_o, p) = support::fronted("").await;
+    let resp = headers_seen(
+        &p,
+        "
 X-Flowgate-Hops: 0
 x-flowgate-source-region: eu-west-1
 X-FLOWGATE-Anything: steer-me
 X-Flowgateish: not-ours",
     )
     .await;
-    assert_eq!(resp.status, 200);
     let seen = resp.json();
     let leaked: Vec<&String> = seen.keys().filter(|k| k.starts_with("x-flowgate-")).collect();
     assert!(leaked.is_empty(), "x-flowgate-* fields from a public client reached the origin: {leaked:?}");
@@ -272,11 +266,9 @@ origin = "dead"
 #[tokio::test]
 async fn no_route_is_a_404_made_by_the_proxy() {
     let o = origin::start().await;
-    let base = config_text(o.addr, "");
-    let catch_all = "host = \"*\"";
-    assert!(base.contains(catch_all), "config_text no longer has a catch-all route:\n{base}");
     // Only api.example.com is routed, so any other host misses.
-    let text = base.replacen(catch_all, "host = \"api.example.com\"", 1);
+    let text = ProxyConfig::new("us-east-1", o.addr).route_host("api.example.com").text();
+    assert!(text.contains("host = \"api.example.com\""), "the config routes one host only:\n{text}");
     let p = TestProxy::start(&text).await;
 
     let miss =

@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use support::{TestProxy, config_text, origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,10 +21,15 @@ fn status(answer: &str) -> u16 {
     answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+/// The body of a raw answer, which must be a 200.
+fn ok_body(answer: &str) -> &str {
+    assert_eq!(status(answer), 200, "{answer}");
+    &answer[answer.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0)..]
+}
+
 #[tokio::test]
 async fn smuggling_shapes_are_refused_and_never_reach_the_origin() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (o, p) = support::fronted("").await;
     let cases: [(&str, &[u8]); 4] = [
         ("two different CLs", b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde"),
         ("obsolete line folding", b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\nConnection: close\r\n\r\n"),
@@ -46,8 +50,7 @@ async fn smuggling_shapes_are_refused_and_never_reach_the_origin() {
 
 #[tokio::test]
 async fn both_framings_reach_the_origin_as_one() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (_o, p) = support::fronted("").await;
     // RFC 9112 section 6.3: Transfer-Encoding wins over Content-Length. The origin must
     // see one framing only, so that it cannot read the body differently.
     let answer = raw(
@@ -55,8 +58,7 @@ async fn both_framings_reach_the_origin_as_one() {
         b"POST /headers HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
     )
     .await;
-    assert_eq!(status(&answer), 200, "{answer}");
-    let body = &answer[answer.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0)..];
+    let body = ok_body(&answer);
     // The answer itself is chunked: take the JSON object out of it.
     let json = &body[body.find('{').unwrap_or(0)..=body.rfind('}').unwrap_or(0)];
     let seen: serde_json::Value = serde_json::from_str(json).expect("json");
@@ -71,8 +73,7 @@ async fn both_framings_reach_the_origin_as_one() {
 
 #[tokio::test]
 async fn connect_is_refused_and_absolute_form_has_one_host() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (o, p) = support::fronted("").await;
     let answer = raw(
         p.addrs.public,
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
@@ -86,8 +87,7 @@ async fn connect_is_refused_and_absolute_form_has_one_host() {
         b"GET http://api.example.com/headers HTTP/1.1\r\nHost: evil.example.net\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status(&answer), 200, "{answer}");
-    let body = &answer[answer.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0)..];
+    let body = ok_body(&answer);
     let seen: serde_json::Value = serde_json::from_str(body.trim()).expect("json");
     assert_eq!(seen["host"], "api.example.com", "the origin sees the target's host, not the other one");
     assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), 1);

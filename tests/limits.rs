@@ -1,5 +1,4 @@
-//! Acceptance 5 of issue 2: timeouts and limits, and that abusive or broken peers do not
-//! disturb anyone else.
+//! Timeouts and limits, and that abusive or broken peers do not disturb anyone else.
 //!
 //! - a client sending its request head one byte a second is cut off after `header_read`;
 //! - a 64 KiB header gets 431 (default `max_header_bytes` is 32 KiB);
@@ -11,12 +10,15 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use support::wait::wait_until;
 use support::{TestProxy, config_text, get, h1_client, origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,8 +40,14 @@ enum SlowEnd {
 /// still notice that a request head has begun. The head is long enough (over 40 bytes)
 /// never to complete in the window.
 async fn slowloris(addr: SocketAddr, window: Duration) -> SlowEnd {
+    slowloris_told(addr, window, Arc::default()).await
+}
+
+/// `slowloris`, setting `begun` once the first byte of the head is sent.
+async fn slowloris_told(addr: SocketAddr, window: Duration, begun: Arc<AtomicBool>) -> SlowEnd {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut rd, mut wr) = stream.into_split();
+    // The silent start, as described above.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let head = b"GET / HTTP/1.1\r\nHost: slow.example\r\nX-Slow: aaaaaaaaaaaaaaaa\r\n\r\n";
     let t0 = Instant::now();
@@ -48,6 +56,8 @@ async fn slowloris(addr: SocketAddr, window: Duration) -> SlowEnd {
             if wr.write_all(&[*b]).await.is_err() {
                 return;
             }
+            begun.store(true, Ordering::SeqCst);
+            // One byte a second: the slowness is the test.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
@@ -120,14 +130,13 @@ async fn slow_header_sender_is_cut_after_header_timeout() {
         }
         SlowEnd::StillOpen => panic!("the slow client was not cut off within 8 s"),
     }
-    assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the origin");
+    assert_eq!(o.hits.load(Ordering::SeqCst), 0, "nothing reached the origin");
     p.stop().await;
 }
 
 #[tokio::test]
 async fn header_of_64_kib_gets_431() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (_o, p) = support::fronted("").await;
     assert_eq!(raw_status(p.addrs.public, oversized_head()).await, 431);
     // The same request with a small header goes through: the 431 is about the size.
     assert_eq!(
@@ -182,7 +191,8 @@ async fn abusive_clients_and_broken_origins_do_not_disturb_others() {
     let p = TestProxy::start(&config_text(o.addr, &extra)).await;
     let public = p.addrs.public;
 
-    let slow = tokio::spawn(slowloris(public, Duration::from_secs(10)));
+    let begun = Arc::new(AtomicBool::new(false));
+    let slow = tokio::spawn(slowloris_told(public, Duration::from_secs(10), begun.clone()));
     let hang_url = p.url("/hang");
     let hang = tokio::spawn(async move {
         let t0 = Instant::now();
@@ -190,13 +200,15 @@ async fn abusive_clients_and_broken_origins_do_not_disturb_others() {
         (status, headers, t0.elapsed())
     });
     // Wait until the hanging request has reached the origin (bounded).
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while o.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the /hang request never reached the origin");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the /hang request to reach the origin", Duration::from_secs(2), || async {
+        o.hits.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // And until the slow client has begun its head (it starts after 300 ms).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the slow client to begin its head", Duration::from_secs(2), || async {
+        begun.load(Ordering::SeqCst)
+    })
+    .await;
 
     // The batch: 100 normal requests, plus 431s and 502s mixed in, all at once.
     let client = h1_client();
@@ -266,7 +278,8 @@ async fn idle_keep_alive_outlives_header_timeout_and_ends_after_idle() {
     assert_eq!(resp.status(), StatusCode::OK);
     resp.into_body().collect().await.expect("first body");
 
-    // Idle for twice the header timeout: the same connection must still serve.
+    // Idle for twice the header timeout (the idling is the test): the same connection
+    // must still serve.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!conn.is_finished(), "the idle connection was closed before the idle timeout");
     send.ready().await.expect("connection still usable");
@@ -283,6 +296,6 @@ async fn idle_keep_alive_outlives_header_timeout_and_ends_after_idle() {
         after >= Duration::from_millis(2500) && after <= Duration::from_secs(5),
         "closed {after:?} after the last request, expected about the 3 s idle timeout"
     );
-    assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(o.hits.load(Ordering::SeqCst), 2);
     p.stop().await;
 }

@@ -1,4 +1,4 @@
-//! Acceptance 2 of issue 2: a 256 MiB streamed request and a 256 MiB streamed response
+//! A 256 MiB streamed request and a 256 MiB streamed response
 //! pass through the real binary while its resident memory grows by less than 32 MiB.
 //!
 //! The proxy runs as its own process so that its VmRSS is its own and not the test's.
@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 
 const BIG: u64 = 256 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
-/// The bound from the issue.
+/// How much the resident memory may grow while 256 MiB pass each way.
 const MAX_GROWTH_KIB: u64 = 32 * 1024;
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -53,6 +53,7 @@ impl Sampler {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
+                // The sampling pace.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             (peak, samples)

@@ -166,7 +166,7 @@ async fn scale_run(kind: Kind, per_region: usize, default_interval: Duration) {
     let pilot = AutopilotProcess::spawn(&fleet.fleet_file, &args);
     outage::wait_watching(&pilot).await;
     let load = Load::start(outage::targets(&fleet, &[]), rps);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    load.wait_flowing(rps as usize).await;
 
     let before = Usage::now(&fleet, &pilot);
     let failed_at = load.started.elapsed();
@@ -198,6 +198,7 @@ async fn scale_run(kind: Kind, per_region: usize, default_interval: Duration) {
         .unwrap_or_else(|| panic!("the evacuation did not end as done; {}", east_decisions(&pilot)));
     // The load goes on for AFTER past the moment the evacuation was in force.
     let until = in_force + AFTER + Duration::from_millis(500);
+    // The window measured after the evacuation.
     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
     let usage = Usage::now(&fleet, &pilot).since(&before);
     let load_avg = load_average();

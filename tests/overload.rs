@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use support::wait::wait_until;
 use support::{TestProxy, config_text, h1_client, origin};
 
 #[derive(Default)]
@@ -53,7 +54,7 @@ async fn low_priority_is_shed_first_and_high_priority_gets_through() {
                             counts.ok.fetch_add(1, Ordering::Relaxed);
                         } else if status == 503 && shed {
                             counts.shed.fetch_add(1, Ordering::Relaxed);
-                            // A shed client backs off a little, as Retry-After asks.
+                            // A shed client backs off a little, as Retry-After asks (pacing).
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         } else {
                             counts.other.fetch_add(1, Ordering::Relaxed);
@@ -66,8 +67,12 @@ async fn low_priority_is_shed_first_and_high_priority_gets_through() {
             }
         }));
     }
-    // The admin listener keeps answering quickly while the public side is saturated.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The admin listener keeps answering quickly while the public side is saturated
+    // (low-priority requests being shed says it is).
+    wait_until("the public side to shed", Duration::from_secs(3), || async {
+        low.shed.load(Ordering::Relaxed) > 0
+    })
+    .await;
     let admin = h1_client();
     let mut worst = Duration::ZERO;
     for _ in 0..10 {
@@ -75,6 +80,7 @@ async fn low_priority_is_shed_first_and_high_priority_gets_through() {
         let (status, _, _) = support::get(&admin, &format!("http://{}/healthz", p.addrs.admin)).await;
         worst = worst.max(t0.elapsed());
         assert_eq!(status, 200);
+        // Samples spread over the overload.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for t in tasks {
@@ -113,8 +119,7 @@ async fn ask(s: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "[limits]\nmax_connections = 4\n")).await;
+    let (_o, p) = support::fronted("[limits]\nmax_connections = 4\n").await;
     // Four keep-alive clients hold every slot.
     let mut held = Vec::new();
     for i in 0..4 {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use support::{TestProxy, get, h1_client, origin};
+use support::admin::wait_probed_and_healthy;
+use support::{ProxyConfig, get, h1_client, origin};
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -46,38 +47,24 @@ fn config(
     my_port: SocketAddr,
     other_port: SocketAddr,
     origin: SocketAddr,
-) -> String {
+) -> ProxyConfig {
     let d = dir.display();
-    format!(
-        r#"region = "{me}"
-table = "{d}/{me}-table.json"
-[listen]
-public = "127.0.0.1:0"
-peer_tls = "{my_port}"
-peer_tls_cert = "{d}/{me}.pem"
-peer_tls_key = "{d}/{me}-key.pem"
-peer_tls_ca = "{d}/ca.pem"
-[admin]
-listen = "127.0.0.1:0"
-[origins.api]
-endpoints = ["{origin}"]
-[peers.{other}]
-proxies = ["{other_port}"]
-tls = true
-ca = "{d}/ca.pem"
-client_cert = "{d}/{me}.pem"
-client_key = "{d}/{me}-key.pem"
-server_name = "localhost"
-[[routes]]
-origin = "api"
-[health]
-interval = "200ms"
-timeout = "150ms"
-[drain]
-delay = "0s"
-timeout = "2s"
-"#
-    )
+    ProxyConfig::new(me, origin)
+        .top(&format!("table = \"{d}/{me}-table.json\""))
+        .peer_listen(None::<SocketAddr>)
+        .listen_line(&format!("peer_tls = \"{my_port}\""))
+        .listen_line(&format!("peer_tls_cert = \"{d}/{me}.pem\""))
+        .listen_line(&format!("peer_tls_key = \"{d}/{me}-key.pem\""))
+        .listen_line(&format!("peer_tls_ca = \"{d}/ca.pem\""))
+        .peer_with(
+            other,
+            &[other_port],
+            &format!(
+                "tls = true\nca = \"{d}/ca.pem\"\nclient_cert = \"{d}/{me}.pem\"\n\
+                 client_key = \"{d}/{me}-key.pem\"\nserver_name = \"localhost\""
+            ),
+        )
+        .health("200ms", "150ms")
 }
 
 #[tokio::test]
@@ -89,15 +76,10 @@ async fn regions_forward_and_fail_over_over_mutual_tls() {
     std::fs::write(dir.join("us-west-2-table.json"), table).expect("table");
     let (oa, ob) = (origin::start().await, origin::start().await);
     let (pa, pb) = (reserve().await, reserve().await);
-    let load = |text: String, name: &str| {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).expect("write");
-        flowgate::config::Config::load(&path).expect("config")
-    };
-    let a = TestProxy::start_with(load(config("us-east-1", "us-west-2", dir, pa, pb, oa.addr), "a")).await;
-    let b = TestProxy::start_with(load(config("us-west-2", "us-east-1", dir, pb, pa, ob.addr), "b")).await;
+    let a = config("us-east-1", "us-west-2", dir, pa, pb, oa.addr).start_in(dir, "a").await;
+    let b = config("us-west-2", "us-east-1", dir, pb, pa, ob.addr).start_in(dir, "b").await;
     assert_eq!(b.addrs.peer_tls, Some(pb));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_probed_and_healthy(&[a.addrs.admin, b.addrs.admin], Duration::from_secs(10)).await;
 
     let client = h1_client();
     for _ in 0..20 {

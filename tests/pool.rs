@@ -17,11 +17,11 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use support::wait::within;
 use support::{TestProxy, config_text, h1_client};
 use tokio::net::TcpListener;
 
-type HttpClient =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+use support::admin::HttpClient;
 
 /// An HTTP/1.1 origin that counts the connections that carried client requests (health
 /// probes at `/healthz` alone do not count a connection).
@@ -29,6 +29,8 @@ struct CountingOrigin {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     probes: Arc<AtomicUsize>,
+    /// Health probes answered (their whole answer handed to the connection).
+    probes_answered: Arc<AtomicUsize>,
 }
 
 /// `idle_close`: the origin closes a connection that has waited this long for a request.
@@ -38,20 +40,24 @@ async fn counting_origin(idle_close: Duration, close_every: bool) -> CountingOri
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let probes = Arc::new(AtomicUsize::new(0));
-    let (count, probed) = (accepted.clone(), probes.clone());
+    let probes_answered = Arc::new(AtomicUsize::new(0));
+    let (count, probed, answered) = (accepted.clone(), probes.clone(), probes_answered.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
-            let (count, probed) = (count.clone(), probed.clone());
+            let (count, probed, answered) = (count.clone(), probed.clone(), answered.clone());
             tokio::spawn(async move {
                 let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    if req.uri().path() == "/healthz" {
+                    let probe = req.uri().path() == "/healthz";
+                    if probe {
                         probed.fetch_add(1, Ordering::SeqCst);
                     } else if !counted.swap(true, Ordering::SeqCst) {
                         count.fetch_add(1, Ordering::SeqCst);
                     }
+                    let answered = answered.clone();
                     async move {
+                        let _answered = probe.then(|| Answered(answered));
                         let big = req.uri().path() == "/big";
                         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let body = if big { Bytes::from(vec![b'x'; 4 << 20]) } else { body };
@@ -70,7 +76,16 @@ async fn counting_origin(idle_close: Duration, close_every: bool) -> CountingOri
             });
         }
     });
-    CountingOrigin { addr, accepted, probes }
+    CountingOrigin { addr, accepted, probes, probes_answered }
+}
+
+/// Counts a probe as answered when its handler is done.
+struct Answered(Arc<AtomicUsize>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A proxy in front of `origin`, once its first health probe is done: probes share the
@@ -78,15 +93,32 @@ async fn counting_origin(idle_close: Duration, close_every: bool) -> CountingOri
 async fn proxy_for(origin: &CountingOrigin, extra: &str) -> TestProxy {
     let proxy =
         TestProxy::start(&config_text(origin.addr, &format!("[health]\ninterval = \"1h\"\n{extra}"))).await;
-    for _ in 0..100 {
-        if origin.probes.load(Ordering::SeqCst) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(Duration::from_secs(2), || async { origin.probes_answered.load(Ordering::SeqCst) > 0 }).await;
     assert!(origin.probes.load(Ordering::SeqCst) > 0, "no health probe within 2 s");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The proxy reads the probe's answer and puts the connection back in its pool a moment
+    // after the origin's handler is done; nothing outside the proxy shows when, so a grace.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     proxy
+}
+
+/// `n` POSTs of `body` to `path`, one after the other, each echoed whole; `gap` between
+/// them (`None`: none).
+async fn posts(
+    client: &HttpClient,
+    proxy: &TestProxy,
+    path: &str,
+    body: &'static str,
+    n: usize,
+    gap: Option<Duration>,
+) {
+    for i in 0..n {
+        let (status, got) = post(client, &proxy.url(path), body).await;
+        assert_eq!((status, &got[..]), (StatusCode::OK, body.as_bytes()), "request {i}");
+        if let Some(gap) = gap {
+            // Idle between requests: the gap is the test.
+            tokio::time::sleep(gap).await;
+        }
+    }
 }
 
 async fn post(client: &HttpClient, url: &str, body: &'static str) -> (StatusCode, Bytes) {
@@ -105,10 +137,7 @@ async fn sequential_and_concurrent_requests_reuse_connections() {
     let origin = counting_origin(Duration::from_secs(60), false).await;
     let proxy = proxy_for(&origin, "").await;
     let client = h1_client();
-    for _ in 0..200 {
-        let (status, body) = post(&client, &proxy.url("/x"), "hello").await;
-        assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
-    }
+    posts(&client, &proxy, "/x", "hello", 200, None).await;
     assert_eq!(origin.accepted.load(Ordering::SeqCst), 1, "200 sequential requests, one connection");
     for _ in 0..10 {
         let rounds = (0..16).map(|_| {
@@ -130,12 +159,8 @@ async fn connections_the_origin_closed_are_not_used() {
     // finds its pooled connection closed and must not fail for it, POST included.
     let origin = counting_origin(Duration::from_millis(50), false).await;
     let proxy = proxy_for(&origin, "").await;
-    let client = h1_client();
-    for i in 0..10 {
-        let (status, body) = post(&client, &proxy.url("/p"), "data").await;
-        assert_eq!((status, &body[..]), (StatusCode::OK, &b"data"[..]), "request {i}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    // Idle past the origin's 50 ms between requests.
+    posts(&h1_client(), &proxy, "/p", "data", 10, Some(Duration::from_millis(150))).await;
     assert!(origin.accepted.load(Ordering::SeqCst) >= 10, "the origin closed every idle connection");
     proxy.stop().await;
 }
@@ -144,11 +169,7 @@ async fn connections_the_origin_closed_are_not_used() {
 async fn connection_close_answers_are_followed() {
     let origin = counting_origin(Duration::from_secs(60), true).await;
     let proxy = proxy_for(&origin, "").await;
-    let client = h1_client();
-    for i in 0..50 {
-        let (status, body) = post(&client, &proxy.url("/c"), "close").await;
-        assert_eq!((status, &body[..]), (StatusCode::OK, &b"close"[..]), "request {i}");
-    }
+    posts(&h1_client(), &proxy, "/c", "close", 50, None).await;
     assert_eq!(origin.accepted.load(Ordering::SeqCst), 50, "one connection per `Connection: close` answer");
     proxy.stop().await;
 }
@@ -161,6 +182,7 @@ async fn idle_connections_expire_after_upstream_idle() {
     post(&client, &proxy.url("/a"), "1").await;
     post(&client, &proxy.url("/a"), "2").await;
     assert_eq!(origin.accepted.load(Ordering::SeqCst), 1);
+    // Idle past `upstream_idle` (200 ms): waiting it out is the test.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = post(&client, &proxy.url("/a"), "3").await;
     assert_eq!(status, StatusCode::OK);
@@ -180,11 +202,7 @@ async fn a_response_abandoned_by_its_client_does_not_poison_the_pool() {
         drop(resp);
         drop(client);
         // Every later request is served whole.
-        let client = h1_client();
-        for i in 0..5 {
-            let (status, body) = post(&client, &proxy.url("/after"), "fine").await;
-            assert_eq!((status, &body[..]), (StatusCode::OK, &b"fine"[..]), "request {i}");
-        }
+        posts(&h1_client(), &proxy, "/after", "fine", 5, None).await;
     }
     proxy.stop().await;
 }

@@ -18,8 +18,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::fleet::metric_sum;
+use support::admin::metric_sum;
 use support::outage::{self, OutageFleet};
+use support::wait::poll;
 use support::{clock_ticks_per_second, process_ticks};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -34,16 +35,10 @@ async fn probes(fleet: &OutageFleet) -> f64 {
     let mut sum = 0.0;
     for r in &fleet.regions {
         for p in &r.proxies {
-            let text = metrics_text(p.admin).await;
-            sum += metric_sum(&text, "flowgate_probes_total", &[]);
+            sum += metric_sum(&support::admin::metrics(p.admin).await, "flowgate_probes_total", &[]);
         }
     }
     sum
-}
-
-async fn metrics_text(admin: std::net::SocketAddr) -> String {
-    let (_, _, body) = support::get(&support::h1_client(), &format!("http://{admin}/metrics")).await;
-    String::from_utf8_lossy(&body).into_owned()
 }
 
 fn cpu_ticks(fleet: &OutageFleet) -> u64 {
@@ -57,7 +52,8 @@ async fn run(per_region: usize, subset: Option<usize>) {
         None => "peer_subset = 0".to_owned(),
     };
     let mut fleet = OutageFleet::start_tuned(per_region, INTERVAL, TIMEOUT, &extra).await;
-    // Let start-up settle, then watch the idle fleet.
+    // A quiet spell after start-up, then the idle fleet watched: both are the figure's
+    // conditions, not something to wait for.
     tokio::time::sleep(INTERVAL * 2).await;
     let (p0, c0, t0) = (probes(&fleet).await, cpu_ticks(&fleet), Instant::now());
     tokio::time::sleep(WINDOW).await;
@@ -78,22 +74,25 @@ async fn run(per_region: usize, subset: Option<usize>) {
         .filter(|r| r.name != DEAD)
         .flat_map(|r| r.proxies.iter().map(|p| p.admin))
         .collect();
-    let mut pending = watchers.clone();
-    let mut last_seen = Duration::ZERO;
-    let deadline = started + INTERVAL * 10;
-    while !pending.is_empty() && Instant::now() < deadline {
+    let pending = std::cell::RefCell::new(watchers.clone());
+    let last_seen = std::cell::Cell::new(Duration::ZERO);
+    let _ = poll(INTERVAL * 10, Duration::from_millis(20), || async {
         let mut still = Vec::new();
-        for admin in pending {
+        let now = std::mem::take(&mut *pending.borrow_mut());
+        for admin in now {
             let seen = outage::status(admin).await.is_some_and(|st| st["targets"][DEAD]["healthy"] == false);
             if seen {
-                last_seen = started.elapsed();
+                last_seen.set(started.elapsed());
             } else {
                 still.push(admin);
             }
         }
-        pending = still;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let done = still.is_empty();
+        *pending.borrow_mut() = still;
+        if done { Ok(()) } else { Err(()) }
+    })
+    .await;
+    let (pending, last_seen) = (pending.into_inner(), last_seen.get());
     let peers = 2 * per_region;
     let per_proxy = rate / (3 * per_region) as f64;
     println!(

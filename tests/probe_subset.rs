@@ -4,26 +4,23 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::fleet::{Fleet, FleetSpec, metric_sum};
+use support::admin::metric_sum;
+use support::fleet::{Fleet, FleetSpec};
+use support::wait::wait_for;
 use support::{TestProxy, get, h1_client};
 
 const A: &str = "us-east-1";
 const B: &str = "us-west-2";
 
-async fn text(url: String) -> String {
-    let (_, _, body) = get(&h1_client(), &url).await;
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 async fn metrics(p: &TestProxy) -> String {
-    text(format!("http://{}/metrics", p.addrs.admin)).await
+    support::admin::metrics(p.addrs.admin).await
 }
 
 async fn status(p: &TestProxy) -> Value {
-    serde_json::from_str(&text(format!("http://{}/v1/status", p.addrs.admin)).await).expect("status json")
+    support::admin::status(p.addrs.admin).await
 }
 
 /// The peer proxies of `region` that `p` exports a verdict for: the ones it probes.
@@ -44,15 +41,11 @@ async fn wait_probed(
     region: &str,
     what: impl Fn(&BTreeSet<String>) -> bool,
 ) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for("the probed set to settle", Duration::from_secs(10), || async {
         let now = probed(p, region).await;
-        if what(&now) {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "probed set never settled: {now:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if what(&now) { Ok(now) } else { Err(format!("{now:?}")) }
+    })
+    .await
 }
 
 /// Peer requests each of `region`'s proxies served, by peer address.
@@ -88,6 +81,7 @@ async fn a_proxy_probes_and_bypasses_to_a_subset_with_stand_ins_for_members_that
     let st = status(a).await;
     assert_eq!(st["targets"][B]["endpoints"]["proxies"]["total"], 3, "{st}");
     let before = metric_sum(&metrics(a).await, "flowgate_probes_total", &["kind=\"proxies\""]);
+    // The window over which the probes are counted.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probes = metric_sum(&metrics(a).await, "flowgate_probes_total", &["kind=\"proxies\""]) - before;
     // 3 members every 100 ms (± 10 % jitter) is about 30 a second; all six would be 60.
@@ -122,15 +116,11 @@ async fn a_proxy_probes_and_bypasses_to_a_subset_with_stand_ins_for_members_that
     let with_stand_in = wait_probed(a, B, |s| s.len() == 4 && s.contains(&dead)).await;
     let stand_in: Vec<&String> = with_stand_in.difference(&subset).collect();
     assert_eq!(stand_in.len(), 1, "{with_stand_in:?} against {subset:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for("the stand-in to become usable", Duration::from_secs(10), || async {
         let st = status(a).await;
-        if st["targets"][B]["endpoints"]["proxies"]["usable"] == 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the stand-in never became usable: {st}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if st["targets"][B]["endpoints"]["proxies"]["usable"] == 3 { Ok(()) } else { Err(st) }
+    })
+    .await;
     for _ in 0..30 {
         let (status, headers, _) = get(&client, &a.url("/")).await;
         assert_eq!(status, 200);

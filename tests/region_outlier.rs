@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::outage::{self, Answer, Load, OutageFleet};
+use support::wait::wait_for_every;
 
 const EAST: &str = "us-east-1";
 const RPS: u32 = 40;
@@ -64,9 +65,10 @@ async fn a_region_answering_500s_loses_its_traffic_and_a_failure_everywhere_move
     let version =
         outage::status(fleet.region(EAST).proxies[0].admin).await.expect("status")["table_version"].clone();
     let load = Load::start(outage::targets(&fleet, &[]), RPS);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    load.wait_flowing(RPS as usize).await;
     let failed_at = load.started.elapsed();
     fleet.region(EAST).origin.fail_with(500);
+    // The window over which the recovery is measured.
     tokio::time::sleep(Duration::from_secs(17)).await;
     let checked_to = load.started.elapsed();
     let answers = load.answers();
@@ -89,21 +91,20 @@ async fn a_region_answering_500s_loses_its_traffic_and_a_failure_everywhere_move
     for r in &fleet.regions {
         r.origin.fail_with(500);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(25);
-    loop {
-        let all: Vec<f64> = {
-            let mut v = Vec::new();
+    wait_for_every(
+        "every share back to 1 with every region failing",
+        Duration::from_secs(25),
+        Duration::from_millis(250),
+        || async {
+            let mut all = Vec::new();
             for r in outage::REGIONS {
-                v.extend(shares(&fleet, r).await);
+                all.extend(shares(&fleet, r).await);
             }
-            v
-        };
-        if all.iter().all(|s| *s == 1.0) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "shares moved with every region failing: {all:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            if all.iter().all(|s| *s == 1.0) { Ok(()) } else { Err(format!("{all:?}")) }
+        },
+    )
+    .await;
+    // A few seconds more in which nothing may move (the absence is the point).
     tokio::time::sleep(Duration::from_secs(3)).await;
     for r in outage::REGIONS {
         let s = shares(&fleet, r).await;
@@ -116,9 +117,10 @@ async fn a_region_answering_500s_loses_its_traffic_and_a_failure_everywhere_move
 async fn a_region_answering_30_percent_500s_is_relieved_within_seconds() {
     let fleet = OutageFleet::start(2).await;
     let load = Load::start(outage::targets(&fleet, &[]), RPS);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    load.wait_flowing(RPS as usize).await;
     let failed_at = load.started.elapsed();
     fleet.region(EAST).origin.fail_share(500, 30);
+    // The window over which the recovery is measured.
     tokio::time::sleep(Duration::from_secs(17)).await;
     let checked_to = load.started.elapsed();
     let answers = load.stop().await;

@@ -1,4 +1,4 @@
-//! Issue 3 acceptance with real proxies and origins on loopback: weighted shares, failover
+//! Regions with real proxies and origins on loopback: weighted shares, failover
 //! when a region's origins die and their return, the hop limit between two regions that
 //! point at each other, public listeners ignoring the fleet's headers, and the number of
 //! connections to a peer under concurrency.
@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use support::fleet::{Fleet, FleetSpec, metric_sum};
-use support::{TestProxy, get, h1_client, origin};
+use http_body_util::Full;
+use support::admin::{HttpClient, metric, wait_probed_and_healthy};
+use support::fleet::{Fleet, FleetSpec};
+use support::wait::wait_until;
+use support::{ProxyConfig, exchange, h1_client, origin, region_of};
 use tokio::net::{TcpListener, TcpStream};
 
 const A: &str = "us-east-1";
@@ -26,23 +26,10 @@ const B: &str = "us-west-2";
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 /// One request: status and the region that answered (`-` when the header is missing).
 async fn one(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Result<(u16, String, Bytes), String> {
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .map_err(|_| "no response within 10 s".to_owned())?
-        .map_err(|e| format!("client error: {e}"))?;
-    let status = resp.status().as_u16();
-    let region =
-        resp.headers().get("x-flowgate-region").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
-        .await
-        .map_err(|_| "no body within 10 s".to_owned())?
-        .map_err(|e| format!("body error: {e}"))?
-        .to_bytes();
-    Ok((status, region, body))
+    let (status, headers, body) = exchange(client, req).await?;
+    Ok((status.as_u16(), region_of(&headers), body))
 }
 
 fn get_req(url: &str) -> http::Request<Full<Bytes>> {
@@ -71,36 +58,25 @@ async fn burst(url: &str, clients: usize, per_client: usize) -> Vec<Result<(u16,
     all
 }
 
-async fn metrics(admin: SocketAddr) -> String {
-    let (status, _, body) = get(&h1_client(), &format!("http://{admin}/metrics")).await;
-    assert_eq!(status, 200);
-    String::from_utf8(body.to_vec()).expect("utf-8 metrics")
-}
-
 /// Requests a proxy's peer listener has answered (its health endpoint not counted).
 async fn peer_requests(admin: SocketAddr) -> f64 {
-    metric_sum(&metrics(admin).await, "flowgate_requests_total", &["listener=\"peer\""])
+    metric(admin, "flowgate_requests_total", &["listener=\"peer\""]).await
 }
 
-/// Waits until every proxy of the fleet answers through its public listener.
+/// Waits until every proxy of the fleet answers through its public listener and has had
+/// its first health probes answered.
 async fn settle(fleet: &Fleet) {
     let client = h1_client();
     for r in &fleet.regions {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = one(&client, get_req(&r.proxy.url("/"))).await.is_ok_and(|(s, _, _)| s == 200);
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{} never answered 200", r.name);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(&format!("{} to answer 200", r.name), Duration::from_secs(10), || async {
+            one(&client, get_req(&r.proxy.url("/"))).await.is_ok_and(|(s, _, _)| s == 200)
+        })
+        .await;
     }
-    // Let the first health probes of every set come back.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet.wait_settled().await;
 }
 
-/// Acceptance 1: a row `{A: 60, B: 40}` at a proxy of A splits 10,000 requests 60/40
+/// A row `{A: 60, B: 40}` at a proxy of A splits 10,000 requests 60/40
 /// within ±3 points, and the origins saw exactly what the responses claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_row_splits_traffic_by_its_weights() {
@@ -140,7 +116,7 @@ struct Seen {
     outcome: Result<(u16, String), String>,
 }
 
-/// Acceptance 2: every origin endpoint of B dies under full-speed load through A, whose
+/// Every origin endpoint of B dies under full-speed load through A, whose
 /// row spreads traffic over A and B. No client request fails; within two health intervals
 /// B's peer listener gets no more requests; when B's origin returns, so does its share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +160,7 @@ async fn dead_region_is_routed_around_without_errors_and_its_share_returns() {
         (b, window.len())
     };
 
-    // Warm: both regions serve.
+    // Warm: both regions serve, over a window of load that is the measure.
     let warm = Instant::now();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (b_warm, n_warm) = served_by_b_since(warm);
@@ -199,6 +175,7 @@ async fn dead_region_is_routed_around_without_errors_and_its_share_returns() {
     let watch_until = killed + Duration::from_millis(2500);
     while Instant::now() < watch_until {
         samples.push((killed.elapsed(), peer_requests(b.proxy.addrs.admin).await));
+        // The pace of the samples over the watched window.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let last = samples.last().expect("samples").1;
@@ -225,16 +202,12 @@ async fn dead_region_is_routed_around_without_errors_and_its_share_returns() {
     // Bring B back: its share returns (slow start ramps it over 1 s).
     let revived = Instant::now();
     b.origin.revive().await;
-    let mut returned = None;
-    let deadline = revived + Duration::from_secs(8);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let returned = support::wait::poll(Duration::from_secs(8), Duration::from_millis(250), || async {
         let (bw, nw) = served_by_b_since(Instant::now() - Duration::from_millis(500));
-        if nw > 20 && bw * 100 >= nw * 35 {
-            returned = Some((revived.elapsed(), bw, nw));
-            break;
-        }
-    }
+        if nw > 20 && bw * 100 >= nw * 35 { Ok((revived.elapsed(), bw, nw)) } else { Err(()) }
+    })
+    .await
+    .ok();
     stop.store(true, Ordering::SeqCst);
     while let Some(r) = load.join_next().await {
         r.expect("load task");
@@ -256,7 +229,7 @@ async fn dead_region_is_routed_around_without_errors_and_its_share_returns() {
     fleet.stop().await;
 }
 
-/// Acceptance 4: A and B weighted 100 % at each other. Every request is served after one
+/// A and B weighted 100 % at each other. Every request is served after one
 /// hop (`max_hops` = 1), by the other region's origin; nothing ping-pongs: each origin
 /// saw exactly the requests sent to the other region's proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +239,7 @@ async fn regions_pointing_at_each_other_do_not_loop() {
         r#"{"version": 1, "weights": {"us-east-1": {"us-west-2": 100}, "us-west-2": {"us-east-1": 100}}}"#;
     let fleet = Fleet::start(FleetSpec { regions: &[A, B], table: Some(table), ..Default::default() }).await;
     let (a, b) = (fleet.region(A), fleet.region(B));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet.wait_settled().await;
     let (a0, b0) = (a.origin.hits.load(Ordering::SeqCst), b.origin.hits.load(Ordering::SeqCst));
     let (pa0, pb0) = (peer_requests(a.proxy.addrs.admin).await, peer_requests(b.proxy.addrs.admin).await);
 
@@ -293,7 +266,7 @@ async fn regions_pointing_at_each_other_do_not_loop() {
     fleet.stop().await;
 }
 
-/// Acceptance 8: a client of the public listener cannot steer with the fleet's headers.
+/// A client of the public listener cannot steer with the fleet's headers.
 /// Row A → B 100 %: claiming to have used up the hops does not keep the request at A,
 /// and the origin sees the hop count and source region that A set, not the client's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +277,7 @@ async fn public_clients_cannot_set_hops_or_source_region() {
         Fleet::start(FleetSpec { regions: &[A, B, "eu-west-1"], table: Some(table), ..Default::default() })
             .await;
     let a = fleet.region(A);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet.wait_settled().await;
     let client = h1_client();
     let forged: &[(&str, &str)] = &[
         ("5", "eu-west-1"),
@@ -382,7 +355,7 @@ async fn counting_forwarder(backend: SocketAddr) -> (SocketAddr, Arc<ConnCount>)
     (addr, count)
 }
 
-/// Acceptance 9: 64 concurrent clients whose requests all go to one peer. Between proxies
+/// 64 concurrent clients whose requests all go to one peer. Between proxies
 /// HTTP/2 is the default, with one connection per peer endpoint: the proxy opens no more
 /// than that one to the peer, however many requests are in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,46 +363,17 @@ async fn many_clients_share_one_connection_to_the_peer() {
     let _turn = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (origin_a, origin_b) = (origin::start().await, origin::start().await);
-    let common =
-        "[drain]\ndelay = \"0s\"\ntimeout = \"2s\"\n\n[health]\ninterval = \"200ms\"\ntimeout = \"100ms\"\n";
-    let proxy_b = TestProxy::start(&format!(
-        r#"region = "{B}"
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[origins.api]
-endpoints = ["{}"]
-[[routes]]
-origin = "api"
-{common}"#,
-        origin_b.addr
-    ))
-    .await;
+    let proxy_b = ProxyConfig::new(B, origin_b.addr).health("200ms", "100ms").start().await;
     let (fwd, conns) = counting_forwarder(proxy_b.addrs.peer.expect("peer listener")).await;
     let table = dir.path().join("table.json");
     std::fs::write(&table, r#"{"version": 1, "weights": {"us-east-1": {"us-west-2": 100}}}"#).expect("table");
-    let proxy_a = TestProxy::start(&format!(
-        r#"region = "{A}"
-table = {table:?}
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[origins.api]
-endpoints = ["{}"]
-[peers.{B}]
-proxies = ["{fwd}"]
-[[routes]]
-origin = "api"
-{common}"#,
-        origin_a.addr,
-        table = table.display().to_string(),
-    ))
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let proxy_a = ProxyConfig::new(A, origin_a.addr)
+        .table(&table)
+        .peer(B, &[fwd])
+        .health("200ms", "100ms")
+        .start()
+        .await;
+    wait_probed_and_healthy(&[proxy_a.addrs.admin, proxy_b.addrs.admin], Duration::from_secs(10)).await;
 
     // Each client holds a request open for 40 ms at B's origin, so that all 64 overlap.
     let results = burst(&proxy_a.url("/slow/40"), 64, 8).await;

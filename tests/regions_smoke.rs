@@ -1,6 +1,7 @@
-mod support;
+//! A row of the traffic table sends a region's traffic to a peer region, through its
+//! load balancer, with the hop and source region marked for the origin.
 
-use std::time::Duration;
+mod support;
 
 use support::fleet::{Fleet, FleetSpec};
 use support::{get, h1_client};
@@ -10,7 +11,7 @@ async fn a_row_sends_traffic_to_a_peer_region() {
     let table = r#"{"version": 1, "weights": {"us-east-1": {"us-west-2": 100}}}"#;
     let fleet = Fleet::start(FleetSpec { table: Some(table), lbs: true, ..Default::default() }).await;
     let a = fleet.region("us-east-1");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.wait_settled().await;
     let client = h1_client();
     for _ in 0..20 {
         let (status, headers, body) = get(&client, &a.proxy.url("/headers")).await;

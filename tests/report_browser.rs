@@ -1,13 +1,14 @@
-//! The exercise report (issue 5, acceptance 5): written to a file by
+//! The exercise report: written to a file by
 //! `flowgate::fleet::report::render`, it opens in headless Chromium with no network and
 //! shows its charts and every step.
 
 mod browser;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flowgate::fleet::evacuate::{Journal, Sample, StepRecord};
+use flowgate::fleet::evacuate::journal::{Journal, Sample, StepRecord};
 use serde_json::{Value, json};
 
 const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "us-west-2"];

@@ -1,4 +1,4 @@
-//! Issue 2, acceptance 1: GET, POST with a body and a chunked (streamed, no
+//! GET, POST with a body and a chunked (streamed, no
 //! content-length) upload round-trip through the `public` listener over HTTP/1.1, h2c
 //! with prior knowledge, TLS with ALPN `h2` and TLS with ALPN `http/1.1`; response
 //! trailers (as gRPC uses them) arrive over HTTP/2.
@@ -20,7 +20,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, ServerName};
-use support::{TestProxy, config_text, origin};
+use support::{ProxyConfig, TestProxy, config_text, origin};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -97,18 +97,14 @@ fn make_cert(dir: &Path) -> TestCert {
     TestCert { der: cert.der().clone(), cert_path, key_path }
 }
 
-/// `config_text` plus a `public_tls` listener serving `cert`. `config_text` owns the
-/// `[listen]` table, so the TLS keys are inserted into it rather than appended.
+/// The test proxy's config plus a `public_tls` listener serving `cert`.
 fn tls_config_text(origin: SocketAddr, cert: &TestCert, extra: &str) -> String {
-    let base = config_text(origin, extra);
-    let anchor = "public = \"127.0.0.1:0\"\n";
-    assert!(base.contains(anchor), "config_text no longer has the public listener line:\n{base}");
-    let tls = format!(
-        "{anchor}public_tls = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
-        cert.cert_path.to_str().expect("utf-8 temp path"),
-        cert.key_path.to_str().expect("utf-8 temp path"),
-    );
-    base.replacen(anchor, &tls, 1)
+    ProxyConfig::new("us-east-1", origin)
+        .listen_line("public_tls = \"127.0.0.1:0\"")
+        .listen_line(&format!("tls_cert = {:?}", cert.cert_path.to_str().expect("utf-8 temp path")))
+        .listen_line(&format!("tls_key = {:?}", cert.key_path.to_str().expect("utf-8 temp path")))
+        .extra(extra)
+        .text()
 }
 
 /// Opens a connection to the proxy over `transport`. For TLS it checks that the server
@@ -246,6 +242,7 @@ async fn round_trips(transport: Transport) {
             if tx.send(Ok(Frame::data(c))).await.is_err() {
                 return;
             }
+            // Chunks spread out in time, as a streaming upload sends them.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });

@@ -5,10 +5,13 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::ProxyProcess;
+use support::admin::{metric, put_str, version};
+use support::config::free_addr;
+use support::wait::{wait_until, within};
+use support::{ProxyConfig, ProxyProcess};
 
 const TOKEN: &str = "signed-tables-token";
 
@@ -31,10 +34,6 @@ fn keygen(path: &Path) -> String {
     public
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
-}
-
 fn config(
     region: &str,
     origin: SocketAddr,
@@ -44,49 +43,20 @@ fn config(
     extra: &str,
 ) -> String {
     let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
-    format!(
-        r#"region = "{region}"
-{extra}
-[listen]
-public = "127.0.0.1:0"
-peer = "{peer}"
-[admin]
-listen = "127.0.0.1:0"
-table_keys = [{keys}]
-[origins.api]
-endpoints = ["{origin}"]
-[peers.{name}]
-proxies = ["{addr}"]
-[[routes]]
-origin = "api"
-[health]
-interval = "200ms"
-timeout = "150ms"
-[drain]
-delay = "0s"
-timeout = "1s"
-"#,
-        keys = keys.join(", "),
-        name = other.0,
-        addr = other.1,
-    )
+    let mut cfg = ProxyConfig::new(region, origin)
+        .peer_listen(Some(peer))
+        .admin(&format!("table_keys = [{}]", keys.join(", ")))
+        .peer(other.0, &[other.1])
+        .health("200ms", "150ms")
+        .drain(Some(("0s", "1s")));
+    if !extra.is_empty() {
+        cfg = cfg.top(extra);
+    }
+    cfg.text()
 }
 
 async fn put(admin: SocketAddr, body: &str) -> (u16, Value) {
-    let req = http::Request::put(format!("http://{admin}/v1/table"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))
-        .expect("request");
-    let resp = support::h1_client().request(req).await.expect("answer");
-    let status = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn version(admin: SocketAddr) -> u64 {
-    let (_, _, body) = support::get(&support::h1_client(), &format!("http://{admin}/v1/table")).await;
-    serde_json::from_slice::<Value>(&body).ok().and_then(|t| t["version"].as_u64()).unwrap_or(0)
+    put_str(admin, TOKEN, body).await
 }
 
 /// A table file signed by `key` (through `flowgate push`'s own signing, read back from
@@ -104,7 +74,7 @@ async fn only_tables_signed_by_a_listed_key_are_taken_from_any_path() {
     keygen(&other);
     let origin_a = support::origin::start().await;
     let origin_b = support::origin::start().await;
-    let (peer_a, peer_b) = (free_port(), free_port());
+    let (peer_a, peer_b) = (free_addr(), free_addr());
     // a insists on signatures; b (a peer) takes anything.
     let a = ProxyProcess::spawn_env(
         &config("a", origin_a.addr, peer_a, ("b", peer_b), &[&public], ""),
@@ -155,8 +125,7 @@ async fn only_tables_signed_by_a_listed_key_are_taken_from_any_path() {
         .expect("push");
     assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
     assert_eq!(version(a.admin).await, 2);
-    let (_, _, taken) = support::get(&support::h1_client(), &format!("http://{}/v1/table", a.admin)).await;
-    let mut tampered: Value = serde_json::from_slice(&taken).expect("table");
+    let mut tampered = support::admin::table(a.admin).await;
     assert!(tampered["signature"].is_string(), "the table keeps its signature: {tampered}");
     tampered["version"] = 3.into();
     tampered["weights"]["a"]["b"] = 100.into();
@@ -165,8 +134,13 @@ async fn only_tables_signed_by_a_listed_key_are_taken_from_any_path() {
     assert_eq!(version(a.admin).await, 2, "a refused table changes nothing");
 
     // Catch-up: b takes an unsigned v5; a sees it at its peer and refuses it.
+    let rejected = |a: SocketAddr| async move { metric(a, "flowgate_table_rejected_total", &[]).await };
+    let before = rejected(a.admin).await;
     assert_eq!(put(b.admin, &table_json(5)).await.0, 200);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until("a to refuse b's table at a catch-up", Duration::from_secs(5), || async {
+        rejected(a.admin).await > before
+    })
+    .await;
     assert_eq!(version(a.admin).await, 2, "an unsigned table from a peer is refused");
     // A signed v6 at b: a catches up to it.
     let t6 = dir.path().join("t6.json");
@@ -183,10 +157,7 @@ async fn only_tables_signed_by_a_listed_key_are_taken_from_any_path() {
         t6.to_str().expect("p"),
     ]);
     assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) && version(a.admin).await != 6 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    within(Duration::from_secs(5), || async { version(a.admin).await == 6 }).await;
     assert_eq!(version(a.admin).await, 6, "a signed table from a peer is taken");
 
     // The file at start: an unsigned table file keeps the proxy from starting (exit 2).
@@ -196,7 +167,7 @@ async fn only_tables_signed_by_a_listed_key_are_taken_from_any_path() {
     let text = config(
         "a",
         origin_a.addr,
-        free_port(),
+        free_addr(),
         ("b", peer_b),
         &[&public],
         &format!("table = {:?}", file.display().to_string()),
@@ -215,7 +186,7 @@ async fn only_tables_signed_by_a_listed_key_are_taken_from_any_path() {
     );
     // A key that is not a key is named in the config error.
     let bad = dir.path().join("bad-key.toml");
-    std::fs::write(&bad, config("a", origin_a.addr, free_port(), ("b", peer_b), &["not-a-key"], ""))
+    std::fs::write(&bad, config("a", origin_a.addr, free_addr(), ("b", peer_b), &["not-a-key"], ""))
         .expect("config");
     let out = flowgate(&["validate", "--config", bad.to_str().expect("p")]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,4 +1,4 @@
-//! Issue 8, acceptance 3: a corpus of hostile HTTP/1 requests, sent over raw TCP to the
+//! A corpus of hostile HTTP/1 requests, sent over raw TCP to the
 //! public listener, with a raw TCP origin that records exactly the bytes it receives.
 //!
 //! For every case the client gets only 2xx (the origin's fixed answer after a normalised
@@ -12,9 +12,11 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::wait::wait_until;
 use support::{TestProxy, config_text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -129,6 +131,8 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Parsed, usize)>, String> {
 struct RawOrigin {
     addr: SocketAddr,
     conns: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Connections that have received bytes and are not recorded yet.
+    busy: Arc<AtomicUsize>,
 }
 
 impl RawOrigin {
@@ -136,11 +140,12 @@ impl RawOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind raw origin");
         let addr = listener.local_addr().expect("addr");
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let c2 = conns.clone();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let (c2, b2) = (conns.clone(), busy.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else { return };
-                let conns = c2.clone();
+                let (conns, busy) = (c2.clone(), b2.clone());
                 tokio::spawn(async move {
                     let mut got = Vec::new();
                     let mut buf = [0u8; 16 * 1024];
@@ -155,7 +160,12 @@ impl RawOrigin {
                         }
                         match tokio::time::timeout(until - now, s.read(&mut buf)).await {
                             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                            Ok(Ok(n)) => {
+                                if got.is_empty() {
+                                    busy.fetch_add(1, Ordering::SeqCst);
+                                }
+                                got.extend_from_slice(&buf[..n]);
+                            }
                         }
                         if !answered && matches!(parse_request(&got), Ok(Some(_))) {
                             answered = true;
@@ -165,17 +175,24 @@ impl RawOrigin {
                             linger_until = Some(Instant::now() + Duration::from_millis(150));
                         }
                     }
+                    let carried = !got.is_empty();
                     conns.lock().expect("conns").push(got);
+                    if carried {
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                    }
                 });
             }
         });
-        RawOrigin { addr, conns }
+        RawOrigin { addr, conns, busy }
     }
 
-    /// Waits until the origin has been quiet for a moment, then takes what it recorded,
-    /// health probes left out.
+    /// Waits until every connection that carried bytes is recorded (each ends within 3 s),
+    /// then takes what the origin recorded, health probes left out.
     async fn take(&self) -> Vec<Vec<u8>> {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        wait_until("the raw origin's connections to end", Duration::from_secs(5), || async {
+            self.busy.load(Ordering::SeqCst) == 0
+        })
+        .await;
         let all = std::mem::take(&mut *self.conns.lock().expect("conns"));
         // A connection the proxy opened but wrote nothing on carries no request.
         all.into_iter().filter(|c| !c.is_empty() && !c.starts_with(b"GET /healthz ")).collect()
@@ -189,7 +206,8 @@ async fn exchange(addr: SocketAddr, bytes: Vec<u8>) -> Vec<u8> {
     let (mut rd, mut wr) = s.into_split();
     let writer = tokio::spawn(async move {
         let _ = wr.write_all(&bytes).await;
-        // Keep the write half open (no FIN) until the reader is done.
+        // Keep the write half open (no FIN) until the reader is done: a client that has
+        // not finished sending is part of each case.
         tokio::time::sleep(Duration::from_secs(5)).await;
         drop(wr);
     });

@@ -75,6 +75,7 @@ timeout = "2s"
                         errors.fetch_add(1, Ordering::Relaxed)
                     }
                 };
+                // The pace of each client.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -85,6 +86,7 @@ timeout = "2s"
     let mut samples: Vec<(u64, usize)> = Vec::new();
     let started = Instant::now();
     while Instant::now() < until {
+        // One push a second: the soak's pace.
         tokio::time::sleep(Duration::from_secs(1)).await;
         version += 1;
         let table = format!(
@@ -104,6 +106,7 @@ timeout = "2s"
         let elapsed = started.elapsed().as_secs();
         if elapsed % 30 == 15 {
             o1.kill();
+            // The origin stays down for a moment: the outage is part of the soak.
             tokio::time::sleep(Duration::from_millis(500)).await;
             o1.revive().await;
         }

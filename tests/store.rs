@@ -15,57 +15,39 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::etcd::EtcdCluster;
 use support::outage::{self, OutageFleet};
-use support::{ProxyProcess, get, h1_client};
+use support::wait::{wait_for, wait_for_every, wait_until};
+use support::{ProxyConfig, ProxyProcess, get, h1_client};
 
 fn table(version: u64, note: &str) -> String {
     format!(r#"{{"version": {version}, "weights": {{"us-east-1": {{"us-east-1": 100}}}}, "note": "{note}"}}"#)
 }
 
 async fn status(admin: SocketAddr) -> Value {
-    let (_, _, body) = get(&h1_client(), &format!("http://{admin}/v1/status")).await;
-    serde_json::from_slice(&body).expect("status json")
+    support::admin::status(admin).await
 }
 
 /// Polls `admin`'s status until `what` holds; the time it took, or a panic after `limit`.
 async fn wait_status(admin: SocketAddr, limit: Duration, what: impl Fn(&Value) -> bool) -> Duration {
     let t0 = Instant::now();
-    loop {
+    wait_for(&format!("the status of {admin}"), limit, || async {
         let st = status(admin).await;
-        if what(&st) {
-            return t0.elapsed();
-        }
-        assert!(t0.elapsed() < limit, "not within {limit:?}: {st}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if what(&st) { Ok(()) } else { Err(st) }
+    })
+    .await;
+    t0.elapsed()
 }
 
 /// One proxy of `us-east-1` in front of `origin`, following the store, with its state in
 /// `state_dir`.
 fn proxy_config(origin: SocketAddr, etcd: &EtcdCluster, state_dir: &std::path::Path) -> String {
-    format!(
-        r#"region = "us-east-1"
-[listen]
-public = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-state_dir = {state:?}
-[origins.api]
-endpoints = ["{origin}"]
-[[routes]]
-origin = "api"
-[drain]
-delay = "0s"
-timeout = "2s"
-[fleet]
-sync_timeout = "5s"
-[store]
-etcd = {list}
-prefix = "/flowgate"
-timeout = "1s"
-"#,
-        state = state_dir.display().to_string(),
-        list = etcd.toml_list(),
-    )
+    ProxyConfig::new("us-east-1", origin)
+        .peer_listen(None::<SocketAddr>)
+        .state_dir(state_dir)
+        .extra(&format!(
+            "[fleet]\nsync_timeout = \"5s\"\n[store]\netcd = {}\nprefix = \"/flowgate\"\ntimeout = \"1s\"",
+            etcd.toml_list()
+        ))
+        .text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,16 +116,17 @@ fn all_admins(fleet: &OutageFleet) -> Vec<SocketAddr> {
 /// Waits until every proxy is on `version`; how long that took.
 async fn wait_everywhere(admins: &[SocketAddr], version: u64, limit: Duration) -> Duration {
     let t0 = Instant::now();
-    'outer: loop {
-        assert!(t0.elapsed() < limit, "not every proxy reached version {version} within {limit:?}");
+    let what = format!("every proxy to reach version {version}");
+    wait_for_every(&what, limit, Duration::from_millis(5), || async {
         for a in admins {
             if outage::status(*a).await.is_none_or(|st| st["table_version"] != version) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue 'outer;
+                return Err(format!("{a} is not there yet"));
             }
         }
-        return t0.elapsed();
-    }
+        Ok(())
+    })
+    .await;
+    t0.elapsed()
 }
 
 fn fleet_table(version: u64, east_keeps: u32, note: &str) -> String {
@@ -178,7 +161,7 @@ async fn a_write_to_the_store_reaches_3_regions_of_5_proxies_within_a_second() {
 async fn of_two_racing_pushes_through_the_store_exactly_one_is_applied() {
     let (etcd, fleet) = store_fleet(2).await;
     let admins = all_admins(&fleet);
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let file = fleet.file();
     let dir = tempfile::tempdir().expect("dir");
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
     std::fs::write(&a, fleet_table(2, 70, "push A")).expect("a");
@@ -214,38 +197,13 @@ async fn of_two_racing_pushes_through_the_store_exactly_one_is_applied() {
     // the store's next write brings the fleet back together.
     let ahead = fleet.region("eu-west-1").proxies[0].admin;
     let direct = fleet_table(5, 60, "pushed past the store");
-    let answer = h1_client()
-        .request(
-            http::Request::put(format!("http://{ahead}/v1/table"))
-                .header("authorization", format!("Bearer {}", outage::TOKEN))
-                .header("content-type", "application/json")
-                .body(http_body_util::Full::new(bytes::Bytes::from(direct)))
-                .expect("request"),
-        )
-        .await
-        .expect("direct push");
-    assert_eq!(answer.status(), 200);
+    let answer = support::admin::put_str(ahead, outage::TOKEN, &direct).await;
+    assert_eq!(answer.0, 200);
     let (code, out, _) = outage::flowgate(&["status", "--fleet", &file]).await;
     assert_eq!(code, Some(1), "a proxy off the store's table fails status:\n{out}");
     assert!(out.contains(&format!("LAGGING: {ahead} (eu-west-1) on version 5: 3 AHEAD")), "{out}");
     etcd.put("/flowgate/table", &fleet_table(6, 50, "the store passes it"));
     wait_everywhere(&admins, 6, Duration::from_secs(5)).await;
-}
-
-fn evacuate_args<'a>(file: &'a str, region: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec![
-        "evacuate",
-        region,
-        "--fleet",
-        file,
-        "--steps",
-        steps,
-        "--interval",
-        "1s",
-        "--timeout",
-        "1s",
-        "--yes",
-    ]
 }
 
 /// Every reachable proxy's table version.
@@ -275,9 +233,10 @@ async fn versions(admins: &[SocketAddr], etcd: &EtcdCluster) -> (Vec<u64>, u64) 
 async fn one_evacuation_holds_the_lease_and_a_killed_holder_frees_it_within_the_ttl() {
     let (etcd, fleet) = store_fleet(2).await;
     let admins = all_admins(&fleet);
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let file = fleet.file();
     // Two at once: exactly one runs, the other names it.
-    let (east, west) = (evacuate_args(&file, "us-east-1", "2"), evacuate_args(&file, "us-west-2", "2"));
+    let east = outage::operation("evacuate", "us-east-1", &file, "2", "1s");
+    let west = outage::operation("evacuate", "us-west-2", &file, "2", "1s");
     let (a, b) = tokio::join!(outage::flowgate(&east), outage::flowgate(&west));
     let codes = [a.0, b.0];
     assert_eq!(codes.iter().filter(|c| **c == Some(0)).count(), 1, "{codes:?}\n{}\n{}", a.2, b.2);
@@ -289,25 +248,8 @@ async fn one_evacuation_holds_the_lease_and_a_killed_holder_frees_it_within_the_
     assert_eq!(etcd.get("/flowgate/lock"), None, "the finished run released the lock");
 
     // The holder killed mid-run: a new run is refused while its lease lives, then runs.
-    let restore = [
-        "restore",
-        "us-east-1",
-        "--fleet",
-        &file,
-        "--steps",
-        "6",
-        "--interval",
-        "2s",
-        "--timeout",
-        "1s",
-        "--yes",
-    ];
     let winner_region = if a.0 == Some(0) { "us-east-1" } else { "us-west-2" };
-    let restore = {
-        let mut r = restore.to_vec();
-        r[1] = winner_region;
-        r
-    };
+    let restore = outage::operation("restore", winner_region, &file, "6", "2s");
     let mut holder = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
         .args(&restore)
         .env("FLOWGATE_ADMIN_TOKEN", outage::TOKEN)
@@ -315,22 +257,20 @@ async fn one_evacuation_holds_the_lease_and_a_killed_holder_frees_it_within_the_
         .kill_on_drop(true)
         .spawn()
         .expect("spawn restore");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while etcd.get("/flowgate/lock").is_none() || versions(&admins, &etcd).await.1 <= stored + 1 {
-        assert!(Instant::now() < deadline, "the restore never took the lock and pushed a step");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the restore to take the lock and push a step", Duration::from_secs(20), || async {
+        etcd.get("/flowgate/lock").is_some() && versions(&admins, &etcd).await.1 > stored + 1
+    })
+    .await;
     holder.start_kill().expect("kill -9");
     let _ = holder.wait().await;
     let killed_at = Instant::now();
     let refused = outage::flowgate(&restore).await;
     assert_eq!(refused.0, Some(1), "{}", refused.2);
     assert!(refused.2.contains("holds the store's lock"), "{}", refused.2);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while etcd.get("/flowgate/lock").is_some() {
-        assert!(Instant::now() < deadline, "the dead holder's lock never lapsed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the dead holder's lock to lapse", Duration::from_secs(10), || async {
+        etcd.get("/flowgate/lock").is_none()
+    })
+    .await;
     let lapsed = killed_at.elapsed();
     println!("a killed holder's lock lapsed {lapsed:?} after the kill (lease TTL 3 s)");
     assert!(lapsed <= Duration::from_secs(4), "{lapsed:?}");
@@ -347,7 +287,7 @@ async fn one_evacuation_holds_the_lease_and_a_killed_holder_frees_it_within_the_
 async fn losing_the_quorum_fails_no_request_refuses_pushes_and_its_return_needs_no_push() {
     let (mut etcd, fleet) = store_fleet(2).await;
     let admins = all_admins(&fleet);
-    let file = fleet.fleet_file.to_str().expect("path").to_owned();
+    let file = fleet.file();
     let dir = tempfile::tempdir().expect("dir");
     let push = |v: u64| {
         let path = dir.path().join(format!("t{v}.json"));
@@ -374,6 +314,7 @@ async fn losing_the_quorum_fails_no_request_refuses_pushes_and_its_return_needs_
     assert!(r.2.contains("store is unavailable") && r.2.contains("nothing pushed"), "{}", r.2);
     let v = proxy_versions(&admins).await;
     assert!(v.iter().all(|x| *x == 1), "nothing of the refused push applied: {v:?}");
+    // The fleet serves on without a quorum for a while, under the load: part of the test.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Quorum back: every proxy reconnects; a write made meanwhile by a store client
@@ -438,15 +379,14 @@ async fn of_two_autopilots_only_the_leader_acts_and_the_other_finishes_when_it_d
                     .unwrap_or_default(),
                 _ => Default::default(),
             };
-            support::fleet::metric_sum(&String::from_utf8_lossy(&body), name, &[])
+            support::admin::metric_sum(&String::from_utf8_lossy(&body), name, &[])
         }
     };
     // The standby judges every round but logs nothing: wait for its rounds.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&second, "flowgate_autopilot_rounds_total").await < 2.0 {
-        assert!(Instant::now() < deadline, "the second autopilot never ran a round:\n{}", second.dump());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let rounds = support::wait::within(Duration::from_secs(20), || async {
+        metric(&second, "flowgate_autopilot_rounds_total").await >= 2.0
+    });
+    assert!(rounds.await.is_some(), "the second autopilot never ran a round:\n{}", second.dump());
     let role = |p| metric(p, "flowgate_autopilot_leader");
     assert_eq!(role(&first).await + role(&second).await, 1.0, "exactly one leader");
     let first_leads = role(&first).await == 1.0;
@@ -455,21 +395,20 @@ async fn of_two_autopilots_only_the_leader_acts_and_the_other_finishes_when_it_d
     // An outage: 30 % of what us-east-1's origin serves fails (its health checks pass),
     // under client load, so that the evacuation ramps in steps. The leader starts it.
     let load = outage::Load::start(outage::targets(&fleet, &[]), 20);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.wait_flowing(20).await;
     fleet.region("us-east-1").origin.fail_share(500, 30);
     leader
         .wait_for(Duration::from_secs(20), |d| d["action"] == "evacuate")
         .await
         .unwrap_or_else(|| panic!("the leader did not start evacuating:\n{}", leader.dump()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let partial = support::wait::within(Duration::from_secs(20), || async {
         let t = outage::table(admins[0]).await.expect("table");
         let keeps = outage::keeps(&t, "us-east-1");
-        if keeps < 1.0 && keeps > 0.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no partial step seen: {t}\n{}", leader.dump());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        keeps < 1.0 && keeps > 0.0
+    });
+    if partial.await.is_none() {
+        let t = outage::table(admins[0]).await.expect("table");
+        panic!("no partial step seen: {t}\n{}", leader.dump());
     }
     assert!(
         standby.decisions().iter().all(|d| d["action"] != "evacuate"),

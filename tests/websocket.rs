@@ -1,4 +1,4 @@
-//! Issue 2, acceptance 4: an HTTP/1.1 `Upgrade: websocket` goes through the proxy and the
+//! An HTTP/1.1 `Upgrade: websocket` goes through the proxy and the
 //! origin's echo of text and binary messages comes back over the tunnel.
 
 mod support;
@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use support::{TestProxy, config_text, get, h1_client, origin};
+use support::{get, h1_client};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
@@ -57,8 +57,7 @@ fn binary(i: usize, len: usize) -> Message {
 
 #[tokio::test]
 async fn websocket_echoes_text_and_binary() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (o, p) = support::fronted("").await;
     let url = format!("ws://{}/ws", p.addrs.public);
     let mut ws = open(&url).await;
 
@@ -79,8 +78,7 @@ async fn websocket_echoes_text_and_binary() {
 
 #[tokio::test]
 async fn websocket_tunnels_are_independent_and_plain_requests_still_work() {
-    let o = origin::start().await;
-    let p = TestProxy::start(&config_text(o.addr, "")).await;
+    let (_o, p) = support::fronted("").await;
     let url = format!("ws://{}/ws", p.addrs.public);
     let mut a = open(&url).await;
     let mut b = open(&url).await;

@@ -5,11 +5,11 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
-use serde_json::json;
 
 use super::AdminState;
 use crate::control::{Applied, ApplyError};
 use crate::table::Table;
+use crate::wire::{Refusal, TableAccepted};
 
 pub(super) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
     let body =
@@ -45,7 +45,7 @@ fn refuse(
     state: &AdminState,
     status: StatusCode,
     reason: &'static str,
-    body: serde_json::Value,
+    body: Refusal,
 ) -> Response<Full<Bytes>> {
     state.control.shared.metrics.table_rejected_total.with_label_values(&[reason]).inc();
     json(status, &body)
@@ -63,7 +63,7 @@ pub(super) async fn put_table(
             state,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            json!({"error": "a valid bearer token is required"}),
+            Refusal::new("a valid bearer token is required"),
         );
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
@@ -77,13 +77,12 @@ pub(super) async fn put_table(
                 state,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                json!({"error": format!("content-type must be application/json, not {essence:?}")}),
+                Refusal::new(format!("content-type must be application/json, not {essence:?}")),
             );
         }
     }
     let max = state.control.config().admin.max_table_bytes;
-    let too_large =
-        || json!({"error": format!("the table is larger than {max} bytes (admin.max_table_bytes)")});
+    let too_large = || Refusal::new(format!("the table is larger than {max} bytes (admin.max_table_bytes)"));
     if req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -103,7 +102,7 @@ pub(super) async fn put_table(
                 state,
                 StatusCode::BAD_REQUEST,
                 "invalid",
-                json!({"error": format!("cannot read the body: {e}"), "field": ""}),
+                Refusal { field: Some(String::new()), ..Refusal::new(format!("cannot read the body: {e}")) },
             );
         }
     };
@@ -114,7 +113,7 @@ pub(super) async fn put_table(
                 state,
                 StatusCode::BAD_REQUEST,
                 "invalid",
-                json!({"error": e.to_string(), "field": e.field}),
+                Refusal { field: Some(e.field.clone()), ..Refusal::new(e.to_string()) },
             );
         }
     };
@@ -125,32 +124,34 @@ pub(super) async fn put_table(
                 state,
                 StatusCode::BAD_REQUEST,
                 "invalid",
-                json!({"error": e, "field": "If-Match"}),
+                Refusal { field: Some("If-Match".to_owned()), ..Refusal::new(e) },
             );
         }
     };
     match state.control.apply_with(table, &who, mode).await {
-        Ok(Applied::Applied { version, previous }) => {
-            json(StatusCode::OK, &json!({"applied": true, "version": version, "previous_version": previous}))
-        }
-        Ok(Applied::Unchanged { version }) => {
-            json(StatusCode::OK, &json!({"applied": false, "unchanged": true, "version": version}))
-        }
+        Ok(Applied::Applied { version, previous }) => json(
+            StatusCode::OK,
+            &TableAccepted { applied: true, previous_version: Some(previous), unchanged: None, version },
+        ),
+        Ok(Applied::Unchanged { version }) => json(
+            StatusCode::OK,
+            &TableAccepted { applied: false, previous_version: None, unchanged: Some(true), version },
+        ),
         Err(e) => {
+            let refusal = Refusal::new(e.to_string());
             let (status, body) = match &e {
                 ApplyError::Invalid(t) | ApplyError::Shift(t) => (
                     StatusCode::BAD_REQUEST,
-                    json!({"error": e.to_string(), "field": t.field, "reason": e.reason()}),
+                    Refusal { field: Some(t.field.clone()), reason: Some(e.reason().to_owned()), ..refusal },
                 ),
                 ApplyError::Stale { current, .. } => {
-                    (StatusCode::CONFLICT, json!({"error": e.to_string(), "current_version": current}))
+                    (StatusCode::CONFLICT, Refusal { current_version: Some(*current), ..refusal })
                 }
-                ApplyError::Precondition { current, .. } => (
-                    StatusCode::PRECONDITION_FAILED,
-                    json!({"error": e.to_string(), "current_version": current}),
-                ),
+                ApplyError::Precondition { current, .. } => {
+                    (StatusCode::PRECONDITION_FAILED, Refusal { current_version: Some(*current), ..refusal })
+                }
                 ApplyError::Persist(_) | ApplyError::Internal(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()}))
+                    (StatusCode::INTERNAL_SERVER_ERROR, refusal)
                 }
             };
             json(status, &body)

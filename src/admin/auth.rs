@@ -19,7 +19,7 @@ pub enum AuthError {
 
 /// The accepted tokens.
 #[derive(Clone, Default)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     entries: Vec<(String, [u8; 32])>,
 }
 
@@ -40,7 +40,7 @@ fn hash(token: &[u8]) -> [u8; 32] {
 
 impl Tokens {
     /// Reads `token_env` from the environment and `token_file` from disk.
-    pub fn load(token_env: &str, token_file: Option<&Path>) -> Result<Tokens, AuthError> {
+    pub(crate) fn load(token_env: &str, token_file: Option<&Path>) -> Result<Tokens, AuthError> {
         let mut t = Tokens::default();
         if let Ok(v) = std::env::var(token_env) {
             let v = v.trim();
@@ -66,17 +66,17 @@ impl Tokens {
         Ok(t)
     }
 
-    pub fn add(&mut self, name: &str, token: &str) {
+    pub(crate) fn add(&mut self, name: &str, token: &str) {
         self.entries.push((name.to_owned(), hash(token.as_bytes())));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The name of the token an `Authorization` value carries, if it is one of ours.
     /// Every entry is compared, so the time taken does not depend on which one matched.
-    pub fn check(&self, authorization: Option<&[u8]>) -> Option<&str> {
+    pub(crate) fn check(&self, authorization: Option<&[u8]>) -> Option<&str> {
         let value = authorization?;
         let token = value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer "))?;
         let offered = hash(token);

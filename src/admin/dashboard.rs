@@ -16,17 +16,24 @@
 //! `#history` (one `tr[data-version]` per table change), `#chart-traffic`,
 //! `#chart-shares`.
 
+mod format;
+#[cfg(test)]
+mod tests;
+
 use std::fmt::Write;
 use std::sync::OnceLock;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use super::AdminState;
-use super::status::{self, Status};
+use super::{AdminState, status};
 use crate::control::HistoryEntry;
-use crate::table::PeerMode;
+use crate::vocab::html::esc;
+use crate::wire::Status;
+use format::{clock, duration, error_pct, pct, rate};
 
 const CSS: &str = include_str!("dashboard.css");
 const JS: &str = include_str!("dashboard.js");
@@ -36,15 +43,15 @@ const ICON: &str = "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' v
 <rect width='16' height='16' rx='3' fill='%232563eb'/><path d='M3 8h8M8 4.5 11.5 8 8 11.5' stroke='%23fff' \
 stroke-width='2' fill='none'/></svg>";
 /// The window, in seconds, of the rates the dashboard shows (the script asks for the same).
-pub const WINDOW_SECONDS: u64 = 5;
+const WINDOW_SECONDS: u64 = 5;
 /// How many table changes the page lists.
-pub const HISTORY_ROWS: usize = 10;
+const HISTORY_ROWS: usize = 10;
 /// Colors of the target regions, in the order of their names (the script uses the same).
 const PALETTE: [&str; 8] =
     ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#92400e"];
 
 /// The page as `GET /` answers it.
-pub fn response(state: &AdminState) -> Response<Full<Bytes>> {
+pub(crate) fn response(state: &AdminState) -> Response<Full<Bytes>> {
     let status = status::status(state, WINDOW_SECONDS);
     let history = state.control.history();
     let now =
@@ -65,92 +72,20 @@ pub fn response(state: &AdminState) -> Response<Full<Bytes>> {
 }
 
 /// Only this origin's JSON, only the page's own script (by its hash), inline styles.
-pub fn content_security_policy() -> &'static str {
+pub(crate) fn content_security_policy() -> &'static str {
     static CSP: OnceLock<String> = OnceLock::new();
     CSP.get_or_init(|| {
         let digest = ring::digest::digest(&ring::digest::SHA256, JS.as_bytes());
         format!(
             "default-src 'none'; connect-src 'self'; script-src 'sha256-{}'; style-src 'unsafe-inline'; \
              img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-            base64(digest.as_ref())
+            B64.encode(digest.as_ref())
         )
     })
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Escapes text for HTML content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `60%`, or `33.3%` when not a whole percent (the script formats the same way).
-fn pct(share: f64) -> String {
-    let p = share * 100.0;
-    if (p - p.round()).abs() < 0.05 { format!("{:.0}%", p.round()) } else { format!("{p:.1}%") }
-}
-
-fn rate(v: f64) -> String {
-    if v < 10.0 { format!("{v:.1}") } else { format!("{:.0}", v.round()) }
-}
-
-fn error_pct(ratio: f64) -> String {
-    format!("{:.2}%", ratio * 100.0)
-}
-
-fn duration(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
-fn clock(unix: u64) -> String {
-    let s = unix % 86400;
-    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
-}
-
-fn mode_name(m: PeerMode) -> &'static str {
-    match m {
-        PeerMode::Lb => "lb",
-        PeerMode::Direct => "direct",
-        PeerMode::Auto => "auto",
-    }
-}
-
 /// The whole page for one status and history, `now` in seconds since the epoch.
-pub fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
+pub(crate) fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
     let region = esc(&status.region);
     let version = status.table_version;
     let note = status.table_note.as_deref().map(esc).unwrap_or_default();
@@ -185,7 +120,7 @@ pub fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
         } else {
             health.to_owned()
         };
-        let mode = t.mode.map(mode_name).unwrap_or("local");
+        let mode = t.mode.map(|m| m.name()).unwrap_or("local");
         let path = t.path.as_deref().unwrap_or(if t.local { "origins" } else { "none" });
         let bypass = if t.bypass_active {
             r#"<span class="badge warn">active</span>"#
@@ -295,131 +230,4 @@ pub fn render(status: &Status, history: &[HistoryEntry], now: u64) -> String {
         source = rate(status.source_rps),
         inflight = status.inflight_requests,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::admin::status::{EndpointCounts, TargetStatus};
-
-    fn status() -> Status {
-        let mut targets = BTreeMap::new();
-        targets.insert(
-            "us-east-1".to_owned(),
-            TargetStatus {
-                local: true,
-                healthy: true,
-                share: 0.6,
-                mode: None,
-                bypass_active: false,
-                path: None,
-                endpoints: BTreeMap::from([(
-                    "origin".to_owned(),
-                    EndpointCounts { healthy: 1, usable: 1, total: 1 },
-                )]),
-                figures: Default::default(),
-                reported: None,
-                outlier_share: 1.0,
-            },
-        );
-        targets.insert(
-            "us-west-2".to_owned(),
-            TargetStatus {
-                local: false,
-                healthy: false,
-                share: 0.4,
-                mode: Some(PeerMode::Auto),
-                bypass_active: true,
-                path: Some("proxies".to_owned()),
-                endpoints: BTreeMap::new(),
-                figures: Default::default(),
-                reported: None,
-                outlier_share: 1.0,
-            },
-        );
-        Status {
-            region: "us-east-1".to_owned(),
-            table_version: 42,
-            table_digest: "d1".to_owned(),
-            table_conflicts: Vec::new(),
-            table_note: Some("evacuate <b>us-east-1</b> & \"more\"".to_owned()),
-            ready: true,
-            state: "ready".to_owned(),
-            store: crate::wire::StoreState::None,
-            rps: 12.5,
-            error_ratio: 0.02,
-            source_rps: 3.0,
-            window_seconds: WINDOW_SECONDS,
-            inflight_requests: 2,
-            uptime_seconds: 3725,
-            targets,
-            origins: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn renders_the_state_and_escapes_everything() {
-        let history = vec![HistoryEntry {
-            version: 42,
-            applied_at: "2026-01-01T00:00:00Z".to_owned(),
-            note: Some("<script>alert(1)</script>".to_owned()),
-            who: "o'brien".to_owned(),
-            table: None,
-        }];
-        let page = render(&status(), &history, 3600 * 25 + 61);
-        assert!(page.contains(r#"<span id="region">us-east-1</span>"#));
-        assert!(page.contains(r#"<b id="version">42</b>"#));
-        assert!(page.contains(r#"id="share-us-east-1" data-region="us-east-1" data-share="0.6">60%</td>"#));
-        assert!(page.contains(r#"id="share-us-west-2" data-region="us-west-2" data-share="0.4">40%</td>"#));
-        assert!(page.contains("evacuate &lt;b&gt;us-east-1&lt;/b&gt; &amp; &quot;more&quot;"));
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(page.contains("o&#39;brien"));
-        assert!(!page.contains("<script>alert"));
-        assert!(page.contains(r#"<span class="badge bad">down</span>"#));
-        assert!(page.contains(r#"<span class="badge warn">active</span>"#));
-        assert!(page.contains("snapshot 01:01:01 UTC"));
-        assert!(page.contains(r#"<b id="error-ratio" class="bad">2.00%</b>"#));
-        assert!(page.contains("1h 2m"));
-        // One script, and it is the one the policy allows.
-        assert_eq!(page.matches("<script>").count(), 1);
-        assert!(page.contains(&format!("<script>{JS}</script>")));
-        assert!(page.len() < 200 * 1024, "{} bytes", page.len());
-    }
-
-    #[test]
-    fn the_policy_allows_only_the_page_script_and_this_origin() {
-        let csp = content_security_policy();
-        assert!(csp.starts_with("default-src 'none'; connect-src 'self'; script-src 'sha256-"));
-        let hash = csp.split("'sha256-").nth(1).and_then(|s| s.split('\'').next()).expect("hash");
-        assert_eq!(hash.len(), 44);
-        assert!(hash.ends_with('='));
-    }
-
-    #[test]
-    fn base64_matches_the_rfc_examples() {
-        for (input, out) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), out);
-        }
-    }
-
-    #[test]
-    fn numbers_read_like_the_script_writes_them() {
-        assert_eq!(pct(1.0 / 3.0), "33.3%");
-        assert_eq!(pct(0.6), "60%");
-        assert_eq!(pct(0.0), "0%");
-        assert_eq!(rate(3.24), "3.2");
-        assert_eq!(rate(1234.4), "1234");
-        assert_eq!(duration(59), "59s");
-        assert_eq!(duration(86400 * 2 + 3600), "2d 1h");
-    }
 }

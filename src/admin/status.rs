@@ -6,14 +6,14 @@ use super::AdminState;
 use crate::proxy::Proxy;
 use crate::proxy::peer::Path;
 use crate::table::compile::Target;
-pub use crate::wire::{EndpointCounts, OriginStatus, Status, TargetFigures, TargetStatus};
+use crate::wire::{EndpointCounts, OriginStatus, Status, TargetFigures, TargetStatus};
 
 fn counts(set: &crate::proxy::balance::EndpointSet) -> EndpointCounts {
     EndpointCounts { healthy: set.healthy_count(), usable: set.usable_count(), total: set.active_count() }
 }
 
 /// `?window=N` (seconds, 1 to 60; 60 when absent or unreadable).
-pub fn window_param(query: Option<&str>) -> u64 {
+pub(crate) fn window_param(query: Option<&str>) -> u64 {
     query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -23,7 +23,7 @@ pub fn window_param(query: Option<&str>) -> u64 {
         .unwrap_or(60)
 }
 
-pub fn status(state: &AdminState, window: u64) -> Status {
+pub(crate) fn status(state: &AdminState, window: u64) -> Status {
     let proxy = state.control.proxy.load_full();
     let table = proxy.tables.load();
     let metrics = &state.control.shared.metrics;

@@ -28,17 +28,16 @@ use super::judge::{Evidence, Reading};
 
 /// The rails and timers, from the command line.
 #[derive(Debug, Clone)]
-pub struct Rails {
-    pub confirm: Duration,
-    pub min_healthy_regions: usize,
-    pub cooldown: Duration,
-    pub auto_restore: Option<Duration>,
+pub(crate) struct Rails {
+    pub(crate) confirm: Duration,
+    pub(crate) min_healthy_regions: usize,
+    pub(crate) auto_restore: Option<Duration>,
 }
 
 /// `healthy`, `suspect` or `failing`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Healthy,
     Suspect,
     Failing,
@@ -47,35 +46,41 @@ pub enum Verdict {
 /// `none`, `evacuate`, `restore` or `held`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     None,
     Evacuate,
     Restore,
     Held,
 }
 
+/// How a [`Verdict`] or an [`Action`] is spelled in the decision records: the same word
+/// labels its metrics and goes to the `--notify` command.
+pub(crate) fn spelled(word: impl Serialize) -> String {
+    serde_json::to_value(word).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 /// What the controller knows beyond this round's readings.
 #[derive(Debug, Clone, Default)]
-pub struct Context {
+pub(crate) struct Context {
     /// Regions whose own row serves nothing locally in the table in force.
-    pub evacuated: BTreeSet<String>,
+    pub(crate) evacuated: BTreeSet<String>,
     /// The region the autopilot evacuated and has not restored.
-    pub ours: Option<String>,
-    pub paused: bool,
+    pub(crate) ours: Option<String>,
+    pub(crate) paused: bool,
     /// Time left before the next action may start.
-    pub cooldown_left: Option<Duration>,
+    pub(crate) cooldown_left: Option<Duration>,
 }
 
 /// One decision about one region.
 #[derive(Debug, Clone, Serialize)]
-pub struct Decision {
-    pub region: String,
-    pub verdict: Verdict,
-    pub action: Action,
+pub(crate) struct Decision {
+    pub(crate) region: String,
+    pub(crate) verdict: Verdict,
+    pub(crate) action: Action,
     /// A short, stable name for the reason (`confirming`, `quorum-missing`, `paused`, ...).
-    pub rule: &'static str,
-    pub why: String,
-    pub evidence: Evidence,
+    pub(crate) rule: &'static str,
+    pub(crate) why: String,
+    pub(crate) evidence: Evidence,
 }
 
 #[derive(Debug, Default)]
@@ -87,14 +92,14 @@ struct Track {
 
 /// Per-region timers and what was said last.
 #[derive(Debug, Default)]
-pub struct Controller {
+pub(crate) struct Controller {
     tracks: BTreeMap<String, Track>,
 }
 
 impl Controller {
     /// Decides every region for this round. Returns every decision (for the page) and
     /// which of them are news (for the log and `--notify`).
-    pub fn round(
+    pub(crate) fn round(
         &mut self,
         now: Instant,
         readings: &BTreeMap<String, (Evidence, Reading)>,
@@ -291,7 +296,7 @@ impl Controller {
 
     /// Forgets what was said, keeping the timers: a standby that becomes the leader says
     /// (and acts on) every current decision again, with the `--confirm` it already ran.
-    pub fn forget_news(&mut self) {
+    pub(crate) fn forget_news(&mut self) {
         for t in self.tracks.values_mut() {
             t.last = None;
         }
@@ -299,7 +304,7 @@ impl Controller {
 
     /// Forgets a region's failing timer (after an action, so that a new episode needs a
     /// new `--confirm`).
-    pub fn reset(&mut self, region: &str) {
+    pub(crate) fn reset(&mut self, region: &str) {
         if let Some(t) = self.tracks.get_mut(region) {
             t.failing_since = None;
             t.healthy_since = None;

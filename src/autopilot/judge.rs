@@ -28,17 +28,17 @@ use crate::proxy::health::SERVED_WINDOW_SECONDS;
 
 /// What makes a signal fire.
 #[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// An error ratio at or above this is a failure signal.
-    pub error_ratio: f64,
+    pub(crate) error_ratio: f64,
     /// Fewer requests than this in a window make its error ratio noise, not a signal.
-    pub min_requests: f64,
+    pub(crate) min_requests: f64,
     /// Successful requests per second below this share of the baseline is a signal.
-    pub drop_ratio: f64,
+    pub(crate) drop_ratio: f64,
     /// A baseline below this many successful requests per second is too small to judge.
-    pub min_baseline_rps: f64,
+    pub(crate) min_baseline_rps: f64,
     /// The span of the statuses read, in seconds.
-    pub window_seconds: u64,
+    pub(crate) window_seconds: u64,
 }
 
 impl Default for Thresholds {
@@ -55,53 +55,53 @@ impl Default for Thresholds {
 
 /// One other region's view of the judged region.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ObserverView {
+pub(crate) struct ObserverView {
     /// Its proxies that answered the autopilot.
-    pub proxies_answering: usize,
+    pub(crate) proxies_answering: usize,
     /// Of those, how many see the judged region unhealthy.
-    pub see_unhealthy: usize,
+    pub(crate) see_unhealthy: usize,
     /// Requests per second they send to the judged region, and their error ratio.
-    pub sent_rps: f64,
-    pub sent_error_ratio: f64,
+    pub(crate) sent_rps: f64,
+    pub(crate) sent_error_ratio: f64,
     /// The judged region's own figures as its health answers told them (the highest error
     /// ratio any of them heard), when recent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reported_error_ratio: Option<f64>,
+    pub(crate) reported_error_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reported_rps: Option<f64>,
+    pub(crate) reported_rps: Option<f64>,
     /// `failing`, `healthy` or `abstains`.
-    pub vote: &'static str,
+    pub(crate) vote: &'static str,
     /// Why it votes failing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub because: Vec<String>,
+    pub(crate) because: Vec<String>,
 }
 
 /// Everything the verdict on one region rests on.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Evidence {
-    pub proxies: usize,
-    pub proxies_answering: usize,
-    pub proxies_ready: usize,
+pub(crate) struct Evidence {
+    pub(crate) proxies: usize,
+    pub(crate) proxies_answering: usize,
+    pub(crate) proxies_ready: usize,
     /// Client requests per second arriving at the region's proxies (its demand).
-    pub demand_rps: f64,
+    pub(crate) demand_rps: f64,
     /// What the region's origins served over the window (its proxies' local figures).
-    pub served_rps: f64,
-    pub served_error_ratio: f64,
-    pub success_rps: f64,
+    pub(crate) served_rps: f64,
+    pub(crate) served_error_ratio: f64,
+    pub(crate) success_rps: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub success_baseline_rps: Option<f64>,
+    pub(crate) success_baseline_rps: Option<f64>,
     /// The autopilot's own view: what is wrong, seen through the region's admin endpoints.
-    pub own_view: Vec<String>,
-    pub observers: BTreeMap<String, ObserverView>,
+    pub(crate) own_view: Vec<String>,
+    pub(crate) observers: BTreeMap<String, ObserverView>,
     /// Observer votes needed for a failing verdict.
-    pub quorum: usize,
-    pub failing_votes: usize,
-    pub healthy_votes: usize,
+    pub(crate) quorum: usize,
+    pub(crate) failing_votes: usize,
+    pub(crate) healthy_votes: usize,
 }
 
 /// What the evidence adds up to, before `--confirm`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reading {
+pub(crate) enum Reading {
     Healthy,
     /// Something is wrong but not enough for a verdict; `quorum_missing` when the only
     /// thing missing is the other regions' agreement (the decision log says so).
@@ -115,7 +115,12 @@ pub enum Reading {
 }
 
 /// Judges `region` from `st` (`baseline`: its recent successful requests per second).
-pub fn judge(st: &FleetStatus, region: &str, baseline: Option<f64>, th: &Thresholds) -> (Evidence, Reading) {
+pub(crate) fn judge(
+    st: &FleetStatus,
+    region: &str,
+    baseline: Option<f64>,
+    th: &Thresholds,
+) -> (Evidence, Reading) {
     let window = th.window_seconds.max(1) as f64;
     let summary = st.regions.get(region).cloned().unwrap_or_default();
     let success_rps = summary.served_rps * (1.0 - summary.served_error_ratio);

@@ -16,7 +16,7 @@ use crate::store::{LeaseRef, Store};
 
 /// What this autopilot is now.
 #[derive(Debug, Clone)]
-pub enum Role {
+pub(crate) enum Role {
     /// No store: the only autopilot, always acting.
     Alone,
     /// The leader: acts, and takes the operation lock on this lease.
@@ -27,11 +27,11 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn acts(&self) -> bool {
+    pub(crate) fn acts(&self) -> bool {
         matches!(self, Role::Alone | Role::Leader(_))
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Role::Alone => "alone",
             Role::Leader(_) => "leader",
@@ -41,7 +41,7 @@ impl Role {
 }
 
 /// Campaigns for leadership as `name` until `stop`; the receiver follows the role.
-pub fn spawn(cfg: config::Store, name: String, stop: CancellationToken) -> watch::Receiver<Role> {
+pub(crate) fn spawn(cfg: config::Store, name: String, stop: CancellationToken) -> watch::Receiver<Role> {
     let (tx, rx) = watch::channel(Role::Standby { leader: None, why: Some("not elected yet".into()) });
     tokio::spawn(async move {
         let retry = (cfg.lease_ttl / 3).max(Duration::from_millis(500));

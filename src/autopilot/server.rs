@@ -21,66 +21,66 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::switch;
-use crate::admin::dashboard::esc;
+use crate::vocab::html::esc;
 
 /// How many decisions `/v1/decisions` and the page keep.
-pub const DECISIONS_KEPT: usize = 200;
+pub(crate) const DECISIONS_KEPT: usize = 200;
 
 /// One region as the page shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct RegionRow {
-    pub region: String,
-    pub verdict: String,
-    pub rule: String,
-    pub why: String,
-    pub proxies: usize,
-    pub answering: usize,
-    pub ready: usize,
-    pub versions: Vec<u64>,
-    pub served_rps: f64,
-    pub served_error_ratio: f64,
+pub(crate) struct RegionRow {
+    pub(crate) region: String,
+    pub(crate) verdict: String,
+    pub(crate) rule: String,
+    pub(crate) why: String,
+    pub(crate) proxies: usize,
+    pub(crate) answering: usize,
+    pub(crate) ready: usize,
+    pub(crate) versions: Vec<u64>,
+    pub(crate) served_rps: f64,
+    pub(crate) served_error_ratio: f64,
     /// Share of its own clients' traffic it serves itself (its own row), when known.
-    pub keeps_share: Option<f64>,
+    pub(crate) keeps_share: Option<f64>,
 }
 
 /// What the page and `/v1/state` show; written by the control loop once a round.
 #[derive(Debug, Default, Serialize)]
-pub struct View {
-    pub regions: Vec<RegionRow>,
-    pub operation: Option<String>,
-    pub paused: bool,
-    pub evacuated_by_autopilot: Option<String>,
-    pub dry_run: bool,
+pub(crate) struct View {
+    pub(crate) regions: Vec<RegionRow>,
+    pub(crate) operation: Option<String>,
+    pub(crate) paused: bool,
+    pub(crate) evacuated_by_autopilot: Option<String>,
+    pub(crate) dry_run: bool,
     /// `alone` (no store), `leader`, or `standby (...)`.
-    pub role: String,
-    pub last_round: String,
-    pub unreachable: Vec<String>,
+    pub(crate) role: String,
+    pub(crate) last_round: String,
+    pub(crate) unreachable: Vec<String>,
     #[serde(skip)]
-    pub decisions: VecDeque<serde_json::Value>,
+    pub(crate) decisions: VecDeque<serde_json::Value>,
 }
 
 /// The `flowgate_autopilot_` families.
 #[derive(Clone)]
-pub struct Metrics {
-    pub registry: Registry,
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
     /// `{region, verdict}`: 1 for the region's current verdict.
-    pub verdict: IntGaugeVec,
+    pub(crate) verdict: IntGaugeVec,
     /// `{action}`: decisions logged.
-    pub decisions: IntCounterVec,
+    pub(crate) decisions: IntCounterVec,
     /// `{action, outcome}`: evacuations and restores run, by how they ended.
-    pub actions: IntCounterVec,
-    pub paused: IntGauge,
-    pub operation_in_progress: IntGauge,
-    pub proxies_unreachable: IntGauge,
+    pub(crate) actions: IntCounterVec,
+    pub(crate) paused: IntGauge,
+    pub(crate) operation_in_progress: IntGauge,
+    pub(crate) proxies_unreachable: IntGauge,
     /// `{region}`: error ratio of what the region's origins served, in parts per million.
-    pub region_error_ppm: IntGaugeVec,
-    pub rounds: IntCounterVec,
+    pub(crate) region_error_ppm: IntGaugeVec,
+    pub(crate) rounds: IntCounterVec,
     /// 1 while this autopilot acts (the leader, or alone without a store).
-    pub leader: IntGauge,
+    pub(crate) leader: IntGauge,
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
         let o = |n: &str, h: &str| Opts::new(n, h).namespace("flowgate_autopilot");
         let m = Metrics {
             registry: Registry::new(),
@@ -143,19 +143,19 @@ impl Metrics {
 }
 
 /// What the listener shares with the control loop.
-pub struct Shared {
-    pub view: Mutex<View>,
-    pub metrics: Metrics,
-    pub state_path: PathBuf,
-    pub token: Option<String>,
-    pub liveness: Liveness,
+pub(crate) struct Shared {
+    pub(crate) view: Mutex<View>,
+    pub(crate) metrics: Metrics,
+    pub(crate) state_path: PathBuf,
+    pub(crate) token: Option<String>,
+    pub(crate) liveness: Liveness,
 }
 
 /// Whether the control loop still turns: `/healthz` fails once no round has completed
 /// for `stale_after`, unless an action is running (a ramp has no rounds) and has not
 /// outlived its generous bound, so a wedged loop gets the process restarted.
 #[derive(Debug)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     last_round_ms: std::sync::atomic::AtomicU64,
     busy_until_ms: std::sync::atomic::AtomicU64,
     stale_after: std::time::Duration,
@@ -169,22 +169,22 @@ fn unix_ms() -> u64 {
 }
 
 impl Liveness {
-    pub fn new(stale_after: std::time::Duration) -> Liveness {
+    pub(crate) fn new(stale_after: std::time::Duration) -> Liveness {
         Liveness { last_round_ms: unix_ms().into(), busy_until_ms: 0.into(), stale_after }
     }
 
-    pub fn round_done(&self) {
+    pub(crate) fn round_done(&self) {
         self.last_round_ms.store(unix_ms(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// An action starts that may take up to `bound` (`None`: it ended).
-    pub fn busy(&self, bound: Option<std::time::Duration>) {
+    pub(crate) fn busy(&self, bound: Option<std::time::Duration>) {
         let until = bound.map(|b| unix_ms() + b.as_millis() as u64).unwrap_or(0);
         self.busy_until_ms.store(until, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `Err` with why when the loop looks wedged.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let now = unix_ms();
         let last = self.last_round_ms.load(std::sync::atomic::Ordering::Relaxed);
         let busy = self.busy_until_ms.load(std::sync::atomic::Ordering::Relaxed);
@@ -197,7 +197,7 @@ impl Liveness {
 }
 
 /// Serves until `stop` fires.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {

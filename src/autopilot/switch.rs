@@ -19,15 +19,15 @@ pub struct State {
     pub paused: bool,
     /// Who flipped the switch last and when (RFC 3339), for the page and the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paused_by: Option<String>,
+    pub(crate) paused_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub switched_at: Option<String>,
+    pub(crate) switched_at: Option<String>,
     /// The region the autopilot evacuated and has not restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evacuated: Option<String>,
+    pub(crate) evacuated: Option<String>,
     /// Unix seconds before which no new action starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cooldown_until: Option<u64>,
+    pub(crate) cooldown_until: Option<u64>,
 }
 
 /// Why the state file could not be read or written; names the file.
@@ -59,7 +59,7 @@ pub fn load(path: &Path) -> Result<State, StateError> {
 }
 
 /// Writes the state whole (temporary file, fsync, rename).
-pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
+pub(crate) fn save(path: &Path, state: &State) -> Result<(), StateError> {
     use std::io::Write;
     let err = |source| StateError::Write { path: path.to_owned(), source };
     let text = serde_json::to_vec_pretty(state).map_err(|e| err(std::io::Error::other(e)))?;
@@ -74,7 +74,7 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
 
 /// Reads, changes and writes back the state (the pause commands and the autopilot both
 /// change only their own fields, so the window between the read and the write is small).
-pub fn update(path: &Path, change: impl FnOnce(&mut State)) -> Result<State, StateError> {
+pub(crate) fn update(path: &Path, change: impl FnOnce(&mut State)) -> Result<State, StateError> {
     let mut s = load(path)?;
     change(&mut s);
     save(path, &s)?;
@@ -82,7 +82,7 @@ pub fn update(path: &Path, change: impl FnOnce(&mut State)) -> Result<State, Sta
 }
 
 /// Flips the pause switch.
-pub fn set_paused(path: &Path, paused: bool, by: &str) -> Result<State, StateError> {
+pub(crate) fn set_paused(path: &Path, paused: bool, by: &str) -> Result<State, StateError> {
     update(path, |s| {
         s.paused = paused;
         s.paused_by = Some(by.to_owned());
@@ -91,7 +91,7 @@ pub fn set_paused(path: &Path, paused: bool, by: &str) -> Result<State, StateErr
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 

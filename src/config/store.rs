@@ -11,25 +11,25 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Store {
     /// Client URLs of the cluster's members: `http://host:2379` or `https://...`.
-    pub etcd: Vec<String>,
+    pub(crate) etcd: Vec<String>,
     /// Every key flowgate writes starts with this.
     #[serde(default = "default_prefix")]
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// TLS: the CA that signs the members' certificates, and this client's certificate
     /// chain and key (PEM), for `https://` members.
     #[serde(default)]
-    pub ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     #[serde(default)]
-    pub cert: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
     #[serde(default)]
-    pub key: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
     /// Each request to the store, and each connection attempt.
     #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The TTL of the leases behind the operation lock and the autopilot's leadership: a
     /// holder that dies loses them this long after its last keep-alive.
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
-    pub lease_ttl: Duration,
+    pub(crate) lease_ttl: Duration,
 }
 
 fn default_prefix() -> String {
@@ -103,17 +103,19 @@ impl Store {
     }
 
     /// The key of the table in force.
-    pub fn table_key(&self) -> String {
+    pub(crate) fn table_key(&self) -> String {
         format!("{}/table", self.prefix)
     }
 
     /// The key of the operation lock (`evacuate`, `restore`, `exercise`, an autopilot action).
-    pub fn lock_key(&self) -> String {
+    #[cfg(feature = "etcd")]
+    pub(crate) fn lock_key(&self) -> String {
         format!("{}/lock", self.prefix)
     }
 
     /// The key the autopilots elect their leader on.
-    pub fn leader_key(&self) -> String {
+    #[cfg(feature = "etcd")]
+    pub(crate) fn leader_key(&self) -> String {
         format!("{}/autopilot/leader", self.prefix)
     }
 }

@@ -30,7 +30,7 @@ use crate::wire::TableConflict;
 const MAX_TABLE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs until `stop` fires, looking once per `interval`.
-pub fn spawn(control: Arc<Control>, interval: Duration, timeout: Duration, stop: CancellationToken) {
+pub(crate) fn spawn(control: Arc<Control>, interval: Duration, timeout: Duration, stop: CancellationToken) {
     tokio::spawn(async move {
         loop {
             round(&control, interval, timeout).await;

@@ -26,7 +26,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Runs until `stop` fires.
-pub fn spawn(control: Arc<Control>, cfg: config::Store, stop: CancellationToken) {
+pub(crate) fn spawn(control: Arc<Control>, cfg: config::Store, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut backoff = BACKOFF_MIN;
         loop {

@@ -1,9 +1,9 @@
 //! The last applied table on disk, so that a restart serves what was pushed.
 //!
-//! Written atomically: a temporary file in the same folder, fsync, rename over the old
-//! one, fsync of the folder. A crash at any point leaves either the old table or the new
-//! one, never half of one. A file that cannot be read back is moved aside, not deleted:
-//! an operator may want to see what was there.
+//! Written atomically ([`write_atomically`]): a temporary file in the same folder, fsync,
+//! rename over the old one, fsync of the folder. A crash at any point leaves either the
+//! old table or the new one, never half of one. A file that cannot be read back is moved
+//! aside, not deleted: an operator may want to see what was there.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,12 +12,14 @@ use crate::table::{Known, Table, TableError};
 
 const FILE: &str = "table.json";
 
+/// Why a file could not be written. `pub` (not nameable outside the crate) because it is
+/// the source of [`crate::server::ServeError::AddrFile`].
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("cannot encode the table: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error("cannot encode {what}: {source}")]
+    Encode { what: &'static str, source: serde_json::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
@@ -25,17 +27,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
 }
 
 /// Writes `table` as the state file of `dir`, durably.
-pub fn save(dir: &Path, table: &Table) -> Result<(), PersistError> {
+pub(crate) fn save(dir: &Path, table: &Table) -> Result<(), PersistError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let path = dir.join(FILE);
-    let tmp = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
-    let bytes = serde_json::to_vec_pretty(table)?;
+    let bytes = serde_json::to_vec_pretty(table)
+        .map_err(|source| PersistError::Encode { what: "the table", source })?;
+    write_atomically(&dir.join(FILE), &bytes)
+}
+
+/// Replaces `path` with `bytes` so that a reader (or a crash) sees the old file or the new
+/// one, never half of one: a temporary file in the same folder, fsync, rename over the old
+/// one, fsync of the folder. The folder must exist.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
     // The rename is durable only once the folder itself is synced.
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     Ok(())
@@ -43,7 +57,7 @@ pub fn save(dir: &Path, table: &Table) -> Result<(), PersistError> {
 
 /// What start-up found in the state folder.
 #[derive(Debug)]
-pub enum Loaded {
+pub(crate) enum Loaded {
     Nothing,
     Table(Table),
     /// The file was unreadable or invalid and has been moved to `moved_to`.
@@ -54,7 +68,7 @@ pub enum Loaded {
 }
 
 /// Reads the state file; a file that does not parse or fit `known` is moved aside.
-pub fn load(dir: &Path, known: &Known<'_>) -> Loaded {
+pub(crate) fn load(dir: &Path, known: &Known<'_>) -> Loaded {
     let path = dir.join(FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,

@@ -21,14 +21,14 @@ fn shares(row: Option<&Row>, source: &str) -> BTreeMap<String, f64> {
 }
 
 /// Half the sum of absolute share changes between two rows.
-pub fn row_shift(old: Option<&Row>, new: Option<&Row>, source: &str) -> f64 {
+pub(crate) fn row_shift(old: Option<&Row>, new: Option<&Row>, source: &str) -> f64 {
     let (a, b) = (shares(old, source), shares(new, source));
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     keys.iter().map(|k| (a.get(*k).unwrap_or(&0.0) - b.get(*k).unwrap_or(&0.0)).abs()).sum::<f64>() / 2.0
 }
 
 /// Refuses `new` when any effective row moves by more than `max` against `old`.
-pub fn check(old: &Table, new: &Table, max: f64) -> Result<(), TableError> {
+pub(crate) fn check(old: &Table, new: &Table, max: f64) -> Result<(), TableError> {
     // A little slack so that a plan computed in floating point is not refused for 1e-12.
     let limit = max + 1e-9;
     let sources: BTreeSet<&String> = old.weights.keys().chain(new.weights.keys()).collect();

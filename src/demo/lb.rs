@@ -22,17 +22,17 @@ use tokio::net::TcpListener;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A running demo load balancer.
-pub struct DemoLb {
-    pub addr: SocketAddr,
+pub(crate) struct DemoLb {
+    pub(crate) addr: SocketAddr,
     crushed: Arc<AtomicBool>,
 }
 
 /// The delay a crushed load balancer adds to every answer.
-pub const CRUSHED_DELAY: Duration = Duration::from_millis(400);
+pub(crate) const CRUSHED_DELAY: Duration = Duration::from_millis(400);
 
 impl DemoLb {
     /// Listens now; forwards to `backends` (the region's peer listeners, h2c).
-    pub async fn start(backends: Vec<SocketAddr>) -> std::io::Result<DemoLb> {
+    pub(crate) async fn start(backends: Vec<SocketAddr>) -> std::io::Result<DemoLb> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let crushed = Arc::new(AtomicBool::new(false));
@@ -61,7 +61,7 @@ impl DemoLb {
         Ok(DemoLb { addr, crushed })
     }
 
-    pub fn crush(&self, on: bool) {
+    pub(crate) fn crush(&self, on: bool) {
         self.crushed.store(on, Ordering::Relaxed);
     }
 }

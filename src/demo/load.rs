@@ -15,22 +15,22 @@ use tokio_util::sync::CancellationToken;
 
 /// What the clients saw, per entry region (by index).
 #[derive(Debug, Default)]
-pub struct Tally {
-    pub ok: Vec<AtomicU64>,
-    pub errors: Vec<AtomicU64>,
+pub(crate) struct Tally {
+    pub(crate) ok: Vec<AtomicU64>,
+    pub(crate) errors: Vec<AtomicU64>,
     /// The last failure, for the summary.
-    pub last_error: std::sync::Mutex<Option<String>>,
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
     /// When the outage began and when its evacuation was in force: failures are counted
     /// by the phase their request started in.
-    pub outage_at: std::sync::OnceLock<tokio::time::Instant>,
-    pub evacuated_at: std::sync::OnceLock<tokio::time::Instant>,
+    pub(crate) outage_at: std::sync::OnceLock<tokio::time::Instant>,
+    pub(crate) evacuated_at: std::sync::OnceLock<tokio::time::Instant>,
     /// Failures in the exercise, in the outage before its evacuation was in force, and of
     /// requests started after it (see `phase`).
-    pub errors_by_phase: [AtomicU64; 3],
+    pub(crate) errors_by_phase: [AtomicU64; 3],
 }
 
 impl Tally {
-    pub fn new(regions: usize) -> Tally {
+    pub(crate) fn new(regions: usize) -> Tally {
         Tally {
             ok: (0..regions).map(|_| AtomicU64::new(0)).collect(),
             errors: (0..regions).map(|_| AtomicU64::new(0)).collect(),
@@ -53,11 +53,11 @@ impl Tally {
     }
 
     /// Failures before the outage, during it, and after its evacuation was in force.
-    pub fn phases(&self) -> [u64; 3] {
+    pub(crate) fn phases(&self) -> [u64; 3] {
         [0, 1, 2].map(|i| self.errors_by_phase[i].load(Ordering::Relaxed))
     }
 
-    pub fn total(&self) -> (u64, u64) {
+    pub(crate) fn total(&self) -> (u64, u64) {
         let ok = self.ok.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         let err = self.errors.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         (ok, err)
@@ -66,7 +66,7 @@ impl Tally {
 
 /// Starts `per_entry` clients per public listener, each sending a request every
 /// `period`, until `stop` fires. `entries` pairs a region index with a listener.
-pub fn start(
+pub(crate) fn start(
     entries: Vec<(usize, SocketAddr)>,
     per_entry: usize,
     period: Duration,
@@ -96,7 +96,7 @@ pub fn start(
                         let status = resp.status();
                         let why = resp
                             .headers()
-                            .get("x-flowgate-error")
+                            .get(&crate::proxy::headers::X_FLOWGATE_ERROR)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
                         resp.into_body().collect().await.map_err(|e| e.to_string())?;

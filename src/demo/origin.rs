@@ -18,16 +18,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A running demo origin.
-pub struct DemoOrigin {
-    pub addr: SocketAddr,
+pub(crate) struct DemoOrigin {
+    pub(crate) addr: SocketAddr,
     /// Client requests served (health probes not counted).
-    pub served: Arc<AtomicU64>,
+    pub(crate) served: Arc<AtomicU64>,
     /// Fired by `kill`: the listener closes and every connection drops.
     dead: CancellationToken,
 }
 
 impl DemoOrigin {
-    pub async fn start(region: &str) -> std::io::Result<DemoOrigin> {
+    pub(crate) async fn start(region: &str) -> std::io::Result<DemoOrigin> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let served = Arc::new(AtomicU64::new(0));
@@ -69,7 +69,7 @@ impl DemoOrigin {
     }
 
     /// The origin process dies: it stops listening and drops every open connection.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.dead.cancel();
     }
 }

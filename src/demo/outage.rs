@@ -10,20 +10,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::Now;
 use super::load::Tally;
-use super::world::World;
+use super::world::{REGIONS, World};
 use crate::autopilot::{Autopilot, Options};
 use crate::fleet::plan;
 
 /// The region whose origin dies.
-pub const OUTAGE: &str = "eu-west-1";
+const OUTAGE: &str = REGIONS[2];
 /// How long the autopilot waits before it believes the failure.
 const CONFIRM: Duration = Duration::from_secs(3);
 
 /// What the act saw.
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// From the origin's death to the evacuation table on every proxy.
-    pub to_evacuation: Option<Duration>,
-    pub note: String,
+    pub(crate) to_evacuation: Option<Duration>,
+    pub(crate) note: String,
 }
 
 /// Whether every proxy of the world has a table where `region` keeps nothing.
@@ -37,7 +37,7 @@ fn evacuated_everywhere(world: &World, region: &str) -> bool {
 
 /// Runs the act: autopilot up, origin killed, wait (bounded) for the evacuation, then
 /// `after` of load on the evacuated fleet.
-pub async fn run(
+pub(crate) async fn run(
     world: &Arc<World>,
     now: &Now,
     tally: &Tally,

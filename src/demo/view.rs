@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::load::Tally;
 use super::world::World;
 use super::{Now, REGIONS};
-use crate::fleet::client::{AdminClient, StatusView};
+use crate::fleet::client::AdminClient;
+use crate::wire::Status;
 
 struct Row {
     name: &'static str,
@@ -23,7 +24,7 @@ struct Row {
     version: u64,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     world: Arc<World>,
     now: Arc<Now>,
     tally: Arc<Tally>,
@@ -40,7 +41,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         // One status per proxy, read concurrently: the view must not lag the demo.
-        let mut statuses: Vec<Vec<Option<StatusView>>> = Vec::new();
+        let mut statuses: Vec<Vec<Option<Status>>> = Vec::new();
         for r in &world.regions {
             let reads = r.proxies.iter().map(|p| {
                 let (client, addr) = (client.clone(), p.addrs.admin.to_string());

@@ -18,29 +18,32 @@ use crate::control::Control;
 use crate::fleet::{FleetFile, FleetRegion};
 use crate::server::{BoundAddrs, Server};
 
-pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
-pub const PROXIES_PER_REGION: usize = 2;
+/// The demo's regions, in the order the view lists them. Their roles go by position: the
+/// exercise evacuates the first and crushes the second's load balancer; the third loses
+/// its origin in the outage.
+pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+pub(crate) const PROXIES_PER_REGION: usize = 2;
 /// What each demo region can serve, for the planner.
-pub const CAPACITY_RPS: f64 = 2000.0;
+pub(crate) const CAPACITY_RPS: f64 = 2000.0;
 
 /// One running demo proxy.
-pub struct DemoProxy {
-    pub addrs: BoundAddrs,
-    pub control: Arc<Control>,
+pub(crate) struct DemoProxy {
+    pub(crate) addrs: BoundAddrs,
+    pub(crate) control: Arc<Control>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
 
-pub struct DemoRegion {
-    pub name: &'static str,
-    pub origin: DemoOrigin,
-    pub lb: DemoLb,
-    pub proxies: Vec<DemoProxy>,
+pub(crate) struct DemoRegion {
+    pub(crate) name: &'static str,
+    pub(crate) origin: DemoOrigin,
+    pub(crate) lb: DemoLb,
+    pub(crate) proxies: Vec<DemoProxy>,
 }
 
-pub struct World {
-    pub regions: Vec<DemoRegion>,
-    pub fleet: FleetFile,
+pub(crate) struct World {
+    pub(crate) regions: Vec<DemoRegion>,
+    pub(crate) fleet: FleetFile,
 }
 
 async fn reserve() -> std::io::Result<SocketAddr> {
@@ -100,7 +103,7 @@ timeout = "2s"
 }
 
 impl World {
-    pub async fn start(dir: &Path, token: &str) -> Result<World, String> {
+    pub(crate) async fn start(dir: &Path, token: &str) -> Result<World, String> {
         std::fs::write(dir.join("tokens"), format!("demo {token}\n"))
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         let io = |e: std::io::Error| e.to_string();
@@ -167,7 +170,7 @@ impl World {
     }
 
     /// Stops every proxy (drain included).
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         for r in self.regions {
             for mut p in r.proxies {
                 if let Some(tx) = p.stop.take() {

@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::table::{Operation, Table};
 
 /// Seconds since the Unix epoch.
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// `user@host (pid N)`, or `autopilot@host (pid N)`.
-pub fn owner(autopilot: bool) -> String {
+pub(crate) fn owner(autopilot: bool) -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -37,7 +37,7 @@ pub fn owner(autopilot: bool) -> String {
 }
 
 /// A new operation; ids sort by start time, a random tail keeps them unique.
-pub fn new_operation(kind: &str, owner: String, ttl: Duration) -> Operation {
+pub(crate) fn new_operation(kind: &str, owner: String, ttl: Duration) -> Operation {
     use rand::RngExt;
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let tail: u32 = rand::rng().random();
@@ -50,17 +50,17 @@ pub fn new_operation(kind: &str, owner: String, ttl: Duration) -> Operation {
 }
 
 /// The claim of another operation that still holds in `t`.
-pub fn held_by_other<'a>(t: &'a Table, mine: Option<&str>) -> Option<&'a Operation> {
+pub(crate) fn held_by_other<'a>(t: &'a Table, mine: Option<&str>) -> Option<&'a Operation> {
     t.operation.as_ref().filter(|o| o.expires_at > now() && Some(o.id.as_str()) != mine)
 }
 
 /// For people: `evacuate us-east-1 by alice@host (pid 7), id ..., until 12:00:00Z`.
-pub fn describe(o: &Operation) -> String {
+pub(crate) fn describe(o: &Operation) -> String {
     o.describe()
 }
 
 /// The claim table: `t`'s shares one version up, carrying `op`.
-pub fn claim_table(t: &Table, op: &Operation) -> Table {
+pub(crate) fn claim_table(t: &Table, op: &Operation) -> Table {
     let mut c = t.clone();
     c.version = t.version + 1;
     c.max_shift = None;

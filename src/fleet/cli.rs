@@ -13,7 +13,7 @@ use crate::table::Table;
 /// An exit code and what to say on stderr.
 pub struct Exit(pub u8);
 
-fn fleet(path: &Path) -> Result<FleetFile, Exit> {
+pub(crate) fn fleet(path: &Path) -> Result<FleetFile, Exit> {
     FleetFile::load(path).map_err(|e| {
         eprintln!("error: {e}");
         Exit(EXIT_BAD_INPUT)
@@ -144,7 +144,9 @@ pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Durat
 }
 
 /// The signing key named by `--signing-key` / `FLOWGATE_SIGNING_KEY`, loaded.
-fn signer(path: Option<&Path>) -> Result<Option<std::sync::Arc<crate::table::sign::SigningKey>>, Exit> {
+pub(crate) fn signer(
+    path: Option<&Path>,
+) -> Result<Option<std::sync::Arc<crate::table::sign::SigningKey>>, Exit> {
     let Some(path) = path else { return Ok(None) };
     crate::table::sign::SigningKey::load(path).map(|k| Some(std::sync::Arc::new(k))).map_err(|e| {
         eprintln!("error: --signing-key {e}");
@@ -281,121 +283,4 @@ pub async fn probe_cmd(url: &str, timeout: std::time::Duration) -> Exit {
             Exit(EXIT_FAILED)
         }
     }
-}
-
-/// `autopilot`, `autopilot pause` and `autopilot resume`.
-pub async fn autopilot_cmd(cmd: crate::cli::AutopilotCmd) -> Exit {
-    use crate::autopilot::{self, switch};
-    use crate::cli::AutopilotSwitch;
-    if let Some(sw) = cmd.switch {
-        let (paused, a) = match sw {
-            AutopilotSwitch::Pause(a) => (true, a),
-            AutopilotSwitch::Resume(a) => (false, a),
-        };
-        let f = match fleet(&a.fleet) {
-            Ok(f) => f,
-            Err(e) => return e,
-        };
-        let word = if paused { "paused" } else { "resumed" };
-        if let Some(addr) = &a.autopilot {
-            let path = if paused { "/v1/pause" } else { "/v1/resume" };
-            let client = AdminClient::new(f.token(), std::time::Duration::from_secs(5));
-            return match client.post(addr, path).await {
-                Ok(_) => {
-                    println!("autopilot at {addr} {word}");
-                    Exit(0)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Exit(EXIT_FAILED)
-                }
-            };
-        }
-        let path = a.state_file.unwrap_or_else(|| switch::default_path(&a.fleet));
-        return match switch::set_paused(&path, paused, "cli") {
-            Ok(_) => {
-                println!("autopilot {word} (state in {})", path.display());
-                Exit(0)
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit(EXIT_FAILED)
-            }
-        };
-    }
-    let a = cmd.run;
-    let Some(fleet_path) = a.fleet.clone() else {
-        eprintln!("error: --fleet FILE is required");
-        return Exit(EXIT_BAD_INPUT);
-    };
-    let f = match fleet(&fleet_path) {
-        Ok(f) => f,
-        Err(e) => return e,
-    };
-    if !(a.max_utilization > 0.0 && a.max_utilization <= 1.0) || a.steps == 0 || a.min_healthy_regions == 0 {
-        eprintln!("error: --max-utilization must be in (0, 1], --steps and --min-healthy-regions at least 1");
-        return Exit(EXIT_BAD_INPUT);
-    }
-    if f.token().is_none() {
-        eprintln!(
-            "warning: {} is not set: the autopilot can read the fleet but every push it makes will be refused (401)",
-            f.token_env
-        );
-    }
-    let opts = autopilot::Options {
-        listen: a.listen.clone(),
-        interval: a.interval,
-        confirm: a.confirm,
-        min_healthy_regions: a.min_healthy_regions,
-        max_utilization: a.max_utilization,
-        steps: a.steps,
-        step_interval: a.step_interval,
-        auto_restore: a.auto_restore,
-        cooldown: a.cooldown,
-        dry_run: a.dry_run,
-        before_shift: a.before_shift.clone(),
-        dns: a.dns.clone(),
-        notify: a.notify.clone(),
-        max_error_ratio: a.max_error_ratio,
-        failing_error_ratio: a.failing_error_ratio,
-        state_file: a.state_file.clone().unwrap_or_else(|| switch::default_path(&fleet_path)),
-        timeout: a.timeout,
-        print: true,
-        signer: match signer(a.signing_key.as_deref()) {
-            Ok(s) => s,
-            Err(e) => return e,
-        },
-    };
-    let pilot = match autopilot::Autopilot::bind(f, opts).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit(match e {
-                autopilot::AutopilotError::State(_) => EXIT_BAD_INPUT,
-                _ => EXIT_FAILED,
-            });
-        }
-    };
-    if let Some(addr) = pilot.local_addr() {
-        eprintln!("autopilot listening on http://{addr}/ ({} regions)", fleet_path.display());
-    }
-    let reload = pilot.reload_flag();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    reload.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            });
-        }
-        Err(e) => eprintln!("warning: cannot install the SIGHUP handler ({e}); the fleet file is read once"),
-    }
-    let stop = tokio_util::sync::CancellationToken::new();
-    let signal = stop.clone();
-    tokio::spawn(async move {
-        crate::server::shutdown_signal().await;
-        signal.cancel();
-    });
-    pilot.run(stop).await;
-    Exit(0)
 }

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use crate::table::Table;
+use crate::wire::{HistoryEntry, Status, TableAccepted};
 
 /// Largest answer read from a proxy (a big table plus its JSON).
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -19,7 +20,7 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 const CONNECT_TRIES: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("{addr}: cannot connect: {message}")]
     Connect { addr: String, message: String },
     #[error("{addr}: no answer within {timeout:?}")]
@@ -32,11 +33,9 @@ pub enum ClientError {
     Decode { addr: String, message: String },
 }
 
-pub use crate::wire::{HistoryEntry as HistoryView, Status as StatusView, TargetStatus as TargetView};
-
 /// A proxy's answer to a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PutOutcome {
+pub(crate) enum PutOutcome {
     Applied {
         version: u64,
         previous: u64,
@@ -52,14 +51,14 @@ pub enum PutOutcome {
 }
 
 #[derive(Clone)]
-pub struct AdminClient {
+pub(crate) struct AdminClient {
     http: Client<HttpConnector, Full<Bytes>>,
     token: Option<String>,
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl AdminClient {
-    pub fn new(token: Option<String>, timeout: Duration) -> AdminClient {
+    pub(crate) fn new(token: Option<String>, timeout: Duration) -> AdminClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
@@ -132,24 +131,24 @@ impl AdminClient {
             .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })
     }
 
-    pub async fn status(&self, addr: &str, window_seconds: u64) -> Result<StatusView, ClientError> {
+    pub(crate) async fn status(&self, addr: &str, window_seconds: u64) -> Result<Status, ClientError> {
         self.get_json(addr, &format!("/v1/status?window={window_seconds}")).await
     }
 
-    pub async fn table(&self, addr: &str) -> Result<Table, ClientError> {
+    pub(crate) async fn table(&self, addr: &str) -> Result<Table, ClientError> {
         self.get_json(addr, "/v1/table").await
     }
 
-    pub async fn history(&self, addr: &str) -> Result<Vec<HistoryView>, ClientError> {
+    pub(crate) async fn history(&self, addr: &str) -> Result<Vec<HistoryEntry>, ClientError> {
         self.get_json(addr, "/v1/table/history").await
     }
 
-    pub async fn history_table(&self, addr: &str, version: u64) -> Result<Table, ClientError> {
+    pub(crate) async fn history_table(&self, addr: &str, version: u64) -> Result<Table, ClientError> {
         self.get_json(addr, &format!("/v1/table/history/{version}")).await
     }
 
     /// POSTs to a path that takes no body (the autopilot's switch) and returns the answer.
-    pub async fn post(&self, addr: &str, path: &str) -> Result<Bytes, ClientError> {
+    pub(crate) async fn post(&self, addr: &str, path: &str) -> Result<Bytes, ClientError> {
         let (status, body) = self.call(addr, Method::POST, path, None).await?;
         if !status.is_success() {
             return Err(ClientError::Status {
@@ -161,15 +160,11 @@ impl AdminClient {
         Ok(body)
     }
 
-    /// Pushes a table; connection failures are retried a few times (the table surely did
-    /// not arrive), anything else is not (versions make a repeated push harmless anyway).
-    pub async fn put_table(&self, addr: &str, table: &Table) -> Result<PutOutcome, ClientError> {
-        self.put_table_if(addr, table, None).await
-    }
-
-    /// [`AdminClient::put_table`] with `If-Match: "N"`: the proxy applies it only over
-    /// version N (412 otherwise, a [`PutOutcome::Refused`]).
-    pub async fn put_table_if(
+    /// Pushes a table, with `If-Match: "N"` when `if_match` is given (the proxy then applies
+    /// it only over version N: 412 otherwise, a [`PutOutcome::Refused`]). Connection
+    /// failures are retried a few times (the table surely did not arrive), anything else is
+    /// not (versions make a repeated push harmless anyway).
+    pub(crate) async fn put_table_if(
         &self,
         addr: &str,
         table: &Table,
@@ -196,14 +191,16 @@ impl AdminClient {
         if !status.is_success() {
             return Err(ClientError::Status { addr: addr.to_owned(), status: status.as_u16(), body: text });
         }
-        let v: serde_json::Value = serde_json::from_slice(&answer)
-            .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })?;
-        let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(table.version);
-        if v.get("applied").and_then(|x| x.as_bool()) == Some(true) {
-            let previous = v.get("previous_version").and_then(|x| x.as_u64()).unwrap_or(0);
-            Ok(PutOutcome::Applied { version, previous })
-        } else {
-            Ok(PutOutcome::Unchanged { version })
+        let decode = |message: String| ClientError::Decode { addr: addr.to_owned(), message };
+        let answer: TableAccepted = serde_json::from_slice(&answer).map_err(|e| decode(e.to_string()))?;
+        match answer {
+            TableAccepted { applied: true, previous_version: Some(previous), version, .. } => {
+                Ok(PutOutcome::Applied { version, previous })
+            }
+            TableAccepted { applied: true, previous_version: None, .. } => {
+                Err(decode("applied, without `previous_version`".to_owned()))
+            }
+            TableAccepted { applied: false, version, .. } => Ok(PutOutcome::Unchanged { version }),
         }
     }
 }

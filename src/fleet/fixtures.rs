@@ -6,7 +6,7 @@ use super::status::ProxyStatus;
 use crate::wire::{OriginStatus, ServedFigures, Status, TargetFigures, TargetStatus};
 
 /// One proxy's status, built up field by field.
-pub struct Fixture {
+pub(crate) struct Fixture {
     region: String,
     addr: String,
     regions: Vec<String>,
@@ -20,7 +20,7 @@ pub struct Fixture {
 
 /// A proxy of `region` (address `addr`) in a fleet of `regions`, serving `rps` locally
 /// with `err` of them errors.
-pub fn proxy(regions: &[&str], region: &str, addr: &str, rps: f64, err: f64) -> Fixture {
+pub(crate) fn proxy(regions: &[&str], region: &str, addr: &str, rps: f64, err: f64) -> Fixture {
     Fixture {
         region: region.into(),
         addr: addr.into(),
@@ -35,7 +35,7 @@ pub fn proxy(regions: &[&str], region: &str, addr: &str, rps: f64, err: f64) -> 
 }
 
 /// A proxy that did not answer.
-pub fn down(region: &str, addr: &str) -> ProxyStatus {
+pub(crate) fn down(region: &str, addr: &str) -> ProxyStatus {
     ProxyStatus {
         region: region.into(),
         addr: addr.into(),
@@ -46,34 +46,34 @@ pub fn down(region: &str, addr: &str) -> ProxyStatus {
 
 impl Fixture {
     /// Sees these regions unhealthy.
-    pub fn sees_unhealthy(mut self, regions: &[&str]) -> Fixture {
+    pub(crate) fn sees_unhealthy(mut self, regions: &[&str]) -> Fixture {
         self.unhealthy.extend(regions.iter().map(|r| r.to_string()));
         self
     }
 
     /// Sends `rps` to `region`, `err` of them failing.
-    pub fn sends(mut self, region: &str, rps: f64, err: f64) -> Fixture {
+    pub(crate) fn sends(mut self, region: &str, rps: f64, err: f64) -> Fixture {
         self.sent.insert(region.into(), TargetFigures { rps, error_ratio: err, latency_ms_p50: 2.0 });
         self
     }
 
     /// Heard from `region`'s health answer that its origins serve `rps` with `err` errors.
-    pub fn heard(mut self, region: &str, rps: f64, err: f64) -> Fixture {
+    pub(crate) fn heard(mut self, region: &str, rps: f64, err: f64) -> Fixture {
         self.reported.insert(region.into(), ServedFigures { rps, error_ratio: err });
         self
     }
 
-    pub fn unready(mut self) -> Fixture {
+    pub(crate) fn unready(mut self) -> Fixture {
         self.ready = false;
         self
     }
 
-    pub fn origins_down(mut self) -> Fixture {
+    pub(crate) fn origins_down(mut self) -> Fixture {
         self.origins_ok = false;
         self
     }
 
-    pub fn build(self) -> ProxyStatus {
+    pub(crate) fn build(self) -> ProxyStatus {
         let targets = self
             .regions
             .iter()

@@ -25,47 +25,47 @@ use super::status::FleetStatus;
 
 /// The two sides of a move.
 #[derive(Debug, Clone, Default)]
-pub struct Sides {
-    pub draining: BTreeSet<String>,
-    pub receiving: BTreeSet<String>,
+pub(crate) struct Sides {
+    pub(crate) draining: BTreeSet<String>,
+    pub(crate) receiving: BTreeSet<String>,
 }
 
 impl Sides {
     /// Evacuating `region`: it drains, every other region receives.
-    pub fn evacuate<'a>(region: &str, all: impl Iterator<Item = &'a String>) -> Sides {
+    pub(crate) fn evacuate<'a>(region: &str, all: impl Iterator<Item = &'a String>) -> Sides {
         let (draining, receiving) = all.cloned().partition(|r| r == region);
         Sides { draining, receiving }
     }
 
     /// Restoring `region`: it receives, the others drain.
-    pub fn restore<'a>(region: &str, all: impl Iterator<Item = &'a String>) -> Sides {
+    pub(crate) fn restore<'a>(region: &str, all: impl Iterator<Item = &'a String>) -> Sides {
         let (receiving, draining) = all.cloned().partition(|r| r == region);
         Sides { draining, receiving }
     }
 }
 
 /// The rule that passed a step when nothing was wrong.
-pub const PASSED: &str = "receiving-regions-ok";
+pub(crate) const PASSED: &str = "receiving-regions-ok";
 
 /// What the gate decided about one step.
 #[derive(Debug, Clone)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// [`PASSED`], or the name of the rule that failed.
-    pub rule: &'static str,
+    pub(crate) rule: &'static str,
     /// Why it failed; `None` when it passed.
-    pub why: Option<String>,
+    pub(crate) why: Option<String>,
     /// Per region, the error ratio of what its origins served.
-    pub seen: BTreeMap<String, f64>,
+    pub(crate) seen: BTreeMap<String, f64>,
     /// What the gate saw and deliberately did not count (the draining side's state).
-    pub ignored: Vec<String>,
+    pub(crate) ignored: Vec<String>,
 }
 
 /// The rule of a step that some receiving proxy did not apply.
-pub const PUSH_REFUSED: &str = "push-refused-by-receiving-region";
+pub(crate) const PUSH_REFUSED: &str = "push-refused-by-receiving-region";
 
 impl Decision {
     /// A step that receiving proxies did not take: nothing to judge, the run stops.
-    pub fn push_refused(why: String) -> Decision {
+    pub(crate) fn push_refused(why: String) -> Decision {
         Decision { rule: PUSH_REFUSED, why: Some(why), seen: BTreeMap::new(), ignored: Vec::new() }
     }
 
@@ -77,7 +77,7 @@ impl Decision {
 }
 
 /// Judges `now` against the run's `baseline`.
-pub fn check(
+pub(crate) fn check(
     baseline: &FleetStatus,
     now: &FleetStatus,
     sides: &Sides,
@@ -181,7 +181,7 @@ pub fn check(
 
 /// Why `region` looks broken now (so that a rollback must not send traffic back to it),
 /// or `None` when it looks able to serve.
-pub fn failing(now: &FleetStatus, region: &str, max_error_ratio: f64) -> Option<String> {
+pub(crate) fn failing(now: &FleetStatus, region: &str, max_error_ratio: f64) -> Option<String> {
     let s = now.regions.get(region)?;
     if s.reachable == 0 {
         return Some(format!("none of {region}'s {} proxies answers", s.proxies));

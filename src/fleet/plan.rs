@@ -16,39 +16,39 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::table::{Row, Table};
 
 /// Weight of a whole row: shares in basis points.
-pub const SCALE: u64 = 10_000;
+pub(crate) const SCALE: u64 = 10_000;
 
 /// Everything the planner looks at.
 #[derive(Debug, Clone)]
-pub struct PlanInput<'a> {
+pub(crate) struct PlanInput<'a> {
     /// The table in force fleet-wide.
-    pub table: &'a Table,
+    pub(crate) table: &'a Table,
     /// Client requests per second arriving in each region (its proxies' `source_rps`).
-    pub demand: &'a BTreeMap<String, f64>,
+    pub(crate) demand: &'a BTreeMap<String, f64>,
     /// Requests per second each region can serve at 100 %.
-    pub capacity: &'a BTreeMap<String, f64>,
-    pub steps: u32,
-    pub max_utilization: f64,
+    pub(crate) capacity: &'a BTreeMap<String, f64>,
+    pub(crate) steps: u32,
+    pub(crate) max_utilization: f64,
 }
 
 /// A planned sequence of tables.
 #[derive(Debug, Clone)]
-pub struct Plan {
-    pub tables: Vec<Table>,
+pub(crate) struct Plan {
+    pub(crate) tables: Vec<Table>,
     /// Load served by each region now and after the last step (requests per second).
-    pub load_before: BTreeMap<String, f64>,
-    pub load_after: BTreeMap<String, f64>,
+    pub(crate) load_before: BTreeMap<String, f64>,
+    pub(crate) load_after: BTreeMap<String, f64>,
     /// Requests per second that change region by the end.
-    pub moved_rps: f64,
+    pub(crate) moved_rps: f64,
     /// Set when only part of the region's traffic fits (a partial evacuation, asked for
     /// with [`EvacuateOptions::partial`]): what would have been needed.
-    pub shortfall: Option<Shortfall>,
+    pub(crate) shortfall: Option<Shortfall>,
 }
 
 impl Plan {
     /// The same plan over `base` (the run's claim: the same shares a version or two up,
     /// carrying the operation): every table moves up by as many versions and carries it.
-    pub fn rebased(mut self, from: &Table, base: &Table) -> Plan {
+    pub(crate) fn rebased(mut self, from: &Table, base: &Table) -> Plan {
         let up = base.version.saturating_sub(from.version);
         for t in &mut self.tables {
             t.version += up;
@@ -60,27 +60,27 @@ impl Plan {
 
 /// What a partial evacuation left behind.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Shortfall {
+pub(crate) struct Shortfall {
     /// Share of the region's traffic (0 to 1) that stays on it at the end.
-    pub kept_share: f64,
+    pub(crate) kept_share: f64,
     /// Requests per second that stay.
-    pub kept_rps: f64,
+    pub(crate) kept_rps: f64,
     /// Per receiving region: capacity to add for the whole evacuation to fit.
-    pub missing: BTreeMap<String, f64>,
+    pub(crate) missing: BTreeMap<String, f64>,
 }
 
 /// How an evacuation may bend.
 #[derive(Debug, Clone, Default)]
-pub struct EvacuateOptions {
+pub(crate) struct EvacuateOptions {
     /// Regions that must not receive any of the traffic (they are failing themselves).
-    pub avoid: BTreeSet<String>,
+    pub(crate) avoid: BTreeSet<String>,
     /// When the spare capacity is short, move what fits instead of refusing (the
     /// autopilot in an outage: part of the traffic saved beats none).
-    pub partial: bool,
+    pub(crate) partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error("unknown region `{0}` (not in the fleet file)")]
     UnknownRegion(String),
     #[error("steps must be at least 1")]
@@ -114,7 +114,7 @@ fn capacity_message(needed: &f64, spare: &f64, missing: &BTreeMap<String, f64>) 
 }
 
 /// A row as fractions; a region without a row serves itself.
-pub fn shares(row: Option<&Row>, source: &str) -> BTreeMap<String, f64> {
+pub(crate) fn shares(row: Option<&Row>, source: &str) -> BTreeMap<String, f64> {
     match row {
         Some(r) => {
             let sum: u64 = r.values().sum();
@@ -128,7 +128,7 @@ pub fn shares(row: Option<&Row>, source: &str) -> BTreeMap<String, f64> {
 }
 
 /// Load each region serves: `sum over sources of demand × share`.
-pub fn loads(
+pub(crate) fn loads(
     table: &Table,
     demand: &BTreeMap<String, f64>,
     regions: &BTreeSet<String>,
@@ -143,7 +143,7 @@ pub fn loads(
 }
 
 /// Fractions → integer weights summing to `SCALE` (largest remainder, ties by name).
-pub fn to_row(fr: &BTreeMap<String, f64>) -> Row {
+pub(crate) fn to_row(fr: &BTreeMap<String, f64>) -> Row {
     let total: f64 = fr.values().filter(|v| **v > 0.0).sum();
     if total <= 0.0 {
         return Row::new();
@@ -195,18 +195,23 @@ fn check_input(input: &PlanInput<'_>, region: &str) -> Result<BTreeSet<String>, 
 
 /// The largest share a step may move, as pushed in `max_shift`: `1/steps` plus the
 /// rounding of basis points.
-pub fn step_shift(steps: u32) -> f64 {
+pub(crate) fn step_shift(steps: u32) -> f64 {
     (1.0 / steps as f64 + 0.001).min(1.0)
 }
 
 /// Plans the evacuation of `region`.
-pub fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> {
+#[cfg(test)]
+pub(crate) fn evacuate(input: &PlanInput<'_>, region: &str) -> Result<Plan, PlanError> {
     evacuate_with(input, region, &EvacuateOptions::default())
 }
 
 /// Plans the evacuation of `region`, with the regions to avoid and whether a shortfall
 /// of capacity may leave part of the traffic behind.
-pub fn evacuate_with(input: &PlanInput<'_>, region: &str, opts: &EvacuateOptions) -> Result<Plan, PlanError> {
+pub(crate) fn evacuate_with(
+    input: &PlanInput<'_>,
+    region: &str,
+    opts: &EvacuateOptions,
+) -> Result<Plan, PlanError> {
     let regions = check_input(input, region)?;
     let others: Vec<&String> = regions.iter().filter(|r| *r != region && !opts.avoid.contains(*r)).collect();
     if others.is_empty() {
@@ -311,7 +316,7 @@ pub fn evacuate_with(input: &PlanInput<'_>, region: &str, opts: &EvacuateOptions
 
 /// Plans the ramp from the table in force back to `target` (the shares before an
 /// evacuation), with the same capacity rule at the end state.
-pub fn restore(input: &PlanInput<'_>, region: &str, target: &Table) -> Result<Plan, PlanError> {
+pub(crate) fn restore(input: &PlanInput<'_>, region: &str, target: &Table) -> Result<Plan, PlanError> {
     let regions = check_input(input, region)?;
     let load_before = loads(input.table, input.demand, &regions);
     let load_after = loads(target, input.demand, &regions);

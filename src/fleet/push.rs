@@ -1,6 +1,6 @@
 //! `flowgate push`: one table to every proxy at once, and what each one answered.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -11,17 +11,17 @@ use crate::table::Table;
 
 /// One proxy of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Proxy {
-    pub region: String,
-    pub addr: String,
+pub(crate) struct Proxy {
+    pub(crate) region: String,
+    pub(crate) addr: String,
     /// Set when the region's `dns:` entry did not resolve: `addr` is the entry, and this
     /// is why there is no proxy behind it (it counts as one that does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unresolved: Option<String>,
+    pub(crate) unresolved: Option<String>,
 }
 
 /// Every proxy of every region, `dns:` entries expanded now.
-pub async fn proxies(fleet: &FleetFile) -> Result<Vec<Proxy>, String> {
+pub(crate) async fn proxies(fleet: &FleetFile) -> Result<Vec<Proxy>, String> {
     let mut out = Vec::new();
     for (region, r) in &fleet.regions {
         for addr in resolve::expand(&r.admin).await.map_err(|e| format!("regions.{region}.admin: {e}"))? {
@@ -35,7 +35,7 @@ pub async fn proxies(fleet: &FleetFile) -> Result<Vec<Proxy>, String> {
 /// or it has no ready pod) stays in the list as one proxy that does not answer, instead
 /// of blinding the caller to the whole fleet: an outage's evacuation and the autopilot
 /// must see the other regions exactly then.
-pub async fn proxies_or_unresolved(fleet: &FleetFile) -> Vec<Proxy> {
+pub(crate) async fn proxies_or_unresolved(fleet: &FleetFile) -> Vec<Proxy> {
     let mut out = Vec::new();
     for (region, r) in &fleet.regions {
         for entry in &r.admin {
@@ -58,35 +58,35 @@ pub async fn proxies_or_unresolved(fleet: &FleetFile) -> Vec<Proxy> {
 
 /// What one proxy answered to a push.
 #[derive(Debug, Clone, Serialize)]
-pub struct PushResult {
-    pub region: String,
-    pub addr: String,
+pub(crate) struct PushResult {
+    pub(crate) region: String,
+    pub(crate) addr: String,
     /// The version it had before, when its answer says.
-    pub before: Option<u64>,
+    pub(crate) before: Option<u64>,
     /// The version it has now, when its answer says.
-    pub after: Option<u64>,
+    pub(crate) after: Option<u64>,
     /// `applied`, `unchanged`, `refused`, `moved` (a conditional push found another
     /// version in force) or `unreachable`.
-    pub answer: &'static str,
-    pub detail: String,
-    pub millis: u128,
+    pub(crate) answer: &'static str,
+    pub(crate) detail: String,
+    pub(crate) millis: u128,
 }
 
 impl PushResult {
     /// Applied it, or already had it.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.answer == "applied" || self.answer == "unchanged"
     }
 }
 
 /// Pushes `table` to every proxy in parallel.
-pub async fn push(client: &AdminClient, proxies: &[Proxy], table: &Table) -> Vec<PushResult> {
+pub(crate) async fn push(client: &AdminClient, proxies: &[Proxy], table: &Table) -> Vec<PushResult> {
     push_if(client, proxies, table, None).await
 }
 
 /// Pushes `table` to every proxy in parallel, each only over version `if_match` when
 /// given (a proxy elsewhere answers `moved`).
-pub async fn push_if(
+pub(crate) async fn push_if(
     client: &AdminClient,
     proxies: &[Proxy],
     table: &Table,
@@ -108,9 +108,8 @@ pub async fn push_if(
                 (Some(version), Some(version), "unchanged", String::new())
             }
             Ok(PutOutcome::Refused { status, body }) => {
-                let current = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("current_version").and_then(|c| c.as_u64()));
+                let current =
+                    serde_json::from_str::<crate::wire::Refusal>(&body).ok().and_then(|r| r.current_version);
                 let answer = if status == 412 { "moved" } else { "refused" };
                 (current, current, answer, format!("{status}: {}", one_line(&body)))
             }
@@ -134,7 +133,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// A table for people.
-pub fn render(results: &[PushResult]) -> String {
+pub(crate) fn render(results: &[PushResult]) -> String {
     let mut out = format!(
         "{:<14} {:<24} {:>7} {:>7} {:<11} {:>6}  detail\n",
         "region", "proxy", "before", "after", "answer", "ms"
@@ -155,37 +154,10 @@ pub fn render(results: &[PushResult]) -> String {
     out
 }
 
-/// Pushes and, on failure, names every proxy that did not take the table.
-pub async fn push_all(
-    client: &AdminClient,
-    proxies: &[Proxy],
-    table: &Table,
-) -> Result<Vec<PushResult>, (Vec<PushResult>, String)> {
-    let results = push(client, proxies, table).await;
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| !r.ok())
-        .map(|r| format!("{} ({}): {} {}", r.addr, r.region, r.answer, r.detail))
-        .collect();
-    if failed.is_empty() {
-        Ok(results)
-    } else {
-        let why = format!(
-            "{} of {} proxies did not apply version {}: {}",
-            failed.len(),
-            results.len(),
-            table.version,
-            failed.join("; ")
-        );
-        Err((results, why))
-    }
-}
-
-/// The default per-proxy timeout of the fleet commands.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]

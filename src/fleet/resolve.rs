@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 /// One entry of a region's `admin` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// Used as written (a name here resolves when connecting, to one address).
     Addr(String),
     /// Every address of the name, each a proxy.
@@ -13,7 +13,7 @@ pub enum Entry {
 }
 
 impl Entry {
-    pub fn parse(s: &str) -> Result<Entry, &'static str> {
+    pub(crate) fn parse(s: &str) -> Result<Entry, &'static str> {
         if let Some(rest) = s.strip_prefix("dns:") {
             let (name, port) = rest.rsplit_once(':').ok_or("expected dns:NAME:PORT")?;
             let port: u16 = port.parse().map_err(|_| "the port is not a number")?;
@@ -29,7 +29,7 @@ impl Entry {
 
 /// Expands a region's entries into the proxies to talk to (`host:port` strings). A name
 /// that does not resolve is reported by name: a proxy the operator expects is missing.
-pub async fn expand(entries: &[String]) -> Result<Vec<String>, String> {
+pub(crate) async fn expand(entries: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for e in entries {
         match Entry::parse(e).map_err(|m| format!("{e}: {m}"))? {

@@ -4,63 +4,64 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::client::{AdminClient, StatusView};
+use super::client::AdminClient;
 use super::push::Proxy;
+use crate::wire::Status;
 
 /// One proxy's status, or why it could not be read.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProxyStatus {
-    pub region: String,
-    pub addr: String,
+pub(crate) struct ProxyStatus {
+    pub(crate) region: String,
+    pub(crate) addr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusView>,
+    pub(crate) status: Option<Status>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// The whole fleet at one moment.
 #[derive(Debug, Clone, Serialize)]
-pub struct FleetStatus {
-    pub proxies: Vec<ProxyStatus>,
+pub(crate) struct FleetStatus {
+    pub(crate) proxies: Vec<ProxyStatus>,
     /// Whether every reachable proxy has the same table version.
-    pub versions_agree: bool,
-    pub versions: Vec<u64>,
+    pub(crate) versions_agree: bool,
+    pub(crate) versions: Vec<u64>,
     /// Versions held with more than one digest: a split fleet (version → digests).
-    pub conflicts: BTreeMap<u64, Vec<String>>,
-    pub unreachable: usize,
+    pub(crate) conflicts: BTreeMap<u64, Vec<String>>,
+    pub(crate) unreachable: usize,
     /// Per region: summed rps and client demand, and the request-weighted error ratio.
-    pub regions: BTreeMap<String, RegionSummary>,
+    pub(crate) regions: BTreeMap<String, RegionSummary>,
     /// With `[store]` in the fleet file: the store's table and the proxies that lag it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub store: Option<StoreView>,
+    pub(crate) store: Option<StoreView>,
 }
 
 /// The store as `status` saw it.
 #[derive(Debug, Clone, Serialize)]
-pub struct StoreView {
+pub(crate) struct StoreView {
     /// The store's table version (0: none written yet), its note and etcd revision.
-    pub version: u64,
-    pub note: Option<String>,
-    pub revision: i64,
+    pub(crate) version: u64,
+    pub(crate) note: Option<String>,
+    pub(crate) revision: i64,
     /// Reachable proxies on another version than the store's, with how many versions
     /// behind (negative: ahead, a direct push past the store).
-    pub lagging: Vec<Lag>,
+    pub(crate) lagging: Vec<Lag>,
     /// Why the store could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Lag {
-    pub region: String,
-    pub addr: String,
-    pub version: u64,
-    pub behind: i64,
+pub(crate) struct Lag {
+    pub(crate) region: String,
+    pub(crate) addr: String,
+    pub(crate) version: u64,
+    pub(crate) behind: i64,
 }
 
 impl StoreView {
     /// Compares the store's table with every reachable proxy's.
-    pub fn new(version: u64, note: Option<String>, revision: i64, fleet: &FleetStatus) -> StoreView {
+    pub(crate) fn new(version: u64, note: Option<String>, revision: i64, fleet: &FleetStatus) -> StoreView {
         let lagging = fleet
             .proxies
             .iter()
@@ -76,36 +77,36 @@ impl StoreView {
         StoreView { version, note, revision, lagging, error: None }
     }
 
-    pub fn unreadable(error: String) -> StoreView {
+    pub(crate) fn unreadable(error: String) -> StoreView {
         StoreView { version: 0, note: None, revision: 0, lagging: Vec::new(), error: Some(error) }
     }
 
     /// Whether `status` must fail: the store unreadable, or a proxy not on its table.
-    pub fn failing(&self) -> bool {
+    pub(crate) fn failing(&self) -> bool {
         self.error.is_some() || !self.lagging.is_empty()
     }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct RegionSummary {
-    pub proxies: usize,
+pub(crate) struct RegionSummary {
+    pub(crate) proxies: usize,
     /// Proxies whose status could be read.
-    pub reachable: usize,
-    pub ready: usize,
-    pub rps: f64,
-    pub source_rps: f64,
-    pub error_ratio: f64,
+    pub(crate) reachable: usize,
+    pub(crate) ready: usize,
+    pub(crate) rps: f64,
+    pub(crate) source_rps: f64,
+    pub(crate) error_ratio: f64,
     /// Whether every reachable proxy of the region reports every target healthy.
-    pub all_targets_healthy: bool,
+    pub(crate) all_targets_healthy: bool,
     /// What the region's own origins served (its proxies' local target figures): the load
     /// on the region and its error ratio, whoever sent the requests.
-    pub served_rps: f64,
-    pub served_error_ratio: f64,
+    pub(crate) served_rps: f64,
+    pub(crate) served_error_ratio: f64,
     /// Whether every origin of every reachable proxy has a usable endpoint.
-    pub origins_healthy: bool,
+    pub(crate) origins_healthy: bool,
 }
 
-pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64) -> FleetStatus {
+pub(crate) async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64) -> FleetStatus {
     let work = proxies.iter().map(|p| async move {
         if let Some(why) = &p.unresolved {
             return ProxyStatus {
@@ -131,7 +132,7 @@ pub async fn gather(client: &AdminClient, proxies: &[Proxy], window_seconds: u64
 }
 
 /// The fleet-wide view of the proxies' answers.
-pub fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
+pub(crate) fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
     let mut versions: Vec<u64> =
         proxies.iter().filter_map(|p| p.status.as_ref().map(|s| s.table_version)).collect();
     versions.sort_unstable();
@@ -182,7 +183,7 @@ pub fn summarize(proxies: Vec<ProxyStatus>) -> FleetStatus {
 }
 
 /// A table for people.
-pub fn render(s: &FleetStatus) -> String {
+pub(crate) fn render(s: &FleetStatus) -> String {
     let mut out = format!(
         "{:<14} {:<24} {:>7} {:<12} {:<6} {:>9} {:>7}  targets (health, bypass)\n",
         "region", "proxy", "version", "digest", "ready", "rps", "err %"

@@ -14,7 +14,7 @@ use crate::store::{Lease, LeaseRef, Store, StoreError};
 use crate::table::{Operation, Table};
 
 /// One command's view of the store: the table it holds and the revision that wrote it.
-pub struct StoreRun {
+pub(crate) struct StoreRun {
     store: Store,
     revision: i64,
     table: Option<Table>,
@@ -45,7 +45,7 @@ impl Held {
 
 impl StoreRun {
     /// Connects and reads the table in force.
-    pub async fn open(cfg: &config::Store) -> Result<StoreRun, StoreError> {
+    pub(crate) async fn open(cfg: &config::Store) -> Result<StoreRun, StoreError> {
         let store = Store::connect(cfg).await?;
         let (table, revision) = match store.read_table().await? {
             Some(s) => (Some(s.table), s.revision),
@@ -55,17 +55,17 @@ impl StoreRun {
     }
 
     /// The table in force in the store when last read or written.
-    pub fn table(&self) -> Option<&Table> {
+    pub(crate) fn table(&self) -> Option<&Table> {
         self.table.as_ref()
     }
 
-    pub fn revision(&self) -> i64 {
+    pub(crate) fn revision(&self) -> i64 {
         self.revision
     }
 
     /// Writes `t` over the table last read or written (and, holding the lock, only while
     /// the lock is still this run's).
-    pub async fn write(&mut self, t: &Table) -> Result<(), StoreError> {
+    pub(crate) async fn write(&mut self, t: &Table) -> Result<(), StoreError> {
         if self.lease_lost() {
             return Err(StoreError::LeaseLost);
         }
@@ -78,7 +78,7 @@ impl StoreRun {
     /// Takes the operation lock for `op` (or names its holder): on `shared` when given
     /// (the autopilot leader's lease, so that the lock goes with the leader), else on a
     /// lease of its own.
-    pub async fn lock(
+    pub(crate) async fn lock(
         &mut self,
         op: &Operation,
         force: bool,
@@ -95,12 +95,12 @@ impl StoreRun {
     }
 
     /// Whether this run held the lock and lost it.
-    pub fn lease_lost(&self) -> bool {
+    pub(crate) fn lease_lost(&self) -> bool {
         self.lock.as_ref().is_some_and(Held::is_lost)
     }
 
     /// Releases the lock.
-    pub async fn unlock(&mut self) {
+    pub(crate) async fn unlock(&mut self) {
         match self.lock.take() {
             Some(Held::Own(l)) => l.release().await,
             Some(Held::Shared(l)) => {
@@ -114,7 +114,7 @@ impl StoreRun {
 }
 
 /// For people, after a write the store refused: who won, or why it cannot be written.
-pub fn refused(e: &StoreError, what: &str) -> String {
+pub(crate) fn refused(e: &StoreError, what: &str) -> String {
     match e {
         StoreError::Moved { current, revision } => format!(
             "{what}: the store moved under it: it holds {} (etcd revision {revision}); nothing more pushed",

@@ -21,7 +21,7 @@ struct Cell {
 }
 
 /// The request-metric children of one proxy generation.
-pub struct RequestMetrics {
+pub(crate) struct RequestMetrics {
     metrics: Metrics,
     listeners: Vec<&'static str>,
     origins: Vec<String>,
@@ -32,7 +32,7 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     /// `origins` and `targets` in the proxy's own index order; an index past the end
     /// stands for "none" (`-`).
-    pub fn new(
+    pub(crate) fn new(
         metrics: Metrics,
         listeners: &[&'static str],
         origins: &[&str],
@@ -50,7 +50,7 @@ impl RequestMetrics {
     }
 
     /// Counts one answered request and its duration.
-    pub fn observe(
+    pub(crate) fn observe(
         &self,
         listener: usize,
         origin: Option<usize>,

@@ -19,30 +19,30 @@ struct Bucket {
 
 /// Samples of one path over the last `BUCKETS` seconds.
 #[derive(Debug)]
-pub struct Window {
+pub(crate) struct Window {
     buckets: Vec<Bucket>,
 }
 
 /// What a window holds over a span.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Stats {
-    pub total: u32,
-    pub failed: u32,
-    pub mean_latency: Duration,
+pub(crate) struct Stats {
+    pub(crate) total: u32,
+    pub(crate) failed: u32,
+    pub(crate) mean_latency: Duration,
 }
 
 impl Stats {
-    pub fn failure_ratio(&self) -> f64 {
+    pub(crate) fn failure_ratio(&self) -> f64 {
         if self.total == 0 { 0.0 } else { self.failed as f64 / self.total as f64 }
     }
 }
 
 impl Window {
-    pub fn new() -> Window {
+    pub(crate) fn new() -> Window {
         Window { buckets: (0..BUCKETS).map(|_| Bucket::default()).collect() }
     }
 
-    pub fn record(&self, second: u64, failed: bool, latency: Duration) {
+    pub(crate) fn record(&self, second: u64, failed: bool, latency: Duration) {
         let b = &self.buckets[(second as usize) % BUCKETS];
         if b.second.swap(second, Ordering::Relaxed) != second {
             // A bucket from a lap ago: start it over. A racing sample may be lost; the
@@ -58,7 +58,7 @@ impl Window {
         b.latency_us.fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn stats(&self, now_second: u64, span_seconds: u64) -> Stats {
+    pub(crate) fn stats(&self, now_second: u64, span_seconds: u64) -> Stats {
         let mut s = Stats::default();
         let mut latency_us = 0u64;
         for b in &self.buckets {
@@ -84,7 +84,7 @@ impl Default for Window {
 
 /// Requests answered by this proxy, per second, for `rps` and `error_ratio`.
 #[derive(Debug)]
-pub struct RateWindow {
+pub(crate) struct RateWindow {
     epoch: Instant,
     window: Window,
 }
@@ -101,14 +101,14 @@ impl RateWindow {
     }
 
     /// One answered request; `error` for a 5xx.
-    pub fn record(&self, error: bool) {
+    pub(crate) fn record(&self, error: bool) {
         self.window.record(self.second(), error, Duration::ZERO);
     }
 
     /// Requests per second and the share that were errors, over the last `span` seconds
     /// (or since start, when that is shorter). The current second is not complete, so it
     /// is left out of the rate.
-    pub fn rate(&self, span: u64) -> (f64, f64) {
+    pub(crate) fn rate(&self, span: u64) -> (f64, f64) {
         let now = self.second();
         let complete = now.saturating_sub(1);
         let span = span.min(complete).max(1);
@@ -136,24 +136,24 @@ struct LatencyBucket {
 /// histogram, for the per-target figures of `/v1/status` and the figures a region
 /// reports about itself in its health answer. A sample costs three atomic adds.
 #[derive(Debug)]
-pub struct TargetWindow {
+pub(crate) struct TargetWindow {
     epoch: Instant,
     buckets: Vec<LatencyBucket>,
 }
 
 /// What a [`TargetWindow`] holds over a span.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TargetStats {
-    pub rps: f64,
-    pub error_ratio: f64,
-    pub latency_ms_p50: f64,
+pub(crate) struct TargetStats {
+    pub(crate) rps: f64,
+    pub(crate) error_ratio: f64,
+    pub(crate) latency_ms_p50: f64,
     /// Requests in the span (the figures mean little over a handful).
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// The 5xx share leaving out load shed by a proxy (`x-flowgate-error: shed`): what
     /// region outlier detection judges, since capacity has its own spill and shedding.
-    pub failure_ratio: f64,
+    pub(crate) failure_ratio: f64,
     /// Requests in the span that were not shed.
-    pub unshed: u64,
+    pub(crate) unshed: u64,
 }
 
 impl Default for TargetWindow {
@@ -171,13 +171,13 @@ impl TargetWindow {
     }
 
     /// One answered request; `error` for a 5xx.
-    pub fn record(&self, error: bool, latency: Duration) {
+    pub(crate) fn record(&self, error: bool, latency: Duration) {
         self.record_answer(error, false, latency);
     }
 
     /// One answered request; `error` for a 5xx, `shed` when that 5xx is a proxy shedding
     /// load.
-    pub fn record_answer(&self, error: bool, shed: bool, latency: Duration) {
+    pub(crate) fn record_answer(&self, error: bool, shed: bool, latency: Duration) {
         let second = self.second();
         let b = &self.buckets[(second as usize) % BUCKETS];
         if b.second.swap(second, Ordering::Relaxed) != second {
@@ -201,7 +201,7 @@ impl TargetWindow {
     }
 
     /// Figures over the last `span` complete seconds (or since start, when shorter).
-    pub fn stats(&self, span: u64) -> TargetStats {
+    pub(crate) fn stats(&self, span: u64) -> TargetStats {
         let complete = self.second().saturating_sub(1);
         let span = span.min(complete).max(1);
         let (mut total, mut failed, mut shed) = (0u64, 0u64, 0u64);

@@ -14,25 +14,25 @@ use std::time::Duration;
 use http::uri::Authority;
 use rand::{Rng, RngExt};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
+use super::slow_start::SlowStart;
 use crate::config;
 
 /// The knobs of one set, taken from `[health]`, `[outlier]` and `[balance]`.
 #[derive(Debug, Clone)]
-pub struct SetPolicy {
-    pub healthy_threshold: u32,
-    pub unhealthy_threshold: u32,
-    pub consecutive_failures: u32,
-    pub base_ejection: Duration,
-    pub max_ejection: Duration,
-    pub max_ejected_percent: u32,
-    pub panic_threshold_percent: u32,
-    pub slow_start: Duration,
+pub(crate) struct SetPolicy {
+    pub(crate) healthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) base_ejection: Duration,
+    pub(crate) max_ejection: Duration,
+    pub(crate) max_ejected_percent: u32,
+    pub(crate) panic_threshold_percent: u32,
+    pub(crate) slow_start: Duration,
 }
 
 impl SetPolicy {
-    pub fn from_config(cfg: &config::Config) -> SetPolicy {
+    pub(crate) fn from_config(cfg: &config::Config) -> SetPolicy {
         SetPolicy {
             healthy_threshold: cfg.health.healthy_threshold,
             unhealthy_threshold: cfg.health.unhealthy_threshold,
@@ -48,8 +48,8 @@ impl SetPolicy {
 
 /// One endpoint and what the proxy has seen of it.
 #[derive(Debug)]
-pub struct Endpoint {
-    pub authority: Authority,
+pub(crate) struct Endpoint {
+    pub(crate) authority: Authority,
     /// Requests sent and not yet answered (the p2c load).
     outstanding: AtomicU32,
     /// Active health: the verdict of the probes.
@@ -61,11 +61,11 @@ pub struct Endpoint {
     probe_fail_streak: AtomicU32,
     /// Passive health: consecutive failed requests.
     failures: AtomicU32,
-    /// Milliseconds since the set's epoch until which the endpoint is ejected (0: not).
+    /// Until when the endpoint is ejected, on the set's slow-start clock (0: not).
     ejected_until: AtomicU64,
     /// Ejections so far; the next ejection lasts longer.
     ejections: AtomicU32,
-    /// Milliseconds since the epoch when it last became usable, for slow start.
+    /// When it last became usable (on the set's slow-start clock).
     usable_since: AtomicU64,
     /// Signalled when real requests failed `consecutive_failures` times in a row, so that
     /// the active probe checks the endpoint now rather than at its next interval. (The
@@ -76,7 +76,7 @@ pub struct Endpoint {
 
 /// Counts a request against an endpoint's outstanding load until dropped.
 #[derive(Debug)]
-pub struct Outstanding<'a>(&'a Endpoint);
+pub(crate) struct Outstanding<'a>(&'a Endpoint);
 
 impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
@@ -86,14 +86,15 @@ impl Drop for Outstanding<'_> {
 
 /// A set of endpoints serving the same thing (an origin's instances, a peer's proxies).
 #[derive(Debug)]
-pub struct EndpointSet {
+pub(crate) struct EndpointSet {
     endpoints: Vec<Endpoint>,
     policy: SetPolicy,
-    epoch: Instant,
+    /// The clock of ejections and returns, and the ramp of returning endpoints.
+    ramp: SlowStart,
 }
 
 impl EndpointSet {
-    pub fn new(authorities: Vec<Authority>, policy: SetPolicy) -> EndpointSet {
+    pub(crate) fn new(authorities: Vec<Authority>, policy: SetPolicy) -> EndpointSet {
         let endpoints = authorities
             .into_iter()
             .map(|authority| Endpoint {
@@ -112,27 +113,27 @@ impl EndpointSet {
                 suspect: Notify::new(),
             })
             .collect();
-        EndpointSet { endpoints, policy, epoch: Instant::now() }
+        let ramp = SlowStart::new(policy.slow_start);
+        EndpointSet { endpoints, policy, ramp }
     }
 
     fn now_ms(&self) -> u64 {
-        // Offset so that 0 always means "long ago" for `usable_since`.
-        self.epoch.elapsed().as_millis() as u64 + self.policy.slow_start.as_millis() as u64 + 1
+        self.ramp.now_ms()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.endpoints.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.endpoints.is_empty()
     }
 
-    pub fn get(&self, i: usize) -> Option<&Endpoint> {
+    pub(crate) fn get(&self, i: usize) -> Option<&Endpoint> {
         self.endpoints.get(i)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Endpoint> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Endpoint> {
         self.endpoints.iter()
     }
 
@@ -147,11 +148,11 @@ impl EndpointSet {
     }
 
     /// Endpoints not on standby: the ones probed and chosen.
-    pub fn active_count(&self) -> usize {
+    pub(crate) fn active_count(&self) -> usize {
         self.active().count()
     }
 
-    pub fn is_standby(&self, i: usize) -> bool {
+    pub(crate) fn is_standby(&self, i: usize) -> bool {
         self.endpoints.get(i).is_some_and(|e| e.standby.load(Ordering::Relaxed))
     }
 
@@ -176,23 +177,23 @@ impl EndpointSet {
     }
 
     /// Endpoints that probes call healthy and outlier detection has not ejected.
-    pub fn usable_count(&self) -> usize {
+    pub(crate) fn usable_count(&self) -> usize {
         let now = self.now_ms();
         self.endpoints.iter().filter(|e| self.usable_at(e, now)).count()
     }
 
-    pub fn healthy_count(&self) -> usize {
+    pub(crate) fn healthy_count(&self) -> usize {
         self.active().filter(|e| e.healthy.load(Ordering::Relaxed)).count()
     }
 
     /// Whether the set can take traffic at all.
-    pub fn any_usable(&self) -> bool {
+    pub(crate) fn any_usable(&self) -> bool {
         let now = self.now_ms();
         self.endpoints.iter().any(|e| self.usable_at(e, now))
     }
 
     /// Slow-start factor of the set as a whole, in (0, 1]: the mean over usable endpoints.
-    pub fn warmth(&self) -> f64 {
+    pub(crate) fn warmth(&self) -> f64 {
         let now = self.now_ms();
         let (mut sum, mut n) = (0.0, 0u32);
         for e in &self.endpoints {
@@ -205,18 +206,12 @@ impl EndpointSet {
     }
 
     fn factor(&self, e: &Endpoint, now: u64) -> f64 {
-        let window = self.policy.slow_start.as_millis() as u64;
-        let since = e.usable_since.load(Ordering::Relaxed);
-        if window == 0 || now >= since + window {
-            return 1.0;
-        }
-        // Never fully zero, so a lone returning endpoint still gets probed by traffic.
-        ((now - since) as f64 / window as f64).max(0.05)
+        self.ramp.factor(e.usable_since.load(Ordering::Relaxed), now)
     }
 
     /// Picks an endpoint: p2c on outstanding requests among usable ones (all of them in
     /// panic mode), never `exclude` unless it is the only one.
-    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R, exclude: Option<usize>) -> Option<usize> {
+    pub(crate) fn pick<R: Rng + ?Sized>(&self, rng: &mut R, exclude: Option<usize>) -> Option<usize> {
         let n = self.endpoints.len();
         if n == 0 {
             return None;
@@ -255,7 +250,7 @@ impl EndpointSet {
     }
 
     /// Counts a request against endpoint `i` until the guard drops.
-    pub fn start(&self, i: usize) -> Option<Outstanding<'_>> {
+    pub(crate) fn start(&self, i: usize) -> Option<Outstanding<'_>> {
         let e = self.endpoints.get(i)?;
         e.outstanding.fetch_add(1, Ordering::Relaxed);
         Some(Outstanding(e))
@@ -264,7 +259,7 @@ impl EndpointSet {
     /// Passive health: the outcome of one real request. Enough consecutive failures eject
     /// the endpoint for a time that doubles with each ejection, unless that would take out
     /// more than `max_ejected_percent` of the set.
-    pub fn record(&self, i: usize, ok: bool) {
+    pub(crate) fn record(&self, i: usize, ok: bool) {
         let Some(e) = self.endpoints.get(i) else { return };
         if ok {
             e.failures.store(0, Ordering::Relaxed);
@@ -291,7 +286,7 @@ impl EndpointSet {
 
     /// Active health: the outcome of one probe, with thresholds in both directions.
     /// Returns the new verdict when it changed.
-    pub fn probe_result(&self, i: usize, ok: bool) -> Option<bool> {
+    pub(crate) fn probe_result(&self, i: usize, ok: bool) -> Option<bool> {
         let e = self.endpoints.get(i)?;
         if ok {
             e.probe_fail_streak.store(0, Ordering::Relaxed);
@@ -314,7 +309,7 @@ impl EndpointSet {
 
     /// Completes when real requests to endpoint `i` have failed `consecutive_failures`
     /// times in a row since the last call (never, for an unknown endpoint).
-    pub async fn suspected(&self, i: usize) {
+    pub(crate) async fn suspected(&self, i: usize) {
         match self.endpoints.get(i) {
             Some(e) => e.suspect.notified().await,
             None => std::future::pending().await,
@@ -327,7 +322,7 @@ impl EndpointSet {
     /// it back. Unlike outlier ejection this ignores `max_ejected_percent`: a refused
     /// connection is a fact, not a statistic (the panic threshold still applies to
     /// choosing). Returns whether the verdict changed.
-    pub fn mark_down(&self, i: usize) -> bool {
+    pub(crate) fn mark_down(&self, i: usize) -> bool {
         let Some(e) = self.endpoints.get(i) else { return false };
         e.probe_ok_streak.store(0, Ordering::Relaxed);
         e.probe_fail_streak.store(self.policy.unhealthy_threshold, Ordering::Relaxed);
@@ -340,7 +335,7 @@ impl EndpointSet {
     }
 
     /// Whether an endpoint other than `i` can take a request now.
-    pub fn usable_besides(&self, i: usize) -> bool {
+    pub(crate) fn usable_besides(&self, i: usize) -> bool {
         let now = self.now_ms();
         self.endpoints.iter().enumerate().any(|(j, e)| j != i && self.usable_at(e, now))
     }
@@ -353,130 +348,10 @@ impl EndpointSet {
         })
     }
 
-    pub fn is_healthy(&self, i: usize) -> bool {
+    pub(crate) fn is_healthy(&self, i: usize) -> bool {
         self.endpoints.get(i).is_some_and(|e| e.healthy.load(Ordering::Relaxed))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    fn policy() -> SetPolicy {
-        SetPolicy {
-            healthy_threshold: 2,
-            unhealthy_threshold: 2,
-            consecutive_failures: 3,
-            base_ejection: Duration::from_secs(5),
-            max_ejection: Duration::from_secs(60),
-            max_ejected_percent: 50,
-            panic_threshold_percent: 50,
-            slow_start: Duration::ZERO,
-        }
-    }
-
-    fn set(n: usize, p: SetPolicy) -> EndpointSet {
-        EndpointSet::new((0..n).map(|i| format!("10.0.0.{i}:80").parse().unwrap()).collect(), p)
-    }
-
-    #[test]
-    fn p2c_prefers_the_less_loaded() {
-        let s = set(2, policy());
-        let _busy: Vec<_> = (0..10).map(|_| s.start(0).unwrap()).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        for _ in 0..100 {
-            assert_eq!(s.pick(&mut rng, None), Some(1));
-        }
-    }
-
-    #[test]
-    fn unhealthy_endpoints_are_skipped_until_panic() {
-        let s = set(4, policy());
-        for _ in 0..2 {
-            s.probe_result(0, false);
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        for _ in 0..200 {
-            assert_ne!(s.pick(&mut rng, None), Some(0));
-        }
-        for i in 1..3 {
-            s.probe_result(i, false);
-            s.probe_result(i, false);
-        }
-        // 1 of 4 usable is below the 50 % panic threshold: all four are used again.
-        let mut seen = [false; 4];
-        for _ in 0..400 {
-            seen[s.pick(&mut rng, None).unwrap()] = true;
-        }
-        assert_eq!(seen, [true; 4]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn outliers_are_ejected_with_growing_backoff_and_a_cap_on_share() {
-        let s = set(4, policy());
-        for _ in 0..3 {
-            s.record(0, false);
-        }
-        assert_eq!(s.usable_count(), 3);
-        for _ in 0..3 {
-            s.record(1, false);
-        }
-        assert_eq!(s.usable_count(), 2);
-        for _ in 0..3 {
-            s.record(2, false);
-        }
-        assert_eq!(s.usable_count(), 2, "never more than half ejected");
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(s.usable_count(), 4);
-        for _ in 0..3 {
-            s.record(0, false);
-        }
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(s.usable_count(), 3, "second ejection lasts twice as long");
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(s.usable_count(), 4);
-    }
-
-    #[test]
-    fn probe_thresholds() {
-        let s = set(1, policy());
-        assert_eq!(s.probe_result(0, false), None);
-        assert_eq!(s.probe_result(0, false), Some(false));
-        assert!(!s.any_usable());
-        assert_eq!(s.probe_result(0, true), None);
-        assert_eq!(s.probe_result(0, true), Some(true));
-        assert!(s.any_usable());
-    }
-
-    #[test]
-    fn a_refused_connection_takes_the_endpoint_out_until_probes_pass() {
-        let s = set(1, policy());
-        assert!(s.mark_down(0));
-        assert!(!s.any_usable(), "out at once, even as the only endpoint of its set");
-        assert!(!s.mark_down(0), "already down");
-        assert_eq!(s.probe_result(0, true), None);
-        assert_eq!(s.probe_result(0, true), Some(true), "back after healthy_threshold probes");
-        let two = set(2, policy());
-        assert!(two.usable_besides(0));
-        two.mark_down(1);
-        assert!(!two.usable_besides(0));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn slow_start_ramps_warmth() {
-        let mut p = policy();
-        p.slow_start = Duration::from_secs(10);
-        let s = set(1, p);
-        assert_eq!(s.warmth(), 1.0);
-        s.probe_result(0, false);
-        s.probe_result(0, false);
-        s.probe_result(0, true);
-        s.probe_result(0, true);
-        assert!(s.warmth() < 0.1);
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert!((s.warmth() - 0.5).abs() < 0.05, "{}", s.warmth());
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(s.warmth(), 1.0);
-    }
-}
+mod tests;

@@ -2,6 +2,7 @@
 //! carrying the request's bookkeeping until the last byte is sent.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,36 +12,32 @@ use hyper::body::Incoming;
 
 use super::origin::OriginPermit;
 use super::pool::PooledConn;
+use super::shed::{Inflight, InflightSlot};
 use crate::vocab::activity::ActiveRequest;
 
 /// Held for as long as a response streams: the connection counts the request as in
-/// flight, the origin counts it against its concurrency limit, and so does the
-/// `inflight_requests` gauge.
+/// flight, the origin counts it against its concurrency limit, and so does load shedding.
 #[derive(Debug)]
-pub struct RequestGuard {
-    pub active: Option<ActiveRequest>,
-    pub permit: Option<OriginPermit>,
+pub(crate) struct RequestGuard {
+    /// First, so that it drops first: load shedding counts the request out before the
+    /// rest is let go.
+    _inflight: InflightSlot,
+    /// Counted by the connection, which drain waits for.
+    _active: ActiveRequest,
+    pub(crate) permit: Option<OriginPermit>,
     /// The upstream connection the response streams on: back to its pool when done.
-    pub conn: Option<PooledConn>,
-    inflight: prometheus::IntGauge,
+    pub(crate) conn: Option<PooledConn>,
 }
 
 impl RequestGuard {
-    pub fn new(active: ActiveRequest, inflight: &prometheus::IntGauge) -> RequestGuard {
-        inflight.inc();
-        RequestGuard { active: Some(active), permit: None, conn: None, inflight: inflight.clone() }
-    }
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.inflight.dec();
+    pub(crate) fn new(active: ActiveRequest, inflight: &Arc<Inflight>) -> RequestGuard {
+        RequestGuard { _inflight: inflight.enter(), _active: active, permit: None, conn: None }
     }
 }
 
 pin_project_lite::pin_project! {
     /// Response body: streamed from upstream (`Either::Left`) or made by the proxy.
-    pub struct ProxyBody {
+    pub(crate) struct ProxyBody {
         #[pin]
         inner: Either<Incoming, Full<Bytes>>,
         guard: Option<RequestGuard>,
@@ -48,11 +45,11 @@ pin_project_lite::pin_project! {
 }
 
 impl ProxyBody {
-    pub fn upstream(body: Incoming, guard: RequestGuard) -> ProxyBody {
+    pub(crate) fn upstream(body: Incoming, guard: RequestGuard) -> ProxyBody {
         ProxyBody { inner: Either::Left(body), guard: Some(guard) }
     }
 
-    pub fn full(bytes: Bytes, guard: RequestGuard) -> ProxyBody {
+    pub(crate) fn full(bytes: Bytes, guard: RequestGuard) -> ProxyBody {
         ProxyBody { inner: Either::Right(Full::new(bytes)), guard: Some(guard) }
     }
 }

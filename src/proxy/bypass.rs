@@ -18,7 +18,7 @@ use crate::metrics::window::Window;
 
 /// The bypass state of one peer region.
 #[derive(Debug)]
-pub struct BypassJudge {
+pub(crate) struct BypassJudge {
     cfg: config::Bypass,
     epoch: Instant,
     lb: Window,
@@ -35,7 +35,7 @@ pub struct BypassJudge {
 }
 
 impl BypassJudge {
-    pub fn new(cfg: config::Bypass) -> BypassJudge {
+    pub(crate) fn new(cfg: config::Bypass) -> BypassJudge {
         BypassJudge {
             cfg,
             epoch: Instant::now(),
@@ -53,13 +53,13 @@ impl BypassJudge {
         self.epoch.elapsed().as_secs() + 1
     }
 
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
     }
 
     /// A request or probe through the load balancer. `failed` is a connect failure,
     /// reset, 502, 503 or 429.
-    pub fn record_lb(&self, failed: bool, latency: Duration) {
+    pub(crate) fn record_lb(&self, failed: bool, latency: Duration) {
         let now = self.now_second();
         self.lb.record(now, failed, latency);
         if failed || self.too_slow(latency) {
@@ -71,7 +71,7 @@ impl BypassJudge {
     }
 
     /// A request or probe straight to the region's proxies.
-    pub fn record_direct(&self, failed: bool, latency: Duration) {
+    pub(crate) fn record_direct(&self, failed: bool, latency: Duration) {
         self.direct.record(self.now_second(), failed, latency);
     }
 
@@ -88,7 +88,7 @@ impl BypassJudge {
 
     /// Re-judges the load balancer; returns the new state when it changed. `direct_usable`
     /// says whether the region's proxies can take the traffic at all.
-    pub fn evaluate(&self, direct_usable: bool) -> Option<bool> {
+    pub(crate) fn evaluate(&self, direct_usable: bool) -> Option<bool> {
         let now = self.now_second();
         let span = self.cfg.window.as_secs().max(1);
         if !self.is_active() {

@@ -3,9 +3,11 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
+use super::headers::X_FLOWGATE_ERROR;
+
 /// Why the proxy answered instead of an origin. The code is the `x-flowgate-error` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("the origin has no endpoint")]
@@ -29,15 +31,13 @@ pub enum ProxyError {
     UpstreamProtocol,
     #[error("the request could not be forwarded")]
     BadRequest,
-    #[error("the proxy is draining")]
-    Draining,
     #[error("this method is not served by a reverse proxy")]
     MethodNotAllowed,
 }
 
 impl ProxyError {
     /// The value of `x-flowgate-error`.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no-route",
             ProxyError::NoEndpoint => "no-healthy-target",
@@ -49,19 +49,16 @@ impl ProxyError {
             ProxyError::UpstreamRefused => "upstream-refused",
             ProxyError::UpstreamProtocol => "upstream-protocol",
             ProxyError::BadRequest => "bad-request",
-            ProxyError::Draining => "draining",
             ProxyError::MethodNotAllowed => "method-not-allowed",
         }
     }
 
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
-            ProxyError::NoEndpoint | ProxyError::OriginBusy | ProxyError::Draining => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoEndpoint | ProxyError::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
             | ProxyError::UpstreamRefused
@@ -72,7 +69,7 @@ impl ProxyError {
 
     /// Classifies a failure of the pooled client. Connect errors are told apart from
     /// failures after the request was sent, which matters for retry safety later.
-    pub fn from_client(err: &hyper_util::client::legacy::Error) -> ProxyError {
+    pub(crate) fn from_client(err: &hyper_util::client::legacy::Error) -> ProxyError {
         if err.is_connect() {
             if source_chain_has(err, |e| {
                 e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
@@ -86,7 +83,7 @@ impl ProxyError {
 
     /// What went wrong with an exchange that reached the upstream, from the error's cause
     /// chain: hyper's parse and user errors, HTTP/2 refusals, else a reset.
-    pub fn from_source(err: &(dyn std::error::Error + 'static)) -> ProxyError {
+    pub(crate) fn from_source(err: &(dyn std::error::Error + 'static)) -> ProxyError {
         let mut source = Some(err);
         while let Some(e) = source {
             if let Some(h) = e.downcast_ref::<hyper::Error>() {
@@ -116,13 +113,13 @@ impl ProxyError {
     }
 
     /// The response sent to the client: a short text body and the reason header.
-    pub fn response<B: From<Bytes>>(self) -> Response<B> {
+    pub(crate) fn response<B: From<Bytes>>(self) -> Response<B> {
         let mut resp = Response::new(B::from(Bytes::from_static(self.body())));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert("x-flowgate-error", HeaderValue::from_static(self.code()));
+        h.insert(&X_FLOWGATE_ERROR, HeaderValue::from_static(self.code()));
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if self == ProxyError::OriginBusy || self == ProxyError::Draining {
+        if self == ProxyError::OriginBusy {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
@@ -140,7 +137,6 @@ impl ProxyError {
             ProxyError::UpstreamRefused => b"upstream refused the request\n",
             ProxyError::UpstreamProtocol => b"upstream protocol error\n",
             ProxyError::BadRequest => b"bad request\n",
-            ProxyError::Draining => b"draining\n",
             ProxyError::MethodNotAllowed => b"method not allowed\n",
         }
     }

@@ -21,11 +21,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::balance::{EndpointSet, SetPolicy};
 use super::error::ProxyError;
+use super::headers::X_FLOWGATE_REGION;
 use super::pool::{H1Pool, PooledConn};
+use super::request_body::UpstreamBody;
 use crate::config::Protocol;
-
-/// The request body sent upstream: the client's stream, or bytes kept for a retry.
-pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
 /// Plain TCP for origins and plain peer links; TLS (with a client certificate) for peer
 /// links that ask for it. One connector type for both keeps one client type.
@@ -34,23 +33,23 @@ type PooledClient = Client<Connector, UpstreamBody>;
 
 /// How an upstream set is reached.
 #[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    pub protocol: Protocol,
-    pub connect_timeout: Duration,
+pub(crate) struct UpstreamSettings {
+    pub(crate) protocol: Protocol,
+    pub(crate) connect_timeout: Duration,
     /// From sending the request to the response head.
-    pub request_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) pool_max_idle: usize,
     /// Mutual TLS to this set (peer links): the client configuration, and the name the
     /// endpoints' certificates carry when it is not their host.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub server_name: Option<String>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) server_name: Option<String>,
 }
 
 /// An endpoint set and the pooled client that reaches it.
 #[derive(Debug)]
-pub struct Upstream {
-    pub set: EndpointSet,
+pub(crate) struct Upstream {
+    pub(crate) set: EndpointSet,
     /// Swapped for a fresh pool when an endpoint name resolves to new addresses, so that
     /// long-lived (HTTP/2) connections do not outlive the addresses they were opened to.
     client: ArcSwap<PooledClient>,
@@ -64,15 +63,15 @@ pub struct Upstream {
 }
 
 /// A response and what it took.
-pub struct Answer {
-    pub response: Response<Incoming>,
-    pub latency: Duration,
+pub(crate) struct Answer {
+    pub(crate) response: Response<Incoming>,
+    pub(crate) latency: Duration,
     /// The pooled connection the response streams on, to hold until it is relayed.
-    pub conn: Option<PooledConn>,
+    pub(crate) conn: Option<PooledConn>,
 }
 
 impl Upstream {
-    pub fn new(endpoints: &[String], policy: SetPolicy, s: &UpstreamSettings) -> Upstream {
+    pub(crate) fn new(endpoints: &[String], policy: SetPolicy, s: &UpstreamSettings) -> Upstream {
         // Validated at config load: every endpoint is a host:port authority.
         let authorities: Vec<Authority> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
         let h1 = (s.protocol == Protocol::Http1 && s.tls.is_none())
@@ -90,7 +89,7 @@ impl Upstream {
 
     /// Replaces the connection pool: new requests open new connections (resolving names
     /// again); requests under way finish on the old ones, which close when done.
-    pub fn refresh_pool(&self) {
+    pub(crate) fn refresh_pool(&self) {
         self.client.store(Arc::new(build_client(&self.settings)));
         if let Some(h1) = &self.h1 {
             h1.clear();
@@ -158,7 +157,7 @@ fn build_client(s: &UpstreamSettings) -> PooledClient {
 
 impl Upstream {
     /// The longest this set waits for an answer, within `deadline` when there is one.
-    pub fn budget(&self, deadline: Option<tokio::time::Instant>) -> Duration {
+    pub(crate) fn budget(&self, deadline: Option<tokio::time::Instant>) -> Duration {
         match deadline {
             Some(d) => self.request_timeout.min(d.saturating_duration_since(tokio::time::Instant::now())),
             None => self.request_timeout,
@@ -168,7 +167,7 @@ impl Upstream {
     /// Sends the request to endpoint `i` and waits for the response head, at most the
     /// request timeout and never past `deadline` (the time the client left us, when a
     /// peer region said so).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         i: usize,
         req: Request<UpstreamBody>,
@@ -251,13 +250,13 @@ fn retarget(
 
 /// What a health probe saw.
 #[derive(Debug)]
-pub struct ProbeAnswer {
-    pub status: http::StatusCode,
+pub(crate) struct ProbeAnswer {
+    pub(crate) status: http::StatusCode,
     /// The answer came from a flowgate proxy (it names its region), not from whatever
     /// stands in front of it.
-    pub from_flowgate: bool,
-    pub body: Bytes,
-    pub latency: Duration,
+    pub(crate) from_flowgate: bool,
+    pub(crate) body: Bytes,
+    pub(crate) latency: Duration,
 }
 
 /// Largest probe answer read; health documents are small.
@@ -266,13 +265,18 @@ const MAX_PROBE_BODY: usize = 64 * 1024;
 impl Upstream {
     /// `GET path` on endpoint `i` over the set's own pool, so that probes keep the
     /// connections warm that requests will use. Does not count as passive health.
-    pub async fn probe(&self, i: usize, path: &str, timeout: Duration) -> Result<ProbeAnswer, ProxyError> {
+    pub(crate) async fn probe(
+        &self,
+        i: usize,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<ProbeAnswer, ProxyError> {
         self.fetch(i, path, timeout, MAX_PROBE_BODY).await
     }
 
     /// GET `path` from endpoint `i`, reading at most `limit` bytes of the answer (a body
     /// cut at the limit reads as empty).
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         i: usize,
         path: &str,
@@ -290,7 +294,7 @@ impl Upstream {
         let work = async {
             let (resp, _conn) = self.exchange(endpoint, i, req).await?;
             let status = resp.status();
-            let from_flowgate = resp.headers().contains_key("x-flowgate-region");
+            let from_flowgate = resp.headers().contains_key(&X_FLOWGATE_REGION);
             let limited = http_body_util::Limited::new(resp.into_body(), limit);
             let body = limited.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
             Ok::<_, ProxyError>(ProbeAnswer { status, from_flowgate, body, latency: Duration::ZERO })
@@ -303,18 +307,18 @@ impl Upstream {
 
 /// A whole probe exchange: the head, the body and the trailers (gRPC puts its status there).
 #[derive(Debug)]
-pub struct ProbeExchange {
-    pub status: http::StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-    pub trailers: Option<http::HeaderMap>,
+pub(crate) struct ProbeExchange {
+    pub(crate) status: http::StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) trailers: Option<http::HeaderMap>,
 }
 
 impl Upstream {
     /// Sends `req` (its URI a path) to endpoint `i` over the set's own pool, like `probe`,
     /// and reads the whole answer within `timeout`: at most `limit` bytes of body (more is
     /// an error), then the trailers. Does not count as passive health.
-    pub async fn probe_exchange(
+    pub(crate) async fn probe_exchange(
         &self,
         i: usize,
         req: Request<Bytes>,

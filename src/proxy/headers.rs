@@ -7,15 +7,30 @@
 use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static X_FLOWGATE_REGION: HeaderName = HeaderName::from_static("x-flowgate-region");
-pub static X_FLOWGATE_ERROR: HeaderName = HeaderName::from_static("x-flowgate-error");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// What every fleet field's name starts with.
 const FLOWGATE_PREFIX: &[u8] = b"x-flowgate-";
+
+// === The fleet's fields: only proxies set them ===
+
+/// Which region made the response; on a probe answer, that a flowgate proxy made it.
+pub(crate) static X_FLOWGATE_REGION: HeaderName = HeaderName::from_static("x-flowgate-region");
+/// Why the proxy answered itself ([`super::error::ProxyError::code`]).
+pub(crate) static X_FLOWGATE_ERROR: HeaderName = HeaderName::from_static("x-flowgate-error");
+/// How many attempts the request took, when more than one.
+pub(crate) static X_FLOWGATE_ATTEMPTS: HeaderName = HeaderName::from_static("x-flowgate-attempts");
+/// How many proxies the request has crossed: a peer never forwards it past `max_hops`.
+pub(crate) static X_FLOWGATE_HOPS: HeaderName = HeaderName::from_static("x-flowgate-hops");
+/// The region where the request entered the fleet.
+pub(crate) static X_FLOWGATE_SOURCE_REGION: HeaderName = HeaderName::from_static("x-flowgate-source-region");
+/// Milliseconds the sender will still wait for this request: the receiver never waits
+/// longer (a client that has given up is not served at the far end of the world).
+pub(crate) static X_FLOWGATE_DEADLINE_MS: HeaderName = HeaderName::from_static("x-flowgate-deadline-ms");
 
 /// Longest client-supplied request id kept; a longer one is replaced so logs stay sane.
 const MAX_REQUEST_ID: usize = 128;
@@ -171,7 +186,7 @@ pub fn add_forwarding(h: &mut HeaderMap, hop: &ClientHop<'_>) -> HeaderValue {
 }
 
 /// 128 random bits in hex: unique enough to join logs across the fleet.
-pub fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
     let mut buf = [0u8; 32];
@@ -183,7 +198,7 @@ pub fn new_request_id() -> HeaderValue {
 }
 
 /// Whether a request asks to switch protocols (WebSocket and friends, HTTP/1.1 only).
-pub fn is_upgrade_request(version: Version, h: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade_request(version: Version, h: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && h.contains_key(&UPGRADE)
         && h.get_all(&CONNECTION)

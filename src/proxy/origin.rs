@@ -9,15 +9,15 @@ use crate::config;
 
 /// One origin of this region.
 #[derive(Debug)]
-pub struct OriginPool {
-    pub name: Arc<str>,
-    pub upstream: Upstream,
+pub(crate) struct OriginPool {
+    pub(crate) name: Arc<str>,
+    pub(crate) upstream: Upstream,
     /// How active health checks probe its endpoints.
-    pub health: config::HealthCheck,
+    pub(crate) health: config::HealthCheck,
     /// Probed by `http` health checks.
-    pub health_path: String,
+    pub(crate) health_path: String,
     /// Asked about by `grpc` health checks ("" for the whole server).
-    pub health_service: String,
+    pub(crate) health_service: String,
     max_concurrency: usize,
     /// Requests to this origin whose response has not finished; bounded by `max_concurrency`.
     inflight: Arc<AtomicUsize>,
@@ -26,7 +26,7 @@ pub struct OriginPool {
 /// Counts one request against its origin's concurrency until dropped (when the response
 /// body ends or the exchange is abandoned).
 #[derive(Debug)]
-pub struct OriginPermit(Arc<AtomicUsize>);
+pub(crate) struct OriginPermit(Arc<AtomicUsize>);
 
 impl Drop for OriginPermit {
     fn drop(&mut self) {
@@ -35,7 +35,7 @@ impl Drop for OriginPermit {
 }
 
 impl OriginPool {
-    pub fn new(name: &str, cfg: &config::Origin, all: &config::Config) -> OriginPool {
+    pub(crate) fn new(name: &str, cfg: &config::Origin, all: &config::Config) -> OriginPool {
         let settings = UpstreamSettings {
             protocol: cfg.protocol,
             connect_timeout: cfg.connect_timeout.unwrap_or(all.timeouts.connect),
@@ -57,17 +57,17 @@ impl OriginPool {
     }
 
     /// Takes a concurrency slot, or `None` when the origin is at its limit.
-    pub fn permit(&self) -> Option<OriginPermit> {
+    pub(crate) fn permit(&self) -> Option<OriginPermit> {
         let prev = self.inflight.fetch_add(1, Ordering::Relaxed);
         let permit = OriginPermit(self.inflight.clone());
         (prev < self.max_concurrency).then_some(permit)
     }
 
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.inflight.load(Ordering::Relaxed) < self.max_concurrency
     }
 
-    pub fn inflight(&self) -> usize {
+    pub(crate) fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
     }
 }

@@ -10,19 +10,20 @@ use tokio::time::Instant;
 use super::balance::SetPolicy;
 use super::bypass::BypassJudge;
 use super::forward::{Upstream, UpstreamSettings};
+use super::slow_start::SlowStart;
 use crate::config;
 use crate::table::PeerMode;
 use crate::vocab::tls::{TlsError, peer_client_config};
 
 /// Which path a request to a peer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
+pub(crate) enum Path {
     Lb,
     Direct,
 }
 
 impl Path {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Path::Lb => "lb",
             Path::Direct => "proxies",
@@ -32,20 +33,18 @@ impl Path {
 
 /// One peer region.
 #[derive(Debug)]
-pub struct PeerRegion {
-    pub name: Arc<str>,
-    pub lb: Upstream,
-    pub proxies: Upstream,
-    pub bypass: BypassJudge,
+pub(crate) struct PeerRegion {
+    pub(crate) name: Arc<str>,
+    pub(crate) lb: Upstream,
+    pub(crate) proxies: Upstream,
+    pub(crate) bypass: BypassJudge,
     /// Which of `proxies` this proxy probes and sends bypassed traffic to.
     pub(crate) subset: super::subset::Subset,
-    /// Per local `OriginId`: milliseconds since `epoch` since when the region reports it
-    /// can serve that origin, or `NOT_OK`. The time drives the region's slow start: a
-    /// region that comes back gets its share back over `slow_start`, not at once (its
-    /// caches are cold).
+    /// Per local `OriginId`: since when (on `ramp`'s clock) the region reports it can serve
+    /// that origin, or `NOT_OK`. The time drives the region's slow start: a region that
+    /// comes back gets its share back over `slow_start`, not at once (its caches are cold).
     origin_ok_since: Vec<AtomicU64>,
-    epoch: Instant,
-    slow_start: Duration,
+    ramp: SlowStart,
     /// Per endpoint (load balancer endpoints first, then proxies): its last account of
     /// what its origins served (its health answer), and when it came.
     reported: std::sync::Mutex<Vec<Option<(crate::wire::ServedFigures, Instant)>>>,
@@ -56,13 +55,13 @@ pub struct PeerRegion {
 
 /// What a peer proxy's health answer said about its table, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advert {
-    pub version: Option<u64>,
-    pub digest: Option<String>,
+pub(crate) struct Advert {
+    pub(crate) version: Option<u64>,
+    pub(crate) digest: Option<String>,
     /// Through the region's proxies (`true`) or its load balancer.
-    pub direct: bool,
+    pub(crate) direct: bool,
     /// The endpoint's index in that set: where to fetch the table.
-    pub endpoint: usize,
+    pub(crate) endpoint: usize,
 }
 
 /// A region's own figures older than this are no longer shown.
@@ -71,7 +70,7 @@ const REPORT_STALE: Duration = Duration::from_secs(30);
 const NOT_OK: u64 = u64::MAX;
 
 impl PeerRegion {
-    pub fn new(name: &str, cfg: &config::Peer, all: &config::Config) -> Result<PeerRegion, TlsError> {
+    pub(crate) fn new(name: &str, cfg: &config::Peer, all: &config::Config) -> Result<PeerRegion, TlsError> {
         let tls = match (cfg.tls, &cfg.ca, &cfg.client_cert, &cfg.client_key) {
             (true, Some(ca), Some(cert), Some(key)) => Some(Arc::new(peer_client_config(ca, cert, key)?)),
             _ => None,
@@ -98,15 +97,14 @@ impl PeerRegion {
             subset,
             // Optimistic start, and no ramp at boot: "ok since long ago".
             origin_ok_since: all.origins.keys().map(|_| AtomicU64::new(0)).collect(),
-            epoch: Instant::now(),
-            slow_start: all.balance.slow_start,
+            ramp: SlowStart::new(all.balance.slow_start),
             reported: std::sync::Mutex::new(vec![None; cfg.lb.len() + cfg.proxies.len()]),
             adverts: std::sync::Mutex::new(vec![None; cfg.lb.len() + cfg.proxies.len()]),
         })
     }
 
     /// The path requests take under `mode` right now, if any is usable.
-    pub fn path(&self, mode: PeerMode) -> Option<Path> {
+    pub(crate) fn path(&self, mode: PeerMode) -> Option<Path> {
         let lb = !self.lb.set.is_empty() && self.lb.set.any_usable();
         let direct = !self.proxies.set.is_empty() && self.proxies.set.any_usable();
         match mode {
@@ -125,54 +123,42 @@ impl PeerRegion {
     }
 
     /// Whether requests go around a configured load balancer now.
-    pub fn bypassing(&self, mode: PeerMode) -> bool {
+    pub(crate) fn bypassing(&self, mode: PeerMode) -> bool {
         !self.lb.set.is_empty() && mode != PeerMode::Lb && self.path(mode) == Some(Path::Direct)
     }
 
-    pub fn upstream(&self, path: Path) -> &Upstream {
+    pub(crate) fn upstream(&self, path: Path) -> &Upstream {
         match path {
             Path::Lb => &self.lb,
             Path::Direct => &self.proxies,
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        // Offset so that 0 means "long ago", before any slow-start window.
-        self.epoch.elapsed().as_millis() as u64 + self.slow_start.as_millis() as u64 + 1
-    }
-
     /// Share of traffic this region may take for `origin` now, in [0, 1]: 0 when it cannot
     /// serve it, below 1 while it warms up after coming back.
-    pub fn factor(&self, origin: usize, mode: PeerMode) -> f64 {
+    pub(crate) fn factor(&self, origin: usize, mode: PeerMode) -> f64 {
         let since = self.origin_ok_since.get(origin).map(|o| o.load(Ordering::Relaxed)).unwrap_or(NOT_OK);
         if since == NOT_OK {
             return 0.0;
         }
-        let window = self.slow_start.as_millis() as u64;
-        let now = self.now_ms();
-        let ramp = if window == 0 || now >= since + window {
-            1.0
-        } else {
-            // Never zero, so a returning region still gets a trickle that proves it.
-            ((now - since) as f64 / window as f64).max(0.05)
-        };
+        let ramp = self.ramp.factor(since, self.ramp.now_ms());
         match self.path(mode) {
             Some(p) => ramp * self.upstream(p).set.warmth(),
             None => 0.0,
         }
     }
 
-    pub fn set_origin_ok(&self, origin: usize, ok: bool) {
+    pub(crate) fn set_origin_ok(&self, origin: usize, ok: bool) {
         let Some(o) = self.origin_ok_since.get(origin) else { return };
         if !ok {
             o.store(NOT_OK, Ordering::Relaxed);
         } else if o.load(Ordering::Relaxed) == NOT_OK {
-            o.store(self.now_ms(), Ordering::Relaxed);
+            o.store(self.ramp.now_ms(), Ordering::Relaxed);
         }
     }
 
     /// Keeps what one endpoint's health answer said about its table.
-    pub fn advertise(&self, ad: Advert) {
+    pub(crate) fn advertise(&self, ad: Advert) {
         let slot = if ad.direct { self.lb.set.len() + ad.endpoint } else { ad.endpoint };
         if let Ok(mut all) = self.adverts.lock()
             && let Some(s) = all.get_mut(slot)
@@ -182,13 +168,18 @@ impl PeerRegion {
     }
 
     /// The tables the region's endpoints advertised within `fresh`.
-    pub fn adverts(&self, fresh: Duration) -> Vec<Advert> {
+    pub(crate) fn adverts(&self, fresh: Duration) -> Vec<Advert> {
         let Ok(all) = self.adverts.lock() else { return Vec::new() };
         all.iter().flatten().filter(|(_, at)| at.elapsed() < fresh).map(|(a, _)| a.clone()).collect()
     }
 
     /// Keeps what one endpoint's health answer said about its region's origins.
-    pub fn set_reported(&self, served: Option<crate::wire::ServedFigures>, direct: bool, endpoint: usize) {
+    pub(crate) fn set_reported(
+        &self,
+        served: Option<crate::wire::ServedFigures>,
+        direct: bool,
+        endpoint: usize,
+    ) {
         let slot = if direct { self.lb.set.len() + endpoint } else { endpoint };
         if let Ok(mut all) = self.reported.lock()
             && let Some(s) = all.get_mut(slot)
@@ -201,7 +192,7 @@ impl PeerRegion {
     /// proxy reports only what its own origins served, so a region of many proxies with a
     /// little traffic each is judged on all of it), or the load balancer's latest answer
     /// when no proxy was asked directly.
-    pub fn reported(&self) -> Option<crate::wire::ServedFigures> {
+    pub(crate) fn reported(&self) -> Option<crate::wire::ServedFigures> {
         let all = self.reported.lock().ok()?;
         let fresh = |s: &Option<(crate::wire::ServedFigures, Instant)>| {
             s.filter(|(_, at)| at.elapsed() < REPORT_STALE).map(|(f, _)| f)
@@ -214,10 +205,6 @@ impl PeerRegion {
         let rps: f64 = direct.iter().map(|f| f.rps).sum();
         let errors: f64 = direct.iter().map(|f| f.rps * f.error_ratio).sum();
         Some(crate::wire::ServedFigures { rps, error_ratio: if rps > 0.0 { errors / rps } else { 0.0 } })
-    }
-
-    pub fn origin_ok(&self, origin: usize) -> bool {
-        self.origin_ok_since.get(origin).is_some_and(|o| o.load(Ordering::Relaxed) != NOT_OK)
     }
 }
 

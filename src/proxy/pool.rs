@@ -21,7 +21,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use super::error::ProxyError;
-use super::forward::UpstreamBody;
+use super::request_body::UpstreamBody;
 
 /// How many idle entries a checkout looks at before it opens a new connection: a few
 /// entries may still be finishing their last exchange.
@@ -48,14 +48,14 @@ struct Lists {
 
 /// The pool of one upstream set.
 #[derive(Debug)]
-pub struct H1Pool {
+pub(crate) struct H1Pool {
     lists: Arc<Lists>,
     connect_timeout: Duration,
 }
 
 /// A connection in use; dropping it returns it to its endpoint's idle list.
 #[derive(Debug)]
-pub struct PooledConn {
+pub(crate) struct PooledConn {
     tx: Option<SendRequest<UpstreamBody>>,
     lists: Arc<Lists>,
     endpoint: usize,
@@ -63,7 +63,7 @@ pub struct PooledConn {
 }
 
 impl H1Pool {
-    pub fn new(
+    pub(crate) fn new(
         endpoints: usize,
         connect_timeout: Duration,
         idle_timeout: Duration,
@@ -77,7 +77,7 @@ impl H1Pool {
     }
 
     /// Closes every idle connection; connections in use are closed when done.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lists.generation.fetch_add(1, Ordering::Relaxed);
         for list in &self.lists.idle {
             list.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -87,7 +87,7 @@ impl H1Pool {
     /// Sends `req` (origin-form URI, `Host` set) to endpoint `i` and waits for the response
     /// head. The connection comes back with the response and must be held until the body
     /// has been relayed.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         i: usize,
         authority: &Authority,

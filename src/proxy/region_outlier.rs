@@ -20,26 +20,28 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub(crate) mod watch;
+
 /// The span the ratios are taken over.
-pub const WINDOW_SECONDS: u64 = 10;
+pub(crate) const WINDOW_SECONDS: u64 = 10;
 /// Requests over the window below which this proxy's own figure for a region is not used.
-pub const MIN_REQUESTS: u64 = 20;
+pub(crate) const MIN_REQUESTS: u64 = 20;
 /// Requests over the window that still judge a region already kept below its share: its
 /// trickle is all it gets, which at a low rate is a request or two (and with none, its
 /// last ratio is compared with what the others do now, so a failure that spread to every
 /// region, or a quiet proxy, cannot leave it stuck low).
-pub const MIN_REQUESTS_KEPT: u64 = 1;
+pub(crate) const MIN_REQUESTS_KEPT: u64 = 1;
 /// How far above the others a region's error ratio must stand to lose share.
-pub const MIN_EXCESS: f64 = 0.1;
+pub(crate) const MIN_EXCESS: f64 = 0.1;
 /// The least share a failing region keeps.
-pub const TRICKLE: f64 = 0.02;
+pub(crate) const TRICKLE: f64 = 0.02;
 
 const FULL: u32 = 1_000_000;
 
 /// Per region (in `regions.names` order: this region first), the share of its traffic
 /// it keeps, in millionths; read once per request.
 #[derive(Debug)]
-pub struct RegionOutliers {
+pub(crate) struct RegionOutliers {
     kept: Vec<AtomicU32>,
     /// The ratio each region was last judged on (off the request path).
     last: std::sync::Mutex<Vec<Option<f64>>>,
@@ -47,13 +49,13 @@ pub struct RegionOutliers {
 
 /// One region's 5xx ratio over the window and how many requests it rests on.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Observed {
-    pub error_ratio: f64,
-    pub requests: u64,
+pub(crate) struct Observed {
+    pub(crate) error_ratio: f64,
+    pub(crate) requests: u64,
 }
 
 impl RegionOutliers {
-    pub fn new(regions: usize) -> RegionOutliers {
+    pub(crate) fn new(regions: usize) -> RegionOutliers {
         RegionOutliers {
             kept: (0..regions).map(|_| AtomicU32::new(FULL)).collect(),
             last: std::sync::Mutex::new(vec![None; regions]),
@@ -61,13 +63,13 @@ impl RegionOutliers {
     }
 
     /// The share region `index` keeps now, in (0, 1].
-    pub fn kept(&self, index: usize) -> f64 {
+    pub(crate) fn kept(&self, index: usize) -> f64 {
         self.kept.get(index).map(|k| k.load(Ordering::Relaxed) as f64 / FULL as f64).unwrap_or(1.0)
     }
 
     /// One evaluation from what was observed per region (`None`: nothing to judge by).
     /// Returns the regions whose share changed, with the new share.
-    pub fn evaluate(&self, observed: &[Option<Observed>]) -> Vec<(usize, f64)> {
+    pub(crate) fn evaluate(&self, observed: &[Option<Observed>]) -> Vec<(usize, f64)> {
         let mut changed = Vec::new();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         for (r, slot) in self.kept.iter().enumerate() {

@@ -17,14 +17,14 @@ use crate::config;
 
 /// How a proxy retries.
 #[derive(Debug)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     budget: TpsBudget,
-    pub max_attempts: u32,
-    pub max_body_bytes: usize,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl RetryPolicy {
-    pub fn new(cfg: &config::Retry) -> RetryPolicy {
+    pub(crate) fn new(cfg: &config::Retry) -> RetryPolicy {
         RetryPolicy {
             budget: TpsBudget::new(
                 Duration::from_secs(10),
@@ -37,29 +37,29 @@ impl RetryPolicy {
     }
 
     /// Every original request earns the budget a little.
-    pub fn deposit(&self) {
+    pub(crate) fn deposit(&self) {
         self.budget.deposit();
     }
 
     /// Takes one retry from the budget, if there is one left.
-    pub fn withdraw(&self) -> bool {
+    pub(crate) fn withdraw(&self) -> bool {
         self.budget.withdraw()
     }
 }
 
 /// Methods that may be sent twice without changing the outcome (RFC 9110 section 9.2.2).
-pub fn is_idempotent(m: &Method) -> bool {
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
 /// Answers worth another try elsewhere (for idempotent requests only).
-pub fn retryable_status(s: StatusCode) -> bool {
+pub(crate) fn retryable_status(s: StatusCode) -> bool {
     matches!(s, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
 }
 
 /// Why a retry happens, as `retries_total{reason}` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The request never reached an upstream (connect failure, or an HTTP/2 stream refused
     /// unprocessed): always safe.
     Connect,
@@ -70,7 +70,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Reason::Connect => "connect-failure",
             Reason::Reset => "reset",
@@ -80,7 +80,7 @@ impl Reason {
 
     /// The reason to retry after an error, if any: what the error says about whether the
     /// request reached the upstream decides it, together with the method.
-    pub fn for_error(e: ProxyError, idempotent: bool) -> Option<Reason> {
+    pub(crate) fn for_error(e: ProxyError, idempotent: bool) -> Option<Reason> {
         match e {
             ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout

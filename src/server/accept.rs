@@ -23,24 +23,24 @@ use crate::vocab::activity::{ConnActivity, Expired};
 /// Everything a connection task needs, shared by all of them.
 pub(super) struct ConnShared {
     /// The proxy generation in force; a reload swaps it, connections load it per request.
-    pub proxy: Arc<arc_swap::ArcSwap<Proxy>>,
-    pub http: auto::Builder<TokioExecutor>,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
+    pub(super) proxy: Arc<arc_swap::ArcSwap<Proxy>>,
+    pub(super) http: auto::Builder<TokioExecutor>,
+    pub(super) header_timeout: Duration,
+    pub(super) idle_timeout: Duration,
     /// Fires when connections must be told to go (drain).
-    pub graceful: CancellationToken,
+    pub(super) graceful: CancellationToken,
     /// Fires when the drain timeout is over and whatever is left is cut.
-    pub cut: CancellationToken,
-    pub tracker: TaskTracker,
+    pub(super) cut: CancellationToken,
+    pub(super) tracker: TaskTracker,
     /// Caps open client connections across listeners.
-    pub slots: Arc<Semaphore>,
+    pub(super) slots: Arc<Semaphore>,
 }
 
 pub(super) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        // Our watchdog owns the header deadline; see conn_watch for why. The read buffer
+        // Our watchdog owns the header deadline; see `vocab::activity` for why. The read buffer
         // cap is what bounds the request head: a longer one is answered 431.
         .header_read_timeout(None)
         .max_buf_size(cfg.limits.max_header_bytes)

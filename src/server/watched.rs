@@ -12,7 +12,7 @@ use crate::vocab::activity::ConnActivity;
 
 pin_project_lite::pin_project! {
     /// A socket (plain or TLS) that reports received bytes to its connection's watchdog.
-    pub struct Watched<T> {
+    pub(super) struct Watched<T> {
         #[pin]
         inner: T,
         activity: Arc<ConnActivity>,
@@ -20,7 +20,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> Watched<T> {
-    pub fn new(inner: T, activity: Arc<ConnActivity>) -> Watched<T> {
+    pub(super) fn new(inner: T, activity: Arc<ConnActivity>) -> Watched<T> {
         Watched { inner, activity }
     }
 }

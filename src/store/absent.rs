@@ -7,80 +7,82 @@ use crate::table::{Operation, Table};
 
 /// Uninhabited: [`Store::connect`] always fails.
 #[derive(Debug, Clone)]
-pub enum Store {}
+pub(crate) enum Store {}
 
 /// Uninhabited.
 #[derive(Debug, Clone)]
-pub enum Lease {}
+pub(crate) enum Lease {}
 
 /// Uninhabited.
-pub enum TableWatch {}
+pub(crate) enum TableWatch {}
 
 /// Uninhabited (the same as [`Lease`]).
-pub type LeaseRef = Lease;
+pub(crate) type LeaseRef = Lease;
 
 impl Store {
-    pub async fn connect(_cfg: &config::Store) -> Result<Store, StoreError> {
+    pub(crate) async fn connect(_cfg: &config::Store) -> Result<Store, StoreError> {
         Err(StoreError::NotBuilt)
     }
-    pub fn config(&self) -> &config::Store {
+    pub(crate) fn config(&self) -> &config::Store {
         match *self {}
     }
-    pub async fn read_table(&self) -> Result<Option<Stored>, StoreError> {
+    pub(crate) async fn read_table(&self) -> Result<Option<Stored>, StoreError> {
         match *self {}
     }
-    pub async fn write_table(&self, _t: &Table, _expect: i64, _lock: Option<i64>) -> Result<i64, StoreError> {
+    pub(crate) async fn write_table(
+        &self,
+        _t: &Table,
+        _expect: i64,
+        _lock: Option<i64>,
+    ) -> Result<i64, StoreError> {
         match *self {}
     }
-    pub async fn watch_table(&self, _from: i64) -> Result<TableWatch, StoreError> {
+    pub(crate) async fn watch_table(&self, _from: i64) -> Result<TableWatch, StoreError> {
         match *self {}
     }
-    pub async fn lock(&self, _op: &Operation, _force: bool) -> Result<Lease, StoreError> {
+    pub(crate) async fn lock(&self, _op: &Operation, _force: bool) -> Result<Lease, StoreError> {
         match *self {}
     }
-    pub async fn lock_on(&self, _op: &Operation, _lease: &LeaseRef) -> Result<(), StoreError> {
+    pub(crate) async fn lock_on(&self, _op: &Operation, _lease: &LeaseRef) -> Result<(), StoreError> {
         match *self {}
     }
-    pub async fn unlock_on(&self, _lease: &LeaseRef) -> Result<(), StoreError> {
+    pub(crate) async fn unlock_on(&self, _lease: &LeaseRef) -> Result<(), StoreError> {
         match *self {}
     }
-    pub async fn lock_holder(&self) -> Result<Option<Operation>, StoreError> {
+    pub(crate) async fn campaign(&self, _name: &str) -> Result<Option<Lease>, StoreError> {
         match *self {}
     }
-    pub async fn campaign(&self, _name: &str) -> Result<Option<Lease>, StoreError> {
+    pub(crate) async fn leader_gone(&self, _limit: std::time::Duration) {
         match *self {}
     }
-    pub async fn leader_gone(&self, _limit: std::time::Duration) {
+    pub(crate) async fn leader(&self) -> Result<Option<String>, StoreError> {
         match *self {}
     }
-    pub async fn leader(&self) -> Result<Option<String>, StoreError> {
-        match *self {}
-    }
-    pub async fn ping(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn ping(&self) -> Result<i64, StoreError> {
         match *self {}
     }
 }
 
 impl TableWatch {
-    pub async fn next(&mut self) -> Result<Change, StoreError> {
+    pub(crate) async fn next(&mut self) -> Result<Change, StoreError> {
         match *self {}
     }
 }
 
 impl Lease {
-    pub fn id(&self) -> i64 {
+    pub(crate) fn id(&self) -> i64 {
         match *self {}
     }
-    pub fn is_lost(&self) -> bool {
+    pub(crate) fn is_lost(&self) -> bool {
         match *self {}
     }
-    pub async fn lost(&self) {
+    pub(crate) async fn lost(&self) {
         match *self {}
     }
-    pub fn share(&self) -> LeaseRef {
+    pub(crate) fn share(&self) -> LeaseRef {
         match *self {}
     }
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         match self {}
     }
 }

@@ -18,7 +18,7 @@ pub enum Target {
 
 impl Target {
     /// The target's region index (see [`Regions`]): 0 for this region, then the peers.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Target::Local => 0,
             Target::Peer(i) => i + 1,
@@ -34,12 +34,12 @@ pub struct Regions {
 }
 
 impl Regions {
-    pub fn target(&self, name: &str) -> Option<Target> {
+    pub(crate) fn target(&self, name: &str) -> Option<Target> {
         let i = self.names.iter().position(|n| &**n == name)?;
         Some(if i == 0 { Target::Local } else { Target::Peer(i - 1) })
     }
 
-    pub fn name(&self, t: Target) -> &str {
+    pub(crate) fn name(&self, t: Target) -> &str {
         match t {
             Target::Local => &self.names[0],
             Target::Peer(i) => self.names.get(i + 1).map(|n| &**n).unwrap_or("?"),
@@ -112,14 +112,14 @@ impl Picker {
 #[derive(Debug)]
 pub struct CompiledTable {
     /// The table as applied, for `GET /v1/table` and the next push's checks.
-    pub table: Arc<Table>,
+    pub(crate) table: Arc<Table>,
     pub router: Router,
     /// One picker per origin, by `OriginId`.
-    pub rows: Vec<Picker>,
+    pub(crate) rows: Vec<Picker>,
     /// One mode per peer, by peer index.
-    pub peer_modes: Vec<PeerMode>,
+    pub(crate) peer_modes: Vec<PeerMode>,
     /// [`Table::digest`], computed once here (health answers carry it).
-    pub digest: String,
+    pub(crate) digest: String,
 }
 
 impl CompiledTable {
@@ -155,7 +155,7 @@ impl CompiledTable {
         CompiledTable { table: Arc::new(table), router, rows, peer_modes, digest }
     }
 
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.table.version
     }
 

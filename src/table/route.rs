@@ -125,7 +125,7 @@ impl Router {
 
 /// The host a request is for, without port: the URI authority (HTTP/2, absolute-form) or
 /// the `Host` header.
-pub fn request_host<B>(req: &http::Request<B>) -> &str {
+pub(crate) fn request_host<B>(req: &http::Request<B>) -> &str {
     let raw = match req.uri().host() {
         Some(h) => h,
         None => req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),

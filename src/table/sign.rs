@@ -23,7 +23,7 @@ fn payload(t: &Table) -> Vec<u8> {
 }
 
 /// A private key, loaded.
-pub struct SigningKey(Ed25519KeyPair);
+pub(crate) struct SigningKey(Ed25519KeyPair);
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,7 +33,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    pub fn load(path: &Path) -> Result<SigningKey, String> {
+    pub(crate) fn load(path: &Path) -> Result<SigningKey, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let der = B64
@@ -44,20 +44,15 @@ impl SigningKey {
         Ok(SigningKey(pair))
     }
 
-    /// The public key as `[admin] table_keys` takes it.
-    pub fn public(&self) -> String {
-        B64.encode(self.0.public_key().as_ref())
-    }
-
     /// Signs `t` in place (replacing any signature it had).
-    pub fn sign(&self, t: &mut Table) {
+    pub(crate) fn sign(&self, t: &mut Table) {
         t.signature = None;
         t.signature = Some(B64.encode(self.0.sign(&payload(t)).as_ref()));
     }
 }
 
 /// Writes a new key pair to `out` (mode 0600) and `out.pub`; returns the public key.
-pub fn keygen(out: &Path) -> Result<String, String> {
+pub(crate) fn keygen(out: &Path) -> Result<String, String> {
     let rng = ring::rand::SystemRandom::new();
     let der = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| format!("cannot make a key: {e}"))?;
     let pair =
@@ -82,7 +77,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// Accepts `t` only with a valid signature by one of `keys` (no keys: anything goes).
-pub fn verify(t: &Table, keys: &[String]) -> Result<(), TableError> {
+pub(crate) fn verify(t: &Table, keys: &[String]) -> Result<(), TableError> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -117,7 +112,7 @@ mod tests {
         let other = dir.path().join("other");
         let other_public = keygen(&other).unwrap();
         let key = SigningKey::load(&path).unwrap();
-        assert_eq!(key.public(), public);
+        assert_eq!(B64.encode(key.0.public_key().as_ref()), public);
         assert_eq!(std::fs::read_to_string(dir.path().join("key.pub")).unwrap().trim(), public);
         let keys = vec![public.clone()];
         let mut t = Table::local_only();

@@ -11,11 +11,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
+
+// The bounded waits of the test kit: every test that uses a browser has `mod support`.
+use crate::support::wait;
 
 fn tool(env: &str, candidates: &[&str]) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
@@ -116,16 +119,15 @@ impl Browser {
             .stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null))
             .spawn()
             .expect("spawn chromedriver");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&driver_addr, Duration::from_millis(200)).is_err() {
+        let listening = wait::poll_blocking(Duration::from_secs(20), Duration::from_millis(50), || {
             if let Ok(Some(status)) = driver.try_wait() {
                 panic!("chromedriver exited at start: {status}");
             }
-            if Instant::now() > deadline {
-                let _ = driver.kill();
-                panic!("chromedriver did not listen on {driver_addr} within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            TcpStream::connect_timeout(&driver_addr, Duration::from_millis(200)).map(drop)
+        });
+        if listening.is_err() {
+            let _ = driver.kill();
+            panic!("chromedriver did not listen on {driver_addr} within 20 s");
         }
         let mut args = base_args(profile.path(), offline);
         args.push(format!("--window-size={width},{height}"));
@@ -166,23 +168,18 @@ impl Browser {
     /// Runs `script` every 100 ms until it returns something other than `null`, `false`,
     /// `0` or `""`, at most `limit`; panics with the last answer otherwise.
     pub async fn wait_for(&self, what: &str, script: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        let mut last = Value::Null;
-        while Instant::now() < deadline {
-            last = self.js(script).await;
-            let truthy = match &last {
+        wait::wait_for_every(what, limit, Duration::from_millis(100), || async {
+            let answer = self.js(script).await;
+            let truthy = match &answer {
                 Value::Null => false,
                 Value::Bool(b) => *b,
                 Value::Number(n) => n.as_f64() != Some(0.0),
                 Value::String(s) => !s.is_empty(),
                 _ => true,
             };
-            if truthy {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("timed out after {limit:?} waiting for {what}; last answer: {last}");
+            if truthy { Ok(answer) } else { Err(answer) }
+        })
+        .await
     }
 
     /// Navigates, at most 30 s.

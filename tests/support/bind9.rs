@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const NAMED: &str = "/usr/sbin/named";
 pub const ZONE: &str = "example.test.";
@@ -31,6 +31,7 @@ pub fn require() {
 }
 
 use super::on_path;
+use super::wait::poll_blocking;
 
 pub struct Bind9 {
     pub port: u16,
@@ -99,21 +100,22 @@ zone "{zone}" {{
             .spawn()
             .map_err(|e| format!("spawn {NAMED}: {e}"))?;
         let mut b = Bind9 { port, key_file, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        // `Ok` ends the wait: named answers, or it exited; `Err` waits on.
+        let up = poll_blocking(Duration::from_secs(10), Duration::from_millis(50), || {
             if let Ok(Some(status)) = b.child.try_wait() {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(format!("named exited ({status}) on port {port}:\n{log}"));
+                return Ok(Err(format!("named exited ({status}) on port {port}:\n{log}")));
             }
-            if dig(port, NAME, "A").is_ok_and(|a| !a.is_empty()) {
-                return Ok(b);
-            }
-            if Instant::now() > deadline {
+            if dig(port, NAME, "A").is_ok_and(|a| !a.is_empty()) { Ok(Ok(())) } else { Err(()) }
+        });
+        match up {
+            Ok(Ok(())) => Ok(b),
+            Ok(Err(e)) => Err(e),
+            Err(()) => {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 // `b` is dropped on return: named killed.
-                return Err(format!("named did not answer on port {port} within 10 s:\n{log}"));
+                Err(format!("named did not answer on port {port} within 10 s:\n{log}"))
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -11,7 +11,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::wait::poll_blocking;
 
 pub const ETCD: &str = "/usr/bin/etcd";
 pub const ETCDCTL: &str = "etcdctl";
@@ -157,36 +159,30 @@ impl EtcdCluster {
     /// Waits, at most [`START_TIMEOUT`], until all of `which` are healthy; an error (with
     /// the tails of their logs) if one exits or the time is up.
     fn wait_healthy(&mut self, which: &[usize]) -> Result<(), String> {
-        let deadline = Instant::now() + START_TIMEOUT;
         let mut pending: Vec<usize> = which.to_vec();
-        loop {
+        // `Ok` ends the wait: all healthy, or one exited; `Err` waits on.
+        let outcome = poll_blocking(START_TIMEOUT, Duration::from_millis(50), || {
             for &i in &pending {
                 let m = &mut self.members[i];
                 if let Some(Ok(Some(status))) = m.child.as_mut().map(Child::try_wait) {
                     m.child = None;
                     let m = &self.members[i];
-                    return Err(format!(
+                    return Ok(Err(format!(
                         "etcd member {} (client {}, peer {}) exited ({status}):\n{}",
                         m.name,
                         m.client,
                         m.peer,
                         self.logs(which)
-                    ));
+                    )));
                 }
             }
             pending.retain(|&i| !healthy(self.members[i].client));
-            if pending.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let names: Vec<&str> = pending.iter().map(|&i| self.members[i].name.as_str()).collect();
-                return Err(format!(
-                    "etcd members {names:?} not healthy within {START_TIMEOUT:?}:\n{}",
-                    self.logs(which)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            if pending.is_empty() { Ok(Ok(())) } else { Err(()) }
+        });
+        outcome.unwrap_or_else(|()| {
+            let names: Vec<&str> = pending.iter().map(|&i| self.members[i].name.as_str()).collect();
+            Err(format!("etcd members {names:?} not healthy within {START_TIMEOUT:?}:\n{}", self.logs(which)))
+        })
     }
 
     /// The tails of the logs of members `which`, for failure messages.
@@ -284,21 +280,17 @@ impl EtcdCluster {
     /// Runs etcdctl until it succeeds, each attempt with a 2 s command timeout, for at
     /// most [`RETRY_TIMEOUT`]; panics with the last output and the logs otherwise.
     fn retried(&self, endpoints: &[String], args: &[&str]) -> Output {
-        let deadline = Instant::now() + RETRY_TIMEOUT;
-        loop {
+        let ran = poll_blocking(RETRY_TIMEOUT, Duration::from_millis(100), || {
             let out = etcdctl_with(endpoints, "2s", args);
-            if out.status.success() {
-                return out;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "etcdctl {args:?} on {endpoints:?} kept failing for {RETRY_TIMEOUT:?}; last: {}\n{}",
-                    output_text(&out),
-                    self.log_tails()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            if out.status.success() { Ok(out) } else { Err(out) }
+        });
+        ran.unwrap_or_else(|out| {
+            panic!(
+                "etcdctl {args:?} on {endpoints:?} kept failing for {RETRY_TIMEOUT:?}; last: {}\n{}",
+                output_text(&out),
+                self.log_tails()
+            )
+        })
     }
 }
 
@@ -338,17 +330,13 @@ fn etcdctl_with(endpoints: &[String], command_timeout: &str, args: &[&str]) -> O
         .unwrap_or_else(|e| panic!("spawn {ETCDCTL}: {e}"));
     let stdout = drain(child.stdout.take().expect("stdout"));
     let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + ETCDCTL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for etcdctl") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("etcdctl {args:?} did not finish within {ETCDCTL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let finished = poll_blocking(ETCDCTL_TIMEOUT, Duration::from_millis(10), || {
+        child.try_wait().expect("wait for etcdctl").ok_or(())
+    });
+    let Ok(status) = finished else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("etcdctl {args:?} did not finish within {ETCDCTL_TIMEOUT:?}");
     };
     Output {
         status,

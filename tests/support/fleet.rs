@@ -19,6 +19,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::TestProxy;
+use super::admin::wait_probed_and_healthy;
+use super::config::ProxyConfig;
 use super::origin::{self, Origin};
 
 /// What the fake load balancer does with each request.
@@ -166,6 +168,8 @@ impl Region {
 
 pub struct Fleet {
     pub regions: Vec<Region>,
+    /// Every proxy's `[health] interval`.
+    pub health_interval: Duration,
     _dir: tempfile::TempDir,
 }
 
@@ -195,64 +199,29 @@ impl Fleet {
         }
         let mut regions = Vec::new();
         for (i, (name, origin)) in spec.regions.iter().zip(origins).enumerate() {
-            let mut peers = String::new();
-            for (j, other) in spec.regions.iter().enumerate() {
-                if i == j {
-                    continue;
-                }
-                let lb = lbs[j].as_ref().map(|l| format!("lb = [\"{}\"]\n", l.addr)).unwrap_or_default();
-                let proxies: Vec<String> = peer_addrs[j].iter().map(|a| format!("\"{a}\"")).collect();
-                peers.push_str(&format!("[peers.{other}]\n{lb}proxies = [{}]\n\n", proxies.join(", ")));
-            }
-            let table = if spec.table.is_some() {
-                format!("table = {:?}\n", table_path.display().to_string())
-            } else {
-                String::new()
-            };
             let interval = spec.health_interval.as_millis();
             let mut started = Vec::new();
             for (k, peer) in peer_addrs[i].iter().enumerate() {
-                let text = format!(
-                    r#"region = "{name}"
-{table}
-[listen]
-public = "127.0.0.1:0"
-peer = "{peer}"
-
-[admin]
-listen = "127.0.0.1:0"
-{admin_extra}
-
-[origins.api]
-endpoints = ["{origin}"]
-max_concurrency = {maxc}
-
-{peers}
-[[routes]]
-origin = "api"
-
-[drain]
-delay = "0s"
-timeout = "2s"
-
-[health]
-interval = "{interval}ms"
-timeout = "{half}ms"
-
-{extra}
-"#,
-                    origin = origin.addr,
-                    maxc = spec.max_concurrency,
-                    half = (interval / 2).max(1),
-                    extra = spec.extra,
-                    admin_extra = spec.admin_extra,
-                );
-                let file = if k == 0 { format!("{name}.toml") } else { format!("{name}-{k}.toml") };
-                let path = dir.path().join(file);
-                std::fs::write(&path, &text).expect("write config");
-                let cfg = flowgate::config::Config::load(&path)
-                    .unwrap_or_else(|e| panic!("fleet config:\n{e}\n{text}"));
-                started.push(TestProxy::start_with(cfg).await);
+                let mut cfg = ProxyConfig::new(name, origin.addr)
+                    .peer_listen(Some(peer))
+                    .origin(&format!("max_concurrency = {}", spec.max_concurrency))
+                    .health(&format!("{interval}ms"), &format!("{}ms", (interval / 2).max(1)))
+                    .extra(spec.extra);
+                if spec.table.is_some() {
+                    cfg = cfg.table(&table_path);
+                }
+                if !spec.admin_extra.is_empty() {
+                    cfg = cfg.admin(spec.admin_extra);
+                }
+                for (j, other) in spec.regions.iter().enumerate() {
+                    if i != j {
+                        let lb =
+                            lbs[j].as_ref().map(|l| format!("lb = [\"{}\"]", l.addr)).unwrap_or_default();
+                        cfg = cfg.peer_with(other, &peer_addrs[j], &lb);
+                    }
+                }
+                let file = if k == 0 { name.to_string() } else { format!("{name}-{k}") };
+                started.push(cfg.start_in(dir.path(), &file).await);
             }
             let proxy = started.remove(0);
             regions.push(Region {
@@ -265,11 +234,23 @@ timeout = "{half}ms"
                 peer_addrs: peer_addrs[i].clone(),
             });
         }
-        Fleet { regions, _dir: dir }
+        Fleet { regions, health_interval: spec.health_interval, _dir: dir }
     }
 
     pub fn region(&self, name: &str) -> &Region {
         self.regions.iter().find(|r| r.name == name).expect("region")
+    }
+
+    /// Every proxy's admin address, region by region.
+    pub fn admins(&self) -> Vec<SocketAddr> {
+        self.regions.iter().flat_map(|r| r.proxies().map(|p| p.addrs.admin)).collect()
+    }
+
+    /// Waits until every proxy has had its first probes of the others answered and sees
+    /// every target healthy (at most 10 s, or 10 health intervals when that is longer).
+    pub async fn wait_settled(&self) {
+        let limit = Duration::from_secs(10).max(self.health_interval * 10);
+        wait_probed_and_healthy(&self.admins(), limit).await;
     }
 
     pub async fn stop(self) {
@@ -280,15 +261,4 @@ timeout = "{half}ms"
             }
         }
     }
-}
-
-/// The value of a metric line in Prometheus text (`name{labels} value`), summed over
-/// every line whose name and labels contain all of `parts`.
-pub fn metric_sum(text: &str, name: &str, parts: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
 }

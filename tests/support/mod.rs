@@ -1,19 +1,28 @@
 //! Test support: real origins, a real proxy (in-process or the built binary) and real
 //! clients, all on 127.0.0.1 with ports picked by the kernel.
+//!
+//! - `config`: the config text of a test proxy, built up (`ProxyConfig`);
+//! - `admin`: the admin API (reads, pushes, metric sums);
+//! - `wait`: bounded polling for a condition, instead of fixed pauses;
+//! - `process`: the built binary as a proxy process; `run`: its commands;
+//! - `origin`, `fleet`, `outage`, `grpc`, `etcd`, `bind9`: origins, fleets and the
+//!   outside services some tests need.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod bind9;
+pub mod config;
 pub mod etcd;
 pub mod fleet;
 pub mod grpc;
 pub mod origin;
 pub mod outage;
+pub mod process;
+pub mod run;
+pub mod wait;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,33 +34,22 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 
-/// A config for one proxy in front of `origin`, every listener on port 0. `extra` is
-/// appended verbatim (TOML tables such as `[timeouts]`). Unless `extra` has its own
-/// `[drain]`, the drain delay is 0 so that stopping a test proxy is quick.
+pub use config::ProxyConfig;
+pub use process::ProxyProcess;
+
+/// A config for one proxy (`us-east-1`) in front of `origin`, every listener on port 0.
+/// `extra` is appended verbatim (TOML tables such as `[timeouts]`). Unless `extra` has its
+/// own `[drain]`, the drain delay is 0 so that stopping a test proxy is quick.
 pub fn config_text(origin: SocketAddr, extra: &str) -> String {
-    let drain = if extra.contains("[drain]") { "" } else { "[drain]\ndelay = \"0s\"\ntimeout = \"5s\"\n" };
-    format!(
-        r#"
-region = "us-east-1"
+    let drain = (!extra.contains("[drain]")).then_some(("0s", "5s"));
+    ProxyConfig::new("us-east-1", origin).drain(drain).extra(extra).text()
+}
 
-[listen]
-public = "127.0.0.1:0"
-peer = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[origins.api]
-endpoints = ["{origin}"]
-
-[[routes]]
-host = "*"
-path_prefix = "/"
-origin = "api"
-{drain}
-{extra}
-"#
-    )
+/// An origin, and a test proxy in front of it on `config_text(origin, extra)`.
+pub async fn fronted(extra: &str) -> (origin::Origin, TestProxy) {
+    let o = origin::start().await;
+    let p = TestProxy::start(&config_text(o.addr, extra)).await;
+    (o, p)
 }
 
 /// A proxy running in this process; dropping it does not stop it, `stop` does.
@@ -97,145 +95,6 @@ impl TestProxy {
     }
 }
 
-/// The built `flowgate` binary, serving a config written to a temporary folder.
-pub struct ProxyProcess {
-    pub child: Child,
-    pub public: SocketAddr,
-    pub peer: Option<SocketAddr>,
-    pub admin: SocketAddr,
-    pub public_tls: Option<SocketAddr>,
-    pub dir: tempfile::TempDir,
-    /// Log lines after the listening ones, for tests that look at them.
-    pub log: mpsc::Receiver<String>,
-    /// Log lines up to and including the `ready` one (start-up messages).
-    pub startup_log: Vec<String>,
-}
-
-impl ProxyProcess {
-    pub fn spawn(text: &str) -> ProxyProcess {
-        Self::spawn_env(text, &[])
-    }
-
-    /// Like `spawn`, with extra environment variables for the child (e.g. the admin token
-    /// named by `[admin] token_env`), so tests never touch this process's environment.
-    pub fn spawn_env(text: &str, env: &[(&str, &str)]) -> ProxyProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("flowgate.toml");
-        std::fs::write(&path, text).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn flowgate");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let has_peers = text.contains("[peers.");
-        let (mut public, mut peer, mut admin, mut public_tls) = (None, None, None, None);
-        let mut startup_log = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("flowgate exited early: {status}");
-                }
-                continue;
-            };
-            startup_log.push(line.clone());
-            if line.contains(" ready") {
-                break;
-            }
-            if !line.contains("listening") {
-                continue;
-            }
-            let addr: Option<SocketAddr> = line
-                .split("addr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|s| s.parse().ok());
-            let slot = if line.contains("\"public_tls\"") {
-                &mut public_tls
-            } else if line.contains("\"public\"") {
-                &mut public
-            } else if line.contains("\"peer\"") {
-                &mut peer
-            } else if line.contains("\"admin\"") {
-                &mut admin
-            } else {
-                continue;
-            };
-            *slot = addr;
-            // The admin listener is the last one bound. With peers, readiness waits for a
-            // peer's table (`[fleet] sync_timeout`), which is no business of the addresses
-            // (fleet tests wait for readiness themselves); without, it is immediate, and
-            // the `ready` line is awaited as before.
-            if admin.is_some() && has_peers {
-                break;
-            }
-        }
-        ProxyProcess {
-            child,
-            public: public.expect("public address in the log"),
-            peer,
-            admin: admin.expect("admin address in the log"),
-            public_tls,
-            dir,
-            log: rx,
-            startup_log,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Resident set size in KiB, from /proc.
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok =
-            Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
-        assert!(ok.success());
-    }
-
-    /// Waits for the process to exit, at most `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A pooled HTTP/1.1 client.
 pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
@@ -259,6 +118,28 @@ pub async fn get(
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (status, headers, body)
+}
+
+/// One exchange as a client saw it: a transport failure, or no whole answer within 10 s,
+/// is an `Err` (not a panic), so that load loops can count them.
+pub async fn exchange(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
+    let work = async {
+        let resp = client.request(req).await.map_err(|e| format!("request: {e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+        Ok((parts.status, parts.headers, body))
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+}
+
+/// The region that answered, from `x-flowgate-region` (`-` when it is missing).
+pub fn region_of(headers: &http::HeaderMap) -> String {
+    headers.get("x-flowgate-region").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
 }
 
 /// User + system CPU time of one process so far, in clock ticks (0 once it is gone).

@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::ProxyProcess;
+use super::admin::{try_get_json, try_get_json_with};
+use super::config::{ProxyConfig, free_addr};
 use super::origin::{self, Origin};
+use super::run::flowgate_as;
+use super::wait::{POLL, poll, poll_blocking, wait_for_every, wait_until};
 
 pub const TOKEN: &str = "outage-test-token";
 pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
@@ -23,6 +27,8 @@ pub struct Region {
     pub name: String,
     pub origin: Origin,
     pub proxies: Vec<ProxyProcess>,
+    /// The config each proxy was started on, in the same order (to start one again).
+    pub configs: Vec<ProxyConfig>,
 }
 
 pub struct OutageFleet {
@@ -38,11 +44,6 @@ pub struct OutageFleet {
 pub const FAST: [&str; 10] =
     ["--interval", "500ms", "--steps", "2", "--step-interval", "1s", "--timeout", "1s", "--cooldown", "30s"];
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 /// `n` distinct free addresses for the proxies' peer listeners. Those must be known before
 /// any proxy starts (every proxy lists them all), and each is bound only when its proxy
 /// starts: meanwhile the proxies already running probe their peers, thousands of outgoing
@@ -57,7 +58,7 @@ fn peer_ports(n: usize) -> Vec<SocketAddr> {
         .unwrap_or(32768);
     let first: u32 = 10_000;
     if low <= first + 4 * n as u32 {
-        return (0..n).map(|_| free_port()).collect();
+        return (0..n).map(|_| free_addr()).collect();
     }
     let span = low - first;
     let start =
@@ -111,42 +112,21 @@ impl OutageFleet {
         }
         let mut regions = Vec::new();
         for (i, (name, origin)) in REGIONS.iter().zip(origins).enumerate() {
-            let mut peer_tables = String::new();
-            for (j, other) in REGIONS.iter().enumerate() {
-                if i != j {
-                    let list: Vec<String> = peers[j].iter().map(|a| format!("\"{a}\"")).collect();
-                    peer_tables.push_str(&format!("[peers.{other}]\nproxies = [{}]\n\n", list.join(", ")));
-                }
-            }
-            let mut proxies = Vec::new();
+            let (mut proxies, mut configs) = (Vec::new(), Vec::new());
             for peer in &peers[i] {
-                let text = format!(
-                    r#"region = "{name}"
-[listen]
-public = "127.0.0.1:0"
-peer = "{peer}"
-[admin]
-listen = "127.0.0.1:0"
-[origins.api]
-endpoints = ["{origin}"]
-{peer_tables}
-[[routes]]
-origin = "api"
-[drain]
-delay = "0s"
-timeout = "2s"
-[health]
-interval = "{interval}ms"
-timeout = "{timeout}ms"
-{extra}
-"#,
-                    origin = origin.addr,
-                    interval = interval.as_millis(),
-                    timeout = timeout.as_millis(),
-                );
-                proxies.push(ProxyProcess::spawn_env(&text, &[("FLOWGATE_ADMIN_TOKEN", TOKEN)]));
+                let mut cfg = ProxyConfig::new(name, origin.addr)
+                    .peer_listen(Some(peer))
+                    .health(&format!("{}ms", interval.as_millis()), &format!("{}ms", timeout.as_millis()))
+                    .health_line(extra);
+                for (j, other) in REGIONS.iter().enumerate() {
+                    if i != j {
+                        cfg = cfg.peer(other, &peers[j]);
+                    }
+                }
+                proxies.push(cfg.spawn(&[("FLOWGATE_ADMIN_TOKEN", TOKEN)]));
+                configs.push(cfg);
             }
-            regions.push(Region { name: name.to_string(), origin, proxies });
+            regions.push(Region { name: name.to_string(), origin, proxies, configs });
         }
         let fleet_file = dir.path().join("fleet.toml");
         let fleet = OutageFleet { regions, dir, fleet_file, health_interval: interval };
@@ -161,7 +141,7 @@ timeout = "{timeout}ms"
         let mut text = "token_env = \"FLOWGATE_ADMIN_TOKEN\"\n".to_owned();
         for r in &self.regions {
             let admins: Vec<String> = if cut_off.contains(&r.name.as_str()) {
-                r.proxies.iter().map(|_| format!("\"{}\"", free_port())).collect()
+                r.proxies.iter().map(|_| format!("\"{}\"", free_addr())).collect()
             } else {
                 r.proxies.iter().map(|p| format!("\"{}\"", p.admin)).collect()
             };
@@ -178,29 +158,27 @@ timeout = "{timeout}ms"
         self.regions.iter().find(|r| r.name == name).expect("region")
     }
 
+    /// The fleet file's path, as the commands take it.
+    pub fn file(&self) -> String {
+        self.fleet_file.to_str().expect("utf-8 path").to_owned()
+    }
+
     /// Waits until every proxy is ready and sees every other region healthy (at most 20 s,
     /// or 20 health intervals when that is longer).
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20).max(self.health_interval * 20);
-        'outer: while Instant::now() < deadline {
-            for r in &self.regions {
-                for p in &r.proxies {
-                    let Some(st) = status(p.admin).await else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue 'outer;
-                    };
-                    let all_healthy = st["targets"]
-                        .as_object()
-                        .is_some_and(|t| t.values().all(|v| v["healthy"].as_bool() == Some(true)));
-                    if st["ready"].as_bool() != Some(true) || !all_healthy {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue 'outer;
-                    }
+        let limit = Duration::from_secs(20).max(self.health_interval * 20);
+        let admins = admins(self, &[]);
+        wait_for_every("the outage fleet to be ready and healthy", limit, POLL * 5, || async {
+            for a in &admins {
+                match status(*a).await {
+                    Some(st) if super::admin::ready_and_healthy(&st) => {}
+                    Some(st) => return Err(format!("{a}: {st}")),
+                    None => return Err(format!("{a}: no answer")),
                 }
             }
-            return;
-        }
-        panic!("the outage fleet did not become ready and healthy");
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -229,18 +207,18 @@ pub fn admins(fleet: &OutageFleet, skip: &[SocketAddr]) -> Vec<SocketAddr> {
 /// then on). All of them are asked at once, every 100 ms, so that the moment does not
 /// depend on how many there are.
 pub async fn wait_evacuated(admins: &[SocketAddr], region: &str, limit: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + limit;
     let client = super::h1_client();
-    let mut since: Vec<Option<Instant>> = vec![None; admins.len()];
-    while Instant::now() < deadline {
+    let since = std::cell::RefCell::new(vec![None::<Instant>; admins.len()]);
+    let all_since = poll(limit, Duration::from_millis(100), || async {
         let seen = futures_util::future::join_all(admins.iter().map(|a| {
             let client = client.clone();
             async move {
-                let t = get_json_with(&client, &format!("http://{a}/v1/table")).await;
+                let t = try_get_json_with(&client, &format!("http://{a}/v1/table")).await;
                 (t.is_some_and(|t| keeps(&t, region) <= 0.0), Instant::now())
             }
         }))
         .await;
+        let mut since = since.borrow_mut();
         for (first, (evacuated, at)) in since.iter_mut().zip(seen) {
             if !evacuated {
                 *first = None;
@@ -249,52 +227,37 @@ pub async fn wait_evacuated(admins: &[SocketAddr], region: &str, limit: Duration
             }
         }
         if since.iter().all(Option::is_some) {
-            return Some(since.into_iter().flatten().max().unwrap_or_else(Instant::now));
+            Ok(since.iter().flatten().max().copied().unwrap_or_else(Instant::now))
+        } else {
+            Err(())
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+    })
+    .await;
+    all_since.ok()
 }
 
 /// Waits until the autopilot has logged its first verdict on every region (at most 15 s).
 pub async fn wait_watching(pilot: &AutopilotProcess) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
+    let what = "a verdict of the autopilot on every region";
+    let watching = poll(Duration::from_secs(15), Duration::from_millis(100), || async {
         let seen: std::collections::BTreeSet<String> =
             pilot.decisions().iter().filter_map(|d| d["region"].as_str().map(str::to_owned)).collect();
-        if seen.len() == REGIONS.len() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if seen.len() == REGIONS.len() { Ok(()) } else { Err(()) }
+    })
+    .await;
+    if watching.is_err() {
+        panic!("waited for {what} in vain:\n{}", pilot.dump());
     }
-    panic!("the autopilot logged no verdict on every region:\n{}", pilot.dump());
 }
 
 /// `GET /v1/status?window=10` of one proxy, or `None` when it does not answer in time.
 pub async fn status(admin: SocketAddr) -> Option<Value> {
-    get_json(&format!("http://{admin}/v1/status?window=10")).await
+    try_get_json(&format!("http://{admin}/v1/status?window=10")).await
 }
 
 /// The table a proxy has, or `None` when it does not answer in time.
 pub async fn table(admin: SocketAddr) -> Option<Value> {
-    get_json(&format!("http://{admin}/v1/table")).await
-}
-
-async fn get_json(url: &str) -> Option<Value> {
-    get_json_with(&super::h1_client(), url).await
-}
-
-async fn get_json_with(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
-    url: &str,
-) -> Option<Value> {
-    let resp =
-        tokio::time::timeout(Duration::from_secs(2), client.get(url.parse().ok()?)).await.ok()?.ok()?;
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
-    serde_json::from_slice(&body).ok()
+    try_get_json(&format!("http://{admin}/v1/table")).await
 }
 
 /// The share of its own traffic a region keeps in a table (`None` row: all of it).
@@ -320,9 +283,13 @@ pub struct Answer {
 /// A steady client load on every region's proxies (public listeners), round robin.
 pub struct Load {
     pub started: Instant,
+    /// Requests sent so far (each is answered, or fails, within 5 s).
+    sent: Arc<std::sync::atomic::AtomicUsize>,
     answers: Arc<Mutex<Vec<Answer>>>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The regions loaded.
+    regions: Vec<String>,
 }
 
 impl Load {
@@ -331,9 +298,11 @@ impl Load {
         let started = Instant::now();
         let answers = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let sent_total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
+        let regions = targets.iter().map(|(r, _)| r.clone()).collect();
         for (region, addrs) in targets {
-            let (answers, stop) = (answers.clone(), stop.clone());
+            let (answers, stop, sent_total) = (answers.clone(), stop.clone(), sent_total.clone());
             tasks.push(tokio::spawn(async move {
                 let client = super::h1_client();
                 let gap = Duration::from_secs_f64(1.0 / rps.max(1) as f64);
@@ -344,6 +313,7 @@ impl Load {
                     n += 1;
                     let (client, answers, region) = (client.clone(), answers.clone(), region.clone());
                     let sent = started.elapsed();
+                    sent_total.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         let url: http::Uri = format!("http://{addr}/load").parse().expect("url");
                         let r = tokio::time::timeout(Duration::from_secs(5), client.get(url)).await;
@@ -366,34 +336,45 @@ impl Load {
                             a.push(Answer { sent, region, ok, detail });
                         }
                     });
+                    // The pace of the load.
                     tokio::time::sleep(gap).await;
                 }
             }));
         }
-        Load { started, answers, stop, tasks }
+        Load { started, sent: sent_total, answers, stop, tasks, regions }
+    }
+
+    /// Waits until every region has had `n` requests answered well (at most 30 s): the
+    /// load is flowing everywhere.
+    pub async fn wait_flowing(&self, n: usize) {
+        wait_until("the load to flow into every region", Duration::from_secs(30), || async {
+            let answers = self.answers();
+            let mut per_region: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            for a in answers.iter().filter(|a| a.ok) {
+                *per_region.entry(a.region.as_str()).or_default() += 1;
+            }
+            self.regions.iter().all(|r| per_region.get(r.as_str()).is_some_and(|c| *c >= n))
+        })
+        .await;
     }
 
     pub fn answers(&self) -> Vec<Answer> {
         self.answers.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
-    /// Stops sending and waits for the answers still on their way (at most 6 s).
+    /// Stops sending and waits for the answers still on their way (each request has 5 s;
+    /// at most 6 s).
     pub async fn stop(self) -> Vec<Answer> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks {
             let _ = t.await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let deadline = Instant::now() + Duration::from_secs(6);
-        let mut last = usize::MAX;
-        while Instant::now() < deadline {
-            let n = self.answers.lock().map(|a| a.len()).unwrap_or(0);
-            if n == last {
-                break;
-            }
-            last = n;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        let sent = self.sent.load(Ordering::SeqCst);
+        let answers = &self.answers;
+        wait_until("every request of the load to be answered or to fail", Duration::from_secs(6), || async {
+            answers.lock().map(|a| a.len()).unwrap_or(0) >= sent
+        })
+        .await;
         self.answers.lock().map(|a| a.clone()).unwrap_or_default()
     }
 }
@@ -408,7 +389,7 @@ pub struct AutopilotProcess {
 
 impl AutopilotProcess {
     pub fn spawn(fleet_file: &Path, args: &[&str]) -> AutopilotProcess {
-        let listen = free_port();
+        let listen = free_addr();
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
             .args(["autopilot", "--fleet"])
             .arg(fleet_file)
@@ -450,14 +431,11 @@ impl AutopilotProcess {
 
     /// Waits until a decision matches, at most `limit`; returns it.
     pub async fn wait_for(&self, limit: Duration, what: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(d) = self.decisions().into_iter().find(|d| what(d)) {
-                return Some(d);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
+        let found = poll(limit, Duration::from_millis(100), || {
+            let d = self.decisions().into_iter().find(|d| what(d));
+            async move { d.ok_or(()) }
+        });
+        found.await.ok()
     }
 
     pub fn dump(&self) -> String {
@@ -474,14 +452,11 @@ impl AutopilotProcess {
     /// SIGTERM, then the exit status (the autopilot exits 0 on it).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let child = &mut self.child;
+        poll_blocking(Duration::from_secs(10), Duration::from_millis(50), || {
+            child.try_wait().ok().flatten().ok_or(())
+        })
+        .ok()
     }
 }
 
@@ -502,23 +477,21 @@ pub fn recording_hook(dir: &Path, name: &str) -> (String, PathBuf) {
     (cmd, file)
 }
 
+/// The arguments of `flowgate OP REGION --fleet FILE --steps N --interval I --timeout 1s
+/// --yes` (OP: `evacuate` or `restore`), the fleet operation the outage tests run.
+pub fn operation<'a>(
+    op: &'a str,
+    region: &'a str,
+    file: &'a str,
+    steps: &'a str,
+    interval: &'a str,
+) -> Vec<&'a str> {
+    vec![op, region, "--fleet", file, "--steps", steps, "--interval", interval, "--timeout", "1s", "--yes"]
+}
+
 /// Runs the built binary with `args` and the fleet's admin token; exit code, stdout and
 /// stderr (at most 90 s).
 pub async fn flowgate(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(args)
-            .env("FLOWGATE_ADMIN_TOKEN", TOKEN)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the command ends")
-    .expect("run");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = flowgate_as(TOKEN, args, Duration::from_secs(90)).await;
+    (run.code, run.stdout, run.stderr)
 }

@@ -37,12 +37,7 @@ fn readings(failing: &[&str]) -> BTreeMap<String, (Evidence, Reading)> {
 }
 
 fn rails() -> Rails {
-    Rails {
-        confirm: Duration::from_secs(10),
-        min_healthy_regions: 2,
-        cooldown: Duration::from_secs(60),
-        auto_restore: None,
-    }
+    Rails { confirm: Duration::from_secs(10), min_healthy_regions: 2, auto_restore: None }
 }
 
 fn find<'a>(out: &'a [(Decision, bool)], r: &str) -> &'a Decision {

@@ -16,27 +16,32 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use crate::proxy::forward::{ProbeExchange, Upstream};
 
 /// The method every gRPC health service answers.
-pub const PATH: &str = "/grpc.health.v1.Health/Check";
+pub(crate) const PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// `HealthCheckResponse.ServingStatus`.
-pub const UNKNOWN: u64 = 0;
-pub const SERVING: u64 = 1;
-pub const NOT_SERVING: u64 = 2;
-pub const SERVICE_UNKNOWN: u64 = 3;
+pub(crate) const UNKNOWN: u64 = 0;
+pub(crate) const SERVING: u64 = 1;
+pub(crate) const NOT_SERVING: u64 = 2;
+pub(crate) const SERVICE_UNKNOWN: u64 = 3;
 
 /// Largest answer read: a health response is 7 bytes on the wire.
 const MAX_ANSWER: usize = 4096;
 
 /// Asks endpoint `i` whether `service` ("" for the whole server) is serving: `Ok` only for
 /// HTTP 200, `grpc-status` 0 and `SERVING`; otherwise why not.
-pub async fn check(upstream: &Upstream, i: usize, service: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) async fn check(
+    upstream: &Upstream,
+    i: usize,
+    service: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let answer =
         upstream.probe_exchange(i, request(service), timeout, MAX_ANSWER).await.map_err(|e| e.to_string())?;
     verdict(&answer)
 }
 
 /// The `Check` call for `service`.
-pub fn request(service: &str) -> Request<Bytes> {
+pub(crate) fn request(service: &str) -> Request<Bytes> {
     let mut req = Request::new(request_frame(service));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = http::Uri::from_static(PATH);
@@ -49,7 +54,7 @@ pub fn request(service: &str) -> Request<Bytes> {
 
 /// A length-prefixed `HealthCheckRequest`: the empty message for the whole server, else
 /// field 1 (tag `0x0a`: field 1, length-delimited), its varint length and the name.
-pub fn request_frame(service: &str) -> Bytes {
+pub(crate) fn request_frame(service: &str) -> Bytes {
     let mut msg = BytesMut::new();
     if !service.is_empty() {
         msg.put_u8(0x0a);
@@ -65,7 +70,7 @@ pub fn request_frame(service: &str) -> Bytes {
 }
 
 /// Whether an answer says `SERVING`, or why not.
-pub fn verdict(answer: &ProbeExchange) -> Result<(), String> {
+pub(crate) fn verdict(answer: &ProbeExchange) -> Result<(), String> {
     if answer.status != StatusCode::OK {
         return Err(format!("HTTP status {}", answer.status.as_u16()));
     }
@@ -90,7 +95,7 @@ pub fn verdict(answer: &ProbeExchange) -> Result<(), String> {
 }
 
 /// The `ServingStatus` of one length-prefixed `HealthCheckResponse` (and nothing after it).
-pub fn response_status(body: &[u8]) -> Result<u64, String> {
+pub(crate) fn response_status(body: &[u8]) -> Result<u64, String> {
     let Some((head, rest)) = body.split_first_chunk::<5>() else {
         return Err(format!("{} bytes of answer, no whole gRPC message", body.len()));
     };

@@ -71,6 +71,10 @@ async fn a_proxy_probes_and_bypasses_to_a_subset_with_stand_ins_for_members_that
         table: Some(&table),
         proxies_per_region: 6,
         health_interval: Duration::from_millis(100),
+        // Who gets traffic, not how fast a member that came up late ramps up: without
+        // this, a member whose first probe found it still starting would take 5 % of
+        // its share for 10 s and might see none of the requests below.
+        extra: "[balance]\nslow_start = \"0s\"\n",
         ..FleetSpec::default()
     })
     .await;
@@ -87,7 +91,12 @@ async fn a_proxy_probes_and_bypasses_to_a_subset_with_stand_ins_for_members_that
     // 3 members every 100 ms (± 10 % jitter) is about 30 a second; all six would be 60.
     assert!((15.0..=45.0).contains(&probes), "{probes} probes of B's proxies in 1 s");
 
-    // Bypassed traffic goes to the subset only.
+    // Bypassed traffic goes to the subset only, once all three have passed their probes.
+    wait_for("the whole subset to be usable", Duration::from_secs(10), || async {
+        let st = status(a).await;
+        if st["targets"][B]["endpoints"]["proxies"]["usable"] == 3 { Ok(()) } else { Err(st) }
+    })
+    .await;
     let client = h1_client();
     for _ in 0..60 {
         let (status, headers, _) = get(&client, &a.url("/")).await;

@@ -115,11 +115,14 @@ async fn conditional_pushes_and_a_split_fleet_is_shown_not_hidden() {
     // One version, two contents, on different proxies: a split fleet.
     let split_a = r#"{"version": 5, "weights": {"us-east-1": {"us-east-1": 70, "us-west-2": 30}}}"#;
     let split_b = r#"{"version": 5, "weights": {"us-east-1": {"us-east-1": 30, "us-west-2": 70}}}"#;
-    for (i, r) in fleet.regions.iter().enumerate() {
-        for p in &r.proxies {
-            let (s, b) = put(p.admin, if i == 0 { split_a } else { split_b }, None).await;
-            assert_eq!(s, 200, "{b}");
-        }
+    // All at once: pushed one by one, a proxy of the second region could fetch the first
+    // region's version 5 from a peer (probes every 200 ms) before its own push arrived,
+    // and refuse that push as not newer (seen once on a loaded machine).
+    let pushes = fleet.regions.iter().enumerate().flat_map(|(i, r)| {
+        r.proxies.iter().map(move |p| put(p.admin, if i == 0 { split_a } else { split_b }, None))
+    });
+    for (s, b) in futures_util::future::join_all(pushes).await {
+        assert_eq!(s, 200, "{b}");
     }
     let file = fleet.file();
     let (code, out, _) = flowgate(&["status", "--fleet", &file]).await;

@@ -15,6 +15,24 @@ use super::StoreError;
 use crate::config;
 pub(crate) use lease::{Lease, LeaseRef};
 
+/// How long a request keeps trying while members report no leader: an election after
+/// the leader's loss takes about one election timeout (etcd's default is 1 s).
+const ELECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// The pause between passes over the members while they elect a leader.
+const ELECTION_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether a member refused for want of a leader (an election in progress, or a member
+/// cut off from the quorum; only the grace period tells them apart).
+fn waits_for_leader(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            let m = s.message();
+            m.contains("no leader") || m.contains("leader changed")
+        }
+        _ => false,
+    }
+}
+
 /// A connection to the cluster: one client per member, requests going to the member that
 /// answered last and failing over to the next on any error. (A client balanced over all
 /// the members fails a request routed to a dead one instead of trying another.)
@@ -88,8 +106,31 @@ impl Store {
     }
 
     /// Runs `op` on the member that answered last, then on each other one until one
-    /// answers; every attempt bounded by `[store] timeout`.
+    /// answers; every attempt bounded by `[store] timeout`. When a member says it has no
+    /// leader, the cluster may be electing one (about one election timeout, 1 s by etcd's
+    /// default, after the leader dies): the round is tried again for up to
+    /// [`ELECTION_GRACE`], so losing one member of three never fails a push. A request
+    /// refused for want of a leader was never applied, so trying it again is safe.
     async fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let began = tokio::time::Instant::now();
+        loop {
+            let (result, electing) = self.round(&mut op).await;
+            match result {
+                Ok(v) => return Ok(v),
+                Err(errors) if !electing || began.elapsed() >= ELECTION_GRACE => {
+                    return Err(StoreError::Unavailable(format!("{what}: {}", errors.join("; "))));
+                }
+                Err(_) => tokio::time::sleep(ELECTION_RETRY).await,
+            }
+        }
+    }
+
+    /// One pass over the members; says whether any of them was waiting for a leader.
+    async fn round<T, F, Fut>(&self, op: &mut F) -> (Result<T, Vec<String>>, bool)
     where
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -97,6 +138,7 @@ impl Store {
         let n = self.cfg.etcd.len();
         let start = self.members.current.load(Ordering::Relaxed);
         let mut errors = Vec::new();
+        let mut electing = false;
         for k in 0..n {
             let i = (start + k) % n;
             let url = self.cfg.etcd.get(i).map(String::as_str).unwrap_or("?");
@@ -110,13 +152,16 @@ impl Store {
             match tokio::time::timeout(self.cfg.timeout, op(client)).await {
                 Ok(Ok(v)) => {
                     self.members.current.store(i, Ordering::Relaxed);
-                    return Ok(v);
+                    return (Ok(v), false);
                 }
-                Ok(Err(e)) => errors.push(format!("{url}: {e}")),
+                Ok(Err(e)) => {
+                    electing |= waits_for_leader(&e);
+                    errors.push(format!("{url}: {e}"));
+                }
                 Err(_) => errors.push(format!("{url}: no answer within {:?}", self.cfg.timeout)),
             }
         }
-        Err(StoreError::Unavailable(format!("{what}: {}", errors.join("; "))))
+        (Err(errors), electing)
     }
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {

@@ -13,7 +13,11 @@ turn, DURATION seconds each:
 
 The pusher keeps one HTTP/1.1 connection open. Prints each trial's req/s, the pushes made
 and refused, and the ratios of medians. Usage: ROUNDS=3 DURATION=5 bench/swap-cost.py;
-PERSIST=0 leaves the state folder out (no fsync per push), to tell the two costs apart.
+PERSIST=0 leaves the state folder out (no fsync per push), to tell the two costs apart;
+TMPDIR=/dev/shm puts the state folder on tmpfs (check `df /tmp`: the default is meant to be
+a disk). FLOWGATE_BIN=path runs that binary instead of building target/release/flowgate (to
+compare two builds). Also prints, per trial kind, the CPU time of each flowgate thread (from
+/proc/PID/task/*/stat, summed over the rounds): where the core's time goes.
 """
 import http.client, json, os, re, statistics, subprocess, sys, tempfile, threading, time
 
@@ -33,12 +37,15 @@ with open(os.path.join(root, "bench", "flowgate-bench.toml")) as f:
 with open(os.path.join(tmp, "flowgate.toml"), "w") as f:
     f.write(cfg)
 
-subprocess.run(["cargo", "build", "--release", "--bin", "flowgate", "--example", "origin"],
-               cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+BIN = os.environ.get("FLOWGATE_BIN") or os.path.join(root, "target/release/flowgate")
+ORIGIN = os.environ.get("ORIGIN_BIN") or os.path.join(root, "target/release/examples/origin")
+if not os.environ.get("FLOWGATE_BIN"):
+    subprocess.run(["cargo", "build", "--release", "--bin", "flowgate", "--example", "origin"],
+                   cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 procs = [
-    subprocess.Popen(["taskset", "-c", "1", os.path.join(root, "target/release/examples/origin"),
+    subprocess.Popen(["taskset", "-c", "1", ORIGIN,
                       "127.0.0.1:18080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    subprocess.Popen(["taskset", "-c", "1", os.path.join(root, "target/release/flowgate"), "serve",
+    subprocess.Popen(["taskset", "-c", "1", BIN, "serve",
                       "--config", os.path.join(tmp, "flowgate.toml")],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
 ]
@@ -91,8 +98,30 @@ def pusher(mode, stop, counts):
         time.sleep(max(0.0, nxt - time.monotonic()))
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """{thread name: CPU seconds (user + system)} of every thread of `pid`, same names summed."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+cpu = {"none": {}, "same": {}, "swap": {}}
+
+
 def trial(mode):
     stop, counts = threading.Event(), [0, 0]
+    before = thread_cpu(procs[1].pid)
     t = threading.Thread(target=pusher, args=(mode, stop, counts)) if mode != "none" else None
     if t:
         t.start()
@@ -101,6 +130,9 @@ def trial(mode):
     stop.set()
     if t:
         t.join()
+    after = thread_cpu(procs[1].pid)
+    for name, secs in after.items():
+        cpu[mode][name] = cpu[mode].get(name, 0.0) + secs - before.get(name, 0.0)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return rps, counts
 
@@ -130,6 +162,9 @@ try:
     print(f"swap / none: {med['swap'] / med['none']:.3f}")
     print(f"same / none: {med['same'] / med['none']:.3f}  (the harness's own cost)")
     print(f"swap / same: {med['swap'] / med['same']:.3f}  (the cost of swapping itself)")
+    for m in ("none", "same", "swap"):
+        busy = sorted(((s, n) for n, s in cpu[m].items() if s >= 0.005), reverse=True)
+        print(f"{m:5} CPU s per thread: " + ", ".join(f"{n} {s:.2f}" for s, n in busy))
 finally:
     for p in procs:
         p.terminate()

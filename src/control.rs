@@ -21,6 +21,7 @@ pub(crate) mod catchup;
 pub(crate) mod follow_store;
 pub(crate) mod history;
 pub(crate) mod persist;
+pub(crate) mod persist_writer;
 pub(crate) mod reload;
 pub(crate) mod shift;
 pub(crate) mod startup;
@@ -52,6 +53,8 @@ pub struct Control {
     history: Mutex<VecDeque<HistoryEntry>>,
     /// Serialises applies and reloads; held across the persist, never on the request path.
     change: tokio::sync::Mutex<()>,
+    /// Replaces the state file on each push and syncs it in the background.
+    state_writer: Arc<persist_writer::PersistWriter>,
     /// Set once this proxy has compared its table with a peer's (see [`catchup`]).
     synced: std::sync::atomic::AtomicBool,
     /// Wakes whoever waits for `synced`.
@@ -85,6 +88,7 @@ impl Control {
             config: Mutex::new(Arc::new(cfg)),
             history: Mutex::new(VecDeque::from([entry])),
             change: tokio::sync::Mutex::new(()),
+            state_writer: Arc::new(persist_writer::PersistWriter::start()),
             synced: Default::default(),
             synced_now: tokio::sync::Notify::new(),
             conflicts: Mutex::new(Vec::new()),

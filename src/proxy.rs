@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //!
-//! - The request: [`listener`] (where it came from), [`request_filter`], [`headers`] (header
+//! - The request: [`listener`] (where it came from), [`request_filter`], [`own_answers`]
+//!   (what the proxy answers itself: TRACE, `OPTIONS *`, 414), [`headers`] (header
 //!   hygiene and the fleet's field names), [`hop`] (the fleet fields between regions),
 //!   [`request_body`] (kept for retries), [`body`] (the response body and its guard),
 //!   [`upgrade`] (protocol switches), [`shed`] (load shedding).
@@ -36,6 +37,7 @@ pub(crate) mod health;
 mod hop;
 mod listener;
 mod origin;
+mod own_answers;
 pub(crate) mod peer;
 mod peer_upkeep;
 mod pool;
@@ -94,6 +96,8 @@ pub struct Proxy {
     origin_names: Vec<Arc<str>>,
     config_routes: Vec<crate::config::Route>,
     max_hops: u32,
+    /// `[limits] max_uri_bytes`: a longer request target is answered 414.
+    pub(crate) max_uri_bytes: usize,
     shedder: shed::Shedder,
     /// What load shedding counts; outlives the generation, as requests in flight do.
     inflight: Arc<Inflight>,
@@ -171,6 +175,7 @@ impl Proxy {
             origin_names,
             config_routes: cfg.routes.clone(),
             max_hops: cfg.forwarding.max_hops,
+            max_uri_bytes: cfg.limits.max_uri_bytes,
             shedder: shed::Shedder::new(&cfg.overload),
             inflight: shared.inflight,
             dispatch,
@@ -217,8 +222,11 @@ impl Proxy {
     }
 
     /// Handles one request from a client; never fails: errors become responses.
-    pub(crate) async fn handle(&self, ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn handle(&self, ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.inflight);
+        if let Some(answer) = own_answers::answer(&mut req, self.max_uri_bytes) {
+            return self.own_response(ctx, answer, guard);
+        }
         if ctx.listener.is_peer() && req.uri().path() == health::HEALTH_PATH {
             return self.answerer(&self.tables.load()).health(guard);
         }

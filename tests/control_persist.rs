@@ -1,6 +1,7 @@
 //! Persistence and reloads with the real binary: a table survives SIGKILL right after its
-//! 200, a corrupt state file is moved aside and the config's table used, SIGHUP swaps the
-//! endpoints under load and refuses a broken file.
+//! 200 (the last of a burst too, and a drain leaves it), a push that cannot be written is
+//! refused and changes nothing, a corrupt state file is moved aside and the config's table
+//! used, SIGHUP swaps the endpoints under load and refuses a broken file.
 //!
 //! The binary reads its admin token from `FLOWGATE_ADMIN_TOKEN` (the default `token_env`),
 //! given to the child only. Where a test needs a second region, `us-west-2` is an
@@ -328,4 +329,91 @@ async fn sighup_swaps_endpoints_under_load_and_refuses_a_broken_config() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
+}
+
+/// The names in the state folder, sorted.
+fn state_files(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state)
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The version in the state file.
+fn version_on_disk(state: &Path) -> u64 {
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(state.join("table.json")).expect("state file")).expect("json");
+    saved["version"].as_u64().expect("version")
+}
+
+/// Pushes versions `from..=to` one after the other, each acknowledged with a 200.
+async fn burst(admin: SocketAddr, from: u64, to: u64) {
+    for v in from..=to {
+        let (s, answer) = put(admin, TOKEN, &json!({"version": v, "weights": {A: {A: 1 + v % 7}}})).await;
+        assert_eq!(s, 200, "version {v}: {answer}");
+    }
+}
+
+/// The fsync is coalesced in the background, but every acknowledged push is in the state
+/// file already: a burst of 200 pushes then SIGKILL right after the last 200 finds the last
+/// one there, whole, with no temporary file; a burst then a drain (SIGTERM) likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_push_of_a_burst_is_on_disk_after_sigkill_and_after_a_drain() {
+    let oa = origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let text = config(&oa.addr.to_string(), None, None, Some(&state));
+
+    let mut p = spawn(&text);
+    burst(p.admin, 1, 200).await;
+    p.signal("KILL");
+    let exit = p.wait_exit(Duration::from_secs(10)).expect("killed");
+    assert_eq!(exit.signal(), Some(9), "{exit:?}");
+    drop(p);
+    assert_eq!(state_files(&state), ["table.json"], "the state file, and no temporary one");
+    assert_eq!(version_on_disk(&state), 200, "the last acknowledged push");
+
+    let mut p = spawn(&text);
+    assert_eq!(get_json(p.admin, "/v1/table").await["version"], 200);
+    burst(p.admin, 201, 250).await;
+    p.signal("TERM");
+    let exit = p.wait_exit(Duration::from_secs(20)).expect("drained");
+    assert!(exit.success(), "a drain exits cleanly: {exit:?}");
+    drop(p);
+    assert_eq!(state_files(&state), ["table.json"]);
+    assert_eq!(version_on_disk(&state), 250);
+}
+
+/// A push whose state file cannot be replaced (here a folder stands where the file goes)
+/// is refused with a 500 naming the file, and changes nothing: the version in force, the
+/// history, the state folder; once the disk is fixed the same push is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_that_cannot_be_written_is_refused_and_changes_nothing() {
+    let oa = origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let text = config(&oa.addr.to_string(), None, None, Some(&state));
+    let p = spawn(&text);
+    burst(p.admin, 2, 2).await;
+    let history = get_json(p.admin, "/v1/table/history").await;
+
+    std::fs::remove_file(state.join("table.json")).expect("remove the state file");
+    std::fs::create_dir_all(state.join("table.json").join("in-the-way")).expect("a folder in its place");
+    let pushed = json!({"version": 3, "weights": {A: {A: 5}}});
+    let (s, answer) = put(p.admin, TOKEN, &pushed).await;
+    assert_eq!(s, 500, "{answer}");
+    assert!(answer.to_string().contains("table.json"), "the answer names the file: {answer}");
+    assert_eq!(get_json(p.admin, "/v1/table").await["version"], 2, "nothing changed");
+    assert_eq!(get_json(p.admin, "/v1/table/history").await, history, "no apply recorded");
+    let m = metrics(p.admin).await;
+    assert_eq!(metric_sum(&m, "flowgate_table_rejected_total", &["reason=\"internal\""]), 1.0);
+    assert_eq!(state_files(&state), ["table.json"], "no temporary file left behind");
+
+    std::fs::remove_dir_all(state.join("table.json")).expect("clear the way");
+    let (s, answer) = put(p.admin, TOKEN, &pushed).await;
+    assert_eq!(s, 200, "{answer}");
+    assert_eq!(version_on_disk(&state), 3);
 }

@@ -405,8 +405,9 @@ async fn a_full_disk_refuses_the_push_with_500_and_changes_nothing() {
     assert_eq!(metric, 1.0, "flowgate_table_version still 1");
     assert_eq!(regions, vec![A.to_owned()], "traffic did not move to {B}");
     assert!(!state.join("table.json").exists(), "no state file was written");
-    // Space again: the same push is applied.
-    std::fs::remove_file(&tmp).expect("rm symlink");
+    // The failed write cleans up after itself: the temporary file (here the symlink) is
+    // gone, so the disk is usable again and the same push is applied.
+    assert!(std::fs::symlink_metadata(&tmp).is_err(), "the failed write left its temporary file");
     let (code, body) = put(p.addrs.admin, &to_west(2)).await;
     assert_eq!(code, 200, "{body}");
     let (version, _, regions) = observed(&p).await;

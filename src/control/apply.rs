@@ -1,5 +1,5 @@
 //! Putting a table in force: the version rules, `If-Match`, validation, the signature and
-//! `max_shift` checks, then compile and persist off the request path, swap, record. Every
+//! `max_shift` checks, then compile and persist off the runtime's thread, swap, record. Every
 //! step before the swap can refuse, and a refusal changes nothing.
 
 use std::sync::Arc;
@@ -116,13 +116,16 @@ impl Control {
         let version = table.version;
         let note = table.note.clone();
         let kept = Arc::new(table.clone());
-        // Compiling a large table and writing it are the slow steps: neither touches the
-        // request path, which keeps reading the old table until the store below.
+        // Compiling a large table and writing it are the slow steps: neither runs on the
+        // runtime's thread, and the request path keeps reading the old table until the
+        // store below. The file is replaced before the answer (a process crash keeps it);
+        // its fsync is coalesced in the background (power loss may lose the last
+        // `persist_writer::SYNC_EVERY`), so a push waits for no disk.
         let state_dir = self.config().admin.state_dir.clone();
-        let p2 = proxy.clone();
+        let (p2, writer) = (proxy.clone(), self.state_writer.clone());
         let compiled = tokio::task::spawn_blocking(move || -> Result<_, ApplyError> {
             if let Some(dir) = &state_dir {
-                persist::save(dir, &table)?;
+                writer.save(dir, &table)?;
             }
             Ok(p2.compile(table))
         })

@@ -1,9 +1,13 @@
 //! The last applied table on disk, so that a restart serves what was pushed.
 //!
-//! Written atomically ([`write_atomically`]): a temporary file in the same folder, fsync,
-//! rename over the old one, fsync of the folder. A crash at any point leaves either the
-//! old table or the new one, never half of one. A file that cannot be read back is moved
-//! aside, not deleted: an operator may want to see what was there.
+//! A push replaces the file ([`save_unsynced`]: a temporary file in the same folder,
+//! renamed over the old one) before it is answered, so a process crash at any point leaves
+//! the old table or the new one, never half of one, and an acknowledged table survives
+//! `kill -9` (the page cache outlives the process). Making it survive power loss too
+//! ([`sync`]: fsync of the file and the folder) is left to
+//! [`super::persist_writer`], which coalesces it off the push's path.
+//! [`write_atomically`] does both at once, for files written once. A file that cannot be
+//! read back is moved aside, not deleted: an operator may want to see what was there.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,33 +30,70 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
     move |source| PersistError::Io { path: path.to_owned(), source }
 }
 
-/// Writes `table` as the state file of `dir`, durably.
-pub(crate) fn save(dir: &Path, table: &Table) -> Result<(), PersistError> {
+/// Replaces the state file of `dir` with `table`, whole, without waiting for the disk:
+/// what a process crash cannot undo, but power loss can until [`sync`]. Returns the file
+/// and what was written, for [`sync`] or a rewrite.
+///
+/// Also returns the replaced file, still open: on a folder mounted with `discard`, the
+/// last close of a replaced file frees its blocks with a synchronous discard (measured:
+/// most of a push's time), so whoever closes it pays that; the caller hands it to a
+/// thread that can wait.
+pub(crate) fn save_unsynced(
+    dir: &Path,
+    table: &Table,
+) -> Result<(PathBuf, Vec<u8>, Option<std::fs::File>), PersistError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let bytes = serde_json::to_vec_pretty(table)
         .map_err(|source| PersistError::Encode { what: "the table", source })?;
-    write_atomically(&dir.join(FILE), &bytes)
+    let path = dir.join(FILE);
+    let replaced = std::fs::File::open(&path).ok();
+    replace(&path, &bytes, false)?;
+    Ok((path, bytes, replaced))
 }
 
-/// Replaces `path` with `bytes` so that a reader (or a crash) sees the old file or the new
-/// one, never half of one: a temporary file in the same folder, fsync, rename over the old
-/// one, fsync of the folder. The folder must exist.
+/// Makes a file replaced by [`save_unsynced`] survive power loss: its data, then the
+/// folder that holds the rename.
+pub(crate) fn sync(path: &Path) -> Result<(), PersistError> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))?;
+    let dir = folder(path);
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Replaces `path` with `bytes` so that a reader (or a crash, even a power loss) sees the
+/// old file or the new one, never half of one: a temporary file in the same folder, fsync,
+/// rename over the old one, fsync of the folder. The folder must exist.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let dir = match path.parent() {
+    replace(path, bytes, true)?;
+    // The rename is durable only once the folder itself is synced.
+    let dir = folder(path);
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn folder(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// A temporary file in the folder of `path` (synced first when `durable`), renamed over
+/// it; on failure the temporary file is removed, so a refused write leaves nothing behind.
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), PersistError> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
+    let tmp = folder(path).join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io(path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    // The rename is durable only once the folder itself is synced.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    Ok(())
+    written
 }
 
 /// What start-up found in the state folder.
@@ -111,13 +152,29 @@ mod tests {
         let mut t = Table::local_only();
         t.version = 9;
         t.weights.insert("a".into(), [("b".to_string(), 3u64)].into());
-        save(dir.path(), &t).unwrap();
+        let (path, _, _) = save_unsynced(dir.path(), &t).unwrap();
+        sync(&path).unwrap();
         match load(dir.path(), &known()) {
             Loaded::Table(back) => assert_eq!(back, t),
             other => panic!("{other:?}"),
         }
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_refused_write_leaves_the_old_file_and_no_temporary_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        write_atomically(&path, b"old").unwrap();
+        // A folder where the temporary file is renamed to: the rename fails.
+        let blocked = dir.path().join(FILE);
+        std::fs::create_dir_all(blocked.join("x")).unwrap();
+        assert!(save_unsynced(dir.path(), &Table::local_only()).is_err());
+        assert!(blocked.join("x").is_dir());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary file is left behind: {names:?}");
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub(crate) enum ProxyError {
     BadRequest,
     #[error("this method is not served by a reverse proxy")]
     MethodNotAllowed,
+    /// A transfer coding other than `chunked`: the proxy cannot decode it, and must not
+    /// drop it on the way (RFC 9112 section 6.1).
+    #[error("the request's transfer coding is not implemented")]
+    NotImplemented,
+    #[error("the request target is longer than the proxy takes")]
+    UriTooLong,
 }
 
 impl ProxyError {
@@ -50,6 +56,8 @@ impl ProxyError {
             ProxyError::UpstreamProtocol => "upstream-protocol",
             ProxyError::BadRequest => "bad-request",
             ProxyError::MethodNotAllowed => "method-not-allowed",
+            ProxyError::NotImplemented => "not-implemented",
+            ProxyError::UriTooLong => "uri-too-long",
         }
     }
 
@@ -58,6 +66,8 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::NoEndpoint | ProxyError::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
@@ -138,6 +148,8 @@ impl ProxyError {
             ProxyError::UpstreamProtocol => b"upstream protocol error\n",
             ProxyError::BadRequest => b"bad request\n",
             ProxyError::MethodNotAllowed => b"method not allowed\n",
+            ProxyError::NotImplemented => b"transfer coding not implemented\n",
+            ProxyError::UriTooLong => b"request target too long\n",
         }
     }
 }

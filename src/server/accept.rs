@@ -41,10 +41,19 @@ pub(super) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         // Our watchdog owns the header deadline; see `vocab::activity` for why. The read buffer
-        // cap is what bounds the request head: a longer one is answered 431.
+        // cap is what bounds the request head: a longer one is answered 431, or 414 when it
+        // is one request line (see `watched`).
         .header_read_timeout(None)
         .max_buf_size(cfg.limits.max_header_bytes)
         .max_headers(cfg.limits.max_headers)
+        // A client may shut its sending side (TCP half-close) once its requests are out
+        // and still wait for the answers. Without this, hyper takes that EOF for a client
+        // gone and drops the request in flight with its answer, and every pipelined one
+        // after it; with it, the connection closes once it is idle and has read the EOF.
+        // The cost: a client that leaves mid-request is found out when its answer cannot
+        // be written, not before (`[timeouts] request` still bounds the wait), as with
+        // HAProxy's default (no `abortonclose`).
+        .half_close(true)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
@@ -111,8 +120,9 @@ pub(super) async fn accept_loop(
             let _permit = permit;
             let activity = ConnActivity::new();
             let ctx = Arc::new(ConnCtx::new(kind, remote, activity.clone()));
+            let max_uri = shared2.proxy.load().max_uri_bytes;
             match tls {
-                None => serve(Watched::new(stream, activity), ctx, &shared2).await,
+                None => serve(Watched::new(stream, activity, Some(max_uri)), ctx, &shared2).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(shared2.header_timeout, acceptor.accept(stream));
                     let stream = tokio::select! {
@@ -129,10 +139,12 @@ pub(super) async fn accept_loop(
                         },
                         _ = shared2.graceful.cancelled() => return,
                     };
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    if h2 {
                         activity.set_h2();
                     }
-                    serve(Watched::new(stream, activity), ctx, &shared2).await
+                    let max_uri = (!h2).then_some(max_uri);
+                    serve(Watched::new(stream, activity, max_uri), ctx, &shared2).await
                 }
             }
         });

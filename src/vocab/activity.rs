@@ -74,6 +74,12 @@ impl ConnActivity {
         ActiveRequest(self.clone())
     }
 
+    /// Whether a request is in flight: a response written while none is was made by the
+    /// HTTP layer itself (an answer to a head it could not parse).
+    pub(crate) fn busy(&self) -> bool {
+        self.inflight.load(Ordering::Relaxed) > 0
+    }
+
     pub fn set_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
     }

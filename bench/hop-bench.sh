@@ -10,10 +10,16 @@
 # proxies and origin share core 1, wrk (-t1 -c64) has core 0. Rounds are interleaved and
 # the median of each chain is reported, with the ratio. Needs nginx and wrk.
 # Usage: bench/hop-bench.sh; ROUNDS=3 DURATION=10 PEER_PROTOCOL=http2|http1.
+# COUNT=a (the proxy the client talks to) or COUNT=b (the peer proxy) runs that proxy
+# under callgrind instead and prints the instructions it executes per request (wrk,
+# DURATION s, -c64), the figure that does not move with this machine's noise; the
+# profile is left in /tmp/flowgate-hop-callgrind.out. FLOWGATE=path runs that binary.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; PEER_PROTOCOL=${PEER_PROTOCOL:-http2}
-(cd "$root" && cargo build --release --bin flowgate >/dev/null 2>&1)
+# FLOWGATE=path runs that binary instead of building one (to compare two builds).
+bin=${FLOWGATE:-$root/target/release/flowgate}
+[ -n "${FLOWGATE:-}" ] || (cd "$root" && cargo build --release --bin flowgate >/dev/null 2>&1)
 start_origin 1
 nginx_proxy edge 18202 127.0.0.1:18080
 taskset -c 1 nginx -c "$run/edge.conf" & pids+=($!)
@@ -45,16 +51,37 @@ level = "warn"
 [runtime]
 workers = 1
 EOF
-  taskset -c 1 "$root/target/release/flowgate" serve --config "$run/$1.toml" 2>>"$run/flowgate.err" & pids+=($!)
+  local vg=()
+  [ "${COUNT:-}" = "$1" ] && vg=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$cg_out")
+  taskset -c 1 "${vg[@]}" "$bin" serve --config "$run/$1.toml" 2>>"$run/flowgate.err" & pids+=($!)
+  [ "${COUNT:-}" = "$1" ] && counted=$!
+  return 0
 }
+cg_out=/tmp/flowgate-hop-callgrind.out; counted=
 flowgate_conf a 18301 18311 18309 b 18312
 flowgate_conf b 18302 18312 18319 a 18311
 
 wait_ok http://127.0.0.1:18201/
 wait_ok http://127.0.0.1:18301/
-region=$(curl -fsS -D - -o /dev/null http://127.0.0.1:18301/ | tr -d '\r' | awk -F': ' 'tolower($1) == "x-flowgate-region" {print $2}')
+# Until a's probes have found b usable (a proxy under callgrind starts slowly).
+for _ in $(seq 100); do
+  region=$(curl -fsS -D - -o /dev/null http://127.0.0.1:18301/ | tr -d '\r' | awk -F': ' 'tolower($1) == "x-flowgate-region" {print $2}' || true)
+  [ "$region" = b ] && break
+  sleep 0.2
+done
 [ "$region" = b ] || { echo "flowgate a did not forward to b (served by: $region)" >&2; exit 1; }
 
+if [ -n "${COUNT:-}" ]; then
+  taskset -c 0 wrk -t1 -c64 -d2s http://127.0.0.1:18301/ >/dev/null
+  callgrind_control -i on "$counted" >/dev/null
+  n=$(taskset -c 0 wrk -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18301/ | awk '/requests in/ {print $1}')
+  callgrind_control -i off "$counted" >/dev/null
+  kill -TERM "$counted"; wait "$counted" 2>/dev/null || true
+  total=$(callgrind_annotate "$cg_out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  awk -v t="$total" -v n="$n" -v c="$COUNT" -v p="$PEER_PROTOCOL" \
+    'BEGIN { printf "proxy %s, peer link %s: %d requests, %.0f instructions per request\n", c, p, n, t / n }'
+  exit 0
+fi
 rps() { taskset -c 0 wrk -t1 -c64 -d"${DURATION}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 taskset -c 0 wrk -t1 -c64 -d2s http://127.0.0.1:18201/ >/dev/null
 taskset -c 0 wrk -t1 -c64 -d2s http://127.0.0.1:18301/ >/dev/null

@@ -41,6 +41,7 @@ mod own_answers;
 pub(crate) mod peer;
 mod peer_upkeep;
 mod pool;
+mod record;
 mod region_outlier;
 mod request_body;
 mod request_filter;
@@ -65,18 +66,19 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::metrics::window::TargetWindow;
-use crate::table::compile::{CompiledTable, Regions, Target};
+use crate::table::compile::{CompiledTable, Regions};
 use crate::table::store::TableStore;
 use crate::table::{Known, Table};
 use attempt::{Dispatch, Outcome, Plan};
 use body::{ProxyBody, RequestGuard};
 use error::ProxyError;
 pub use generation::{BuildError, Shared};
-use headers::{ClientHop, X_FLOWGATE_ATTEMPTS, X_FLOWGATE_ERROR, X_FLOWGATE_REGION};
+use headers::{ClientHop, X_FLOWGATE_REGION};
 use hop::HopInfo;
 pub(crate) use listener::{ConnCtx, ListenerKind};
 use origin::OriginPool;
 use peer::PeerRegion;
+use pool::UpstreamResponse;
 use region_outlier::RegionOutliers;
 use retry::RetryPolicy;
 use shed::Inflight;
@@ -221,86 +223,45 @@ impl Proxy {
         CompiledTable::compile(table, &self.regions, &self.origin_names, &self.config_routes)
     }
 
-    /// Handles one request from a client; never fails: errors become responses.
+    /// Handles one request from a client; never fails: errors become responses. The
+    /// phases: the proxy's own answers and the filter, route, choose and attempt (in
+    /// `forward` and the attempts' `Plan`), then respond and record (in [`record`]), which
+    /// every answer goes through whoever made it.
     pub(crate) async fn handle(&self, ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.inflight);
-        if let Some(answer) = own_answers::answer(&mut req, self.max_uri_bytes) {
-            return self.own_response(ctx, answer, guard);
-        }
-        if ctx.listener.is_peer() && req.uri().path() == health::HEALTH_PATH {
-            return self.answerer(&self.tables.load()).health(guard);
-        }
-        if ctx.listener.is_peer() && req.uri().path() == health::TABLE_PATH {
-            return self.answerer(&self.tables.load()).table(guard);
-        }
-        let priority = self.shedder.priority(req.headers());
-        if self.shedder.shed(priority, self.inflight.get()) {
-            self.metrics.shed_total.with_label_values(&[shed::reason(priority)]).inc();
-            let mut resp = error_response(ProxyError::OriginBusy, guard);
-            resp.headers_mut().insert(&X_FLOWGATE_REGION, self.region_header.clone());
-            self.metrics.rate.record(true);
-            return resp;
-        }
         let started = Instant::now();
-        let method = self.access_log.then(|| (req.method().clone(), req.uri().path().to_owned()));
+        let access = self.access_log.then(|| record::Access::of(&req));
         let mut outcome = Outcome::default();
-        let result = self.forward(ctx, req, &mut guard, &mut outcome).await;
-        let mut resp = match result {
-            Ok(resp) => resp.map(|b| ProxyBody::upstream(b, guard)),
-            Err(e) => {
-                if e == ProxyError::OriginBusy {
-                    self.metrics.shed_total.with_label_values(&["origin-concurrency"]).inc();
+        let mut resp = match own_answers::answer(&mut req, self.max_uri_bytes) {
+            Some(own) => own.map(|b| ProxyBody::full(b, guard)),
+            None => {
+                if ctx.listener.is_peer() && req.uri().path() == health::HEALTH_PATH {
+                    return self.answerer(&self.tables.load()).health(guard);
                 }
-                error_response(e, guard)
+                if ctx.listener.is_peer() && req.uri().path() == health::TABLE_PATH {
+                    return self.answerer(&self.tables.load()).table(guard);
+                }
+                let priority = self.shedder.priority(req.headers());
+                if self.shedder.shed(priority, self.inflight.get()) {
+                    self.metrics.shed_total.with_label_values(&[shed::reason(priority)]).inc();
+                    let mut resp = error_response(ProxyError::OriginBusy, guard);
+                    resp.headers_mut().insert(&X_FLOWGATE_REGION, self.region_header.clone());
+                    self.metrics.rate.record(true);
+                    return resp;
+                }
+                match self.forward(ctx, req, &mut guard, &mut outcome).await {
+                    Ok(resp) => resp.map(|b| ProxyBody::upstream(b, guard)),
+                    Err(e) => {
+                        if e == ProxyError::OriginBusy {
+                            self.metrics.shed_total.with_label_values(&["origin-concurrency"]).inc();
+                        }
+                        error_response(e, guard)
+                    }
+                }
             }
         };
-        let target_region = outcome.target.map(|t| self.regions.name(t)).unwrap_or("-");
-        let h = resp.headers_mut();
-        match outcome.target {
-            // A peer's answer names the region that made it; keep it.
-            Some(Target::Peer(_)) if h.contains_key(&X_FLOWGATE_REGION) => {}
-            Some(Target::Peer(_)) => {
-                if let Ok(v) = HeaderValue::from_str(target_region) {
-                    h.insert(&X_FLOWGATE_REGION, v);
-                }
-            }
-            _ => {
-                h.insert(&X_FLOWGATE_REGION, self.region_header.clone());
-            }
-        }
-        if outcome.attempts > 1 {
-            h.insert(&X_FLOWGATE_ATTEMPTS, HeaderValue::from(outcome.attempts));
-        }
-        let origin = outcome.origin.map(|o| &*self.origin_names[o]).unwrap_or("-");
-        let status = resp.status();
-        self.metrics.rate.record(status.is_server_error());
-        if !ctx.listener.is_peer() {
-            self.metrics.source_rate.record(status.is_server_error());
-        }
-        let target_index = outcome.target.map(Target::index);
-        let elapsed = started.elapsed();
-        self.request_metrics.observe(
-            ctx.listener as usize,
-            outcome.origin,
-            target_index,
-            status.as_u16(),
-            elapsed.as_secs_f64(),
-        );
-        if let Some((m, path)) = method {
-            tracing::info!(
-                target: "flowgate::access",
-                listener = ctx.listener.name(),
-                client = %ctx.remote,
-                method = %m,
-                path = %path,
-                status = status.as_u16(),
-                origin,
-                target_region,
-                attempts = outcome.attempts,
-                error = resp.headers().get(&X_FLOWGATE_ERROR).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-                ms = started.elapsed().as_secs_f64() * 1000.0,
-            );
-        }
+        self.respond(&mut resp, &outcome);
+        self.record(ctx, &resp, &outcome, started, access);
         resp
     }
 
@@ -323,7 +284,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         guard: &mut RequestGuard,
         outcome: &mut Outcome,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamResponse>, ProxyError> {
         request_filter::check(&mut req)?;
         let table = self.tables.load();
         let oid = table

@@ -186,13 +186,24 @@ impl RawOrigin {
         RawOrigin { addr, conns, busy }
     }
 
-    /// Waits until every connection that carried bytes is recorded (each ends within 3 s),
-    /// then takes what the origin recorded, health probes left out.
+    /// Waits until every connection that carried bytes is recorded (each ends within 3 s)
+    /// and none has started for 100 ms, then takes what the origin recorded, health probes
+    /// left out. The quiet spell matters: the proxy writes a request head upstream before
+    /// it finds the client's body malformed and answers 400, so the client can hold its
+    /// answer while the origin's reader has not yet been scheduled to see those bytes.
     async fn take(&self) -> Vec<Vec<u8>> {
-        wait_until("the raw origin's connections to end", Duration::from_secs(5), || async {
-            self.busy.load(Ordering::SeqCst) == 0
-        })
-        .await;
+        let quiet = Duration::from_millis(100);
+        for _ in 0..50 {
+            wait_until("the raw origin's connections to end", Duration::from_secs(5), || async {
+                self.busy.load(Ordering::SeqCst) == 0
+            })
+            .await;
+            let recorded = self.conns.lock().expect("conns").len();
+            tokio::time::sleep(quiet).await;
+            if self.busy.load(Ordering::SeqCst) == 0 && self.conns.lock().expect("conns").len() == recorded {
+                break;
+            }
+        }
         let all = std::mem::take(&mut *self.conns.lock().expect("conns"));
         // A connection the proxy opened but wrote nothing on carries no request.
         all.into_iter().filter(|c| !c.is_empty() && !c.starts_with(b"GET /healthz ")).collect()

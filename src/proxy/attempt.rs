@@ -21,6 +21,7 @@ use super::forward::Answer;
 use super::headers::{X_FLOWGATE_ERROR, X_FLOWGATE_REGION};
 use super::hop::HopInfo;
 use super::peer::{Path, PeerRegion};
+use super::pool::UpstreamResponse;
 use super::region_outlier::RegionOutliers;
 use super::request_body::{Kept, UpstreamBody, attempt_request};
 use super::retry::{self, Reason, RetryPolicy};
@@ -189,10 +190,10 @@ impl Plan<'_> {
         guard: &mut RequestGuard,
         outcome: &mut Outcome,
         rng: &mut R,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamResponse>, ProxyError> {
         let d = self.dispatch;
         let (parts, body) = req.into_parts();
-        let mut kept = Kept::keep(body, d.retry.max_body_bytes).await?;
+        let mut kept = Kept::keep(&parts, body, d.retry.max_body_bytes).await?;
         d.retry.deposit();
         let live =
             Live { targets: &d.targets, outliers: &d.outliers, table: self.table, origin: self.origin };
@@ -263,10 +264,7 @@ impl Plan<'_> {
             state.retrying(tried, seen, reason, local_gone);
         }
         match last {
-            Some(Ok(answer)) => {
-                guard.conn = answer.conn;
-                Ok(answer.response)
-            }
+            Some(Ok(answer)) => Ok(answer.response),
             Some(Err(e)) => Err(e),
             None => Err(if state.steer.local_full { ProxyError::OriginBusy } else { ProxyError::NoEndpoint }),
         }

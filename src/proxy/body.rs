@@ -8,15 +8,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use super::origin::OriginPermit;
-use super::pool::PooledConn;
+use super::pool::UpstreamResponse;
 use super::shed::{Inflight, InflightSlot};
 use crate::vocab::activity::ActiveRequest;
 
 /// Held for as long as a response streams: the connection counts the request as in
 /// flight, the origin counts it against its concurrency limit, and so does load shedding.
+/// (The upstream connection the response streams on is held by its body, which gives it
+/// back to its pool at the end of the stream.)
 #[derive(Debug)]
 pub(crate) struct RequestGuard {
     /// First, so that it drops first: load shedding counts the request out before the
@@ -25,13 +26,11 @@ pub(crate) struct RequestGuard {
     /// Counted by the connection, which drain waits for.
     _active: ActiveRequest,
     pub(crate) permit: Option<OriginPermit>,
-    /// The upstream connection the response streams on: back to its pool when done.
-    pub(crate) conn: Option<PooledConn>,
 }
 
 impl RequestGuard {
     pub(crate) fn new(active: ActiveRequest, inflight: &Arc<Inflight>) -> RequestGuard {
-        RequestGuard { _inflight: inflight.enter(), _active: active, permit: None, conn: None }
+        RequestGuard { _inflight: inflight.enter(), _active: active, permit: None }
     }
 }
 
@@ -39,13 +38,13 @@ pin_project_lite::pin_project! {
     /// Response body: streamed from upstream (`Either::Left`) or made by the proxy.
     pub(crate) struct ProxyBody {
         #[pin]
-        inner: Either<Incoming, Full<Bytes>>,
+        inner: Either<UpstreamResponse, Full<Bytes>>,
         guard: Option<RequestGuard>,
     }
 }
 
 impl ProxyBody {
-    pub(crate) fn upstream(body: Incoming, guard: RequestGuard) -> ProxyBody {
+    pub(crate) fn upstream(body: UpstreamResponse, guard: RequestGuard) -> ProxyBody {
         ProxyBody { inner: Either::Left(body), guard: Some(guard) }
     }
 

@@ -13,16 +13,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::balance::{EndpointSet, SetPolicy};
 use super::error::ProxyError;
-use super::headers::X_FLOWGATE_REGION;
-use super::pool::{H1Pool, PooledConn};
+use super::headers::{X_FLOWGATE_REGION, is_upgrade_request};
+use super::pool::{H1Pool, UpstreamResponse};
 use super::request_body::UpstreamBody;
 use crate::config::Protocol;
 
@@ -64,10 +62,9 @@ pub(crate) struct Upstream {
 
 /// A response and what it took.
 pub(crate) struct Answer {
-    pub(crate) response: Response<Incoming>,
+    /// Its body holds the pooled connection it streams on, until it is relayed.
+    pub(crate) response: Response<UpstreamResponse>,
     pub(crate) latency: Duration,
-    /// The pooled connection the response streams on, to hold until it is relayed.
-    pub(crate) conn: Option<PooledConn>,
 }
 
 impl Upstream {
@@ -181,7 +178,7 @@ impl Upstream {
         let _load = self.set.start(i);
         let t0 = Instant::now();
         let result = match tokio::time::timeout(budget, self.exchange(endpoint, i, req)).await {
-            Ok(Ok((response, conn))) => Ok(Answer { response, latency: t0.elapsed(), conn }),
+            Ok(Ok(response)) => Ok(Answer { response, latency: t0.elapsed() }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ProxyError::Timeout),
         };
@@ -195,22 +192,27 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// One request and its response head, over this set's pool.
+    /// One request and its response head, over this set's pool. A protocol switch goes
+    /// through hyper-util's client even in the clear: the tunnel needs hyper's upgrade.
     async fn exchange(
         &self,
         endpoint: Authority,
         i: usize,
         mut req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Option<PooledConn>), ProxyError> {
-        retarget(&mut req, &endpoint, self.protocol, &self.scheme, self.h1.is_none())?;
-        match &self.h1 {
-            Some(pool) => pool.send(i, &endpoint, req).await.map(|(r, c)| (r, Some(c))),
+    ) -> Result<Response<UpstreamResponse>, ProxyError> {
+        let pool = self.h1.as_ref().filter(|_| !is_upgrade_request(req.version(), req.headers()));
+        retarget(&mut req, &endpoint, self.protocol, &self.scheme, pool.is_none())?;
+        match pool {
+            Some(pool) => pool.send(i, &endpoint, req).await.map(|r| r.map(UpstreamResponse::Wire)),
             // Boxed: hyper-util's future is large, and would make every send larger.
-            None => Box::pin(self.client().request(req)).await.map(|r| (r, None)).map_err(|e| {
-                let err = ProxyError::from_client(&e);
-                tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
-                err
-            }),
+            None => Box::pin(self.client().request(req))
+                .await
+                .map(|r| r.map(UpstreamResponse::Hyper))
+                .map_err(|e| {
+                    let err = ProxyError::from_client(&e);
+                    tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
+                    err
+                }),
         }
     }
 }
@@ -285,14 +287,14 @@ impl Upstream {
     ) -> Result<ProbeAnswer, ProxyError> {
         use http_body_util::BodyExt;
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
-        let mut req = Request::new(Either::Right(Full::new(Bytes::new())));
+        let mut req = Request::new(UpstreamBody::kept(Bytes::new()));
         *req.uri_mut() = Uri::try_from(path).map_err(|_| ProxyError::BadRequest)?;
         let host = HeaderValue::from_str(endpoint.as_str()).map_err(|_| ProxyError::BadRequest)?;
         req.headers_mut().insert(http::header::HOST, host);
         req.headers_mut().insert(http::header::USER_AGENT, HeaderValue::from_static("flowgate-health"));
         let t0 = Instant::now();
         let work = async {
-            let (resp, _conn) = self.exchange(endpoint, i, req).await?;
+            let resp = self.exchange(endpoint, i, req).await?;
             let status = resp.status();
             let from_flowgate = resp.headers().contains_key(&X_FLOWGATE_REGION);
             let limited = http_body_util::Limited::new(resp.into_body(), limit);
@@ -327,9 +329,9 @@ impl Upstream {
     ) -> Result<ProbeExchange, ProxyError> {
         use http_body_util::BodyExt;
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
-        let req = req.map(|b| Either::Right(Full::new(b)));
+        let req = req.map(UpstreamBody::kept);
         let work = async {
-            let (resp, _conn) = self.exchange(endpoint, i, req).await?;
+            let resp = self.exchange(endpoint, i, req).await?;
             let (head, body) = resp.into_parts();
             let collected = http_body_util::Limited::new(body, limit)
                 .collect()

@@ -194,7 +194,11 @@ pub(crate) fn new_request_id() -> HeaderValue {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
     // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    let mut id = HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"));
+    // Unique per request, so an HTTP/2 peer link's HPACK table gains nothing from it:
+    // indexing it would only evict the fields that do repeat (`via`, the fleet fields).
+    id.set_sensitive(true);
+    id
 }
 
 /// Whether a request asks to switch protocols (WebSocket and friends, HTTP/1.1 only).

@@ -57,6 +57,9 @@ impl HopInfo {
     pub(crate) fn write_next(&self, h: &mut HeaderMap, budget: Duration) {
         h.insert(&X_FLOWGATE_HOPS, HeaderValue::from(self.hops.saturating_add(1)));
         h.insert(&X_FLOWGATE_SOURCE_REGION, self.source.clone());
-        h.insert(&X_FLOWGATE_DEADLINE_MS, HeaderValue::from(budget.as_millis().max(1) as u64));
+        // New on nearly every request: kept out of the HPACK table, like the request id.
+        let mut deadline = HeaderValue::from(budget.as_millis().max(1) as u64);
+        deadline.set_sensitive(true);
+        h.insert(&X_FLOWGATE_DEADLINE_MS, deadline);
     }
 }

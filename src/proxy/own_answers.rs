@@ -15,10 +15,8 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 
-use super::body::{ProxyBody, RequestGuard};
 use super::error::ProxyError;
-use super::headers::X_FLOWGATE_REGION;
-use super::{ConnCtx, Proxy, request_filter};
+use super::request_filter;
 
 /// What this proxy serves (CONNECT is refused: see the request filter).
 const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
@@ -99,29 +97,6 @@ fn options() -> Response<Bytes> {
     h.insert(ALLOW, HeaderValue::from_static(ALLOWED));
     h.insert(CONTENT_LENGTH, HeaderValue::from(0));
     resp
-}
-
-// === impl Proxy ===
-
-impl Proxy {
-    /// Sends an answer the proxy made itself: it names this region, and counts as the
-    /// proxy's own (origin and target region `-`), as its error answers do.
-    pub(super) fn own_response(
-        &self,
-        ctx: &ConnCtx,
-        resp: Response<Bytes>,
-        guard: RequestGuard,
-    ) -> Response<ProxyBody> {
-        let (mut parts, body) = resp.into_parts();
-        parts.headers.insert(&X_FLOWGATE_REGION, self.region_header.clone());
-        let status = parts.status;
-        self.metrics.rate.record(status.is_server_error());
-        if !ctx.listener.is_peer() {
-            self.metrics.source_rate.record(status.is_server_error());
-        }
-        self.request_metrics.observe(ctx.listener as usize, None, None, status.as_u16(), 0.0);
-        Response::from_parts(parts, ProxyBody::full(body, guard))
-    }
 }
 
 #[cfg(test)]

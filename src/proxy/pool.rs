@@ -1,38 +1,58 @@
-//! Keep-alive HTTP/1.1 connections to cleartext upstreams, one idle list per endpoint.
+//! Keep-alive HTTP/1.1 connections to cleartext upstreams, one idle list per endpoint,
+//! spoken to by wire code of our own.
 //!
 //! The common case of a proxy (HTTP/1.1 to an origin on a private network) gets its own
-//! pool rather than hyper-util's general one, which keys a hash map per request, hands
-//! each finished connection to a task of its own to wait until it can be reused, and so
-//! cost about 9,000 instructions a request. Here a connection goes back to its endpoint's
-//! list when the response has been relayed (its [`PooledConn`] is dropped), is taken most
-//! recently used first, and is skipped while hyper has not yet finished the previous
-//! exchange. A request that hyper gives back unsent (the connection closed as it was
-//! taken) goes out on a new connection.
+//! pool and its own client rather than hyper-util's: no hash map per request, no task per
+//! connection and no channels between it and the request. The request is written straight
+//! to the socket ([`wire`]) while the response head is read ([`exchange`], parsed strictly
+//! by [`response`]), and the response body is read from the socket when the client's
+//! connection polls it ([`body`], [`chunked`]), on the client connection's own task. A
+//! connection goes back to its endpoint's list when its response has been read whole (its
+//! [`PooledConn`] is dropped marked reusable), and is taken most recently used first; one
+//! the upstream closed while idle is noticed as it is taken, and a kept request whose
+//! reused connection turns out dead before any answer goes out again on a new one.
+
+mod body;
+mod chunked;
+mod exchange;
+mod response;
+mod wire;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use http::Request;
+use bytes::BytesMut;
 use http::uri::Authority;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::{Request, Response};
+use tokio::net::TcpStream;
 
 use super::error::ProxyError;
 use super::request_body::UpstreamBody;
-
-/// How many idle entries a checkout looks at before it opens a new connection: a few
-/// entries may still be finishing their last exchange.
-const MAX_SKIPPED: usize = 4;
+pub(crate) use body::{UpstreamResponse, WireBody};
 
 /// TCP keep-alive on upstream connections, so a peer that vanished is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// First capacity of a connection's read buffer.
+const READ_BUF: usize = 16 * 1024;
+
+/// One upstream connection and the buffers it reuses from request to request.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    io: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
 #[derive(Debug)]
 struct Idle {
-    tx: SendRequest<UpstreamBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -53,10 +73,14 @@ pub(crate) struct H1Pool {
     connect_timeout: Duration,
 }
 
-/// A connection in use; dropping it returns it to its endpoint's idle list.
+/// A connection in use; dropping it returns it to its endpoint's idle list when it was
+/// marked reusable (its exchange read whole), and closes it otherwise.
 #[derive(Debug)]
 pub(crate) struct PooledConn {
-    tx: Option<SendRequest<UpstreamBody>>,
+    conn: Option<Conn>,
+    reusable: bool,
+    /// Taken from the idle list rather than opened for this request.
+    reused: bool,
     lists: Arc<Lists>,
     endpoint: usize,
     generation: u64,
@@ -84,67 +108,76 @@ impl H1Pool {
         }
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) to endpoint `i` and waits for the response
-    /// head. The connection comes back with the response and must be held until the body
-    /// has been relayed.
+    /// Sends `req` (origin-form URI) to endpoint `i` and waits for the response head. The
+    /// body reads from the connection, which goes back to the pool once it is read whole.
     pub(crate) async fn send(
         &self,
         i: usize,
         authority: &Authority,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<(http::Response<Incoming>, PooledConn), ProxyError> {
-        // Bounded: each pass either sends or takes one idle entry out of the list.
-        for _ in 0..=MAX_SKIPPED + 1 {
-            let mut conn = match self.checkout(i) {
-                Some(c) => c,
-                // Boxed: connecting is the rare path, and its future would make every send larger.
-                None => Box::pin(self.connect(i, authority)).await?,
-            };
-            let Some(tx) = conn.tx.as_mut() else { return Err(ProxyError::UpstreamReset) };
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, conn)),
-                Err(mut e) => match e.take_message() {
-                    // Never written: safe to send again, on another connection.
-                    Some(back) => {
-                        conn.tx = None;
-                        req = back;
-                    }
-                    None => {
-                        let e = e.into_error();
-                        let err = ProxyError::from_source(&e);
-                        tracing::debug!(error = %e, endpoint = %authority, code = err.code(), "upstream request failed");
-                        return Err(err);
-                    }
-                },
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<WireBody>, ProxyError> {
+        let method = req.method().clone();
+        let mut conn = match self.checkout(i) {
+            Some(c) => c,
+            // Boxed: connecting is the rare path, and its future would make every send larger.
+            None => Box::pin(self.connect(i, authority)).await?,
+        };
+        let buf = conn.conn.as_mut().map(|c| std::mem::take(&mut c.wbuf)).unwrap_or_default();
+        let mut writer = wire::RequestWriter::new(buf, req, authority);
+        loop {
+            match exchange::exchange(&mut conn, &mut writer, &method).await {
+                Ok((head, rest)) => {
+                    let writer = match rest {
+                        exchange::Rest::Written => {
+                            if let Some(c) = conn.conn.as_mut() {
+                                c.wbuf = writer.into_buf();
+                            }
+                            None
+                        }
+                        exchange::Rest::Writing => Some(Box::new(writer)),
+                        exchange::Rest::Abandoned => None,
+                    };
+                    // A request not written whole leaves the connection unfit for another.
+                    let keep_alive = head.keep_alive && rest != exchange::Rest::Abandoned;
+                    let framing = head.framing;
+                    return Ok(head.into_response(WireBody::new(conn, framing, keep_alive, writer)));
+                }
+                // A kept connection the upstream closed as it was taken: the request went
+                // nowhere, so it goes out once more on a new connection.
+                Err(f) if conn.reused && f.before_answer && writer.resendable() => {
+                    tracing::debug!(endpoint = %authority, "reused upstream connection was closed; sending again");
+                    writer.rewind();
+                    conn = Box::pin(self.connect(i, authority)).await?;
+                }
+                Err(f) => {
+                    tracing::debug!(endpoint = %authority, code = f.error.code(), "upstream request failed");
+                    return Err(f.error);
+                }
             }
         }
-        Err(ProxyError::UpstreamReset)
     }
 
-    /// The most recently used idle connection of endpoint `i` that can take a request.
+    /// The most recently used idle connection of endpoint `i` that is still open.
     fn checkout(&self, i: usize) -> Option<PooledConn> {
         let list = self.lists.idle.get(i)?;
         let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut skipped = 0;
-        let mut pos = list.len();
-        while pos > 0 && skipped < MAX_SKIPPED {
-            pos -= 1;
-            let entry = &list[pos];
-            if entry.tx.is_closed() || entry.since.elapsed() > self.lists.idle_timeout {
-                list.remove(pos);
-            } else if entry.tx.is_ready() {
-                let idle = list.remove(pos)?;
-                return Some(self.lease(i, idle.tx));
-            } else {
-                skipped += 1;
+        // Bounded: every pass takes one entry out of the list.
+        while let Some(idle) = list.pop_back() {
+            if idle.since.elapsed() <= self.lists.idle_timeout && still_open(&idle.conn) {
+                drop(list);
+                let mut leased = self.lease(i, idle.conn);
+                leased.reused = true;
+                return Some(leased);
             }
         }
         None
     }
 
-    fn lease(&self, endpoint: usize, tx: SendRequest<UpstreamBody>) -> PooledConn {
+    fn lease(&self, endpoint: usize, conn: Conn) -> PooledConn {
         PooledConn {
-            tx: Some(tx),
+            conn: Some(conn),
+            reusable: false,
+            reused: false,
             lists: self.lists.clone(),
             endpoint,
             generation: self.lists.generation.load(Ordering::Relaxed),
@@ -152,36 +185,49 @@ impl H1Pool {
     }
 
     async fn connect(&self, i: usize, authority: &Authority) -> Result<PooledConn, ProxyError> {
-        let stream =
-            tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(authority.as_str()))
-                .await
-                .map_err(|_| ProxyError::ConnectTimeout)?
-                .map_err(|e| {
-                    tracing::debug!(error = %e, endpoint = %authority, "upstream connect failed");
-                    ProxyError::ConnectFailed
-                })?;
+        let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(authority.as_str()))
+            .await
+            .map_err(|_| ProxyError::ConnectTimeout)?
+            .map_err(|e| {
+                tracing::debug!(error = %e, endpoint = %authority, "upstream connect failed");
+                ProxyError::ConnectFailed
+            })?;
         // Both only tune the socket: a failure leaves a working, if slower, connection.
-        let _ = stream.set_nodelay(true);
+        let _ = io.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (tx, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|e| {
-            tracing::debug!(error = %e, endpoint = %authority, "upstream handshake failed");
-            ProxyError::ConnectFailed
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+        let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&keepalive);
+        let conn = Conn { io, rbuf: BytesMut::with_capacity(READ_BUF), wbuf: Vec::new() };
+        Ok(self.lease(i, conn))
+    }
+}
+
+/// An idle connection has nothing to say: readable means the upstream closed it (or sent
+/// bytes no request asked for). Costs no system call unless the socket was seen readable.
+fn still_open(conn: &Conn) -> bool {
+    let mut probe = [0u8; 1];
+    conn.rbuf.is_empty()
+        && matches!(conn.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+impl Conn {
+    /// Reads what the socket has into the read buffer: `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        self.rbuf.reserve(READ_BUF);
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            match self.io.try_read_buf(&mut self.rbuf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
             }
-        });
-        Ok(self.lease(i, tx))
+        }
     }
 }
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
-        let Some(tx) = self.tx.take() else { return };
+        let Some(conn) = self.conn.take() else { return };
         let lists = &self.lists;
-        if tx.is_closed() || lists.generation.load(Ordering::Relaxed) != self.generation {
+        if !self.reusable || lists.generation.load(Ordering::Relaxed) != self.generation {
             return;
         }
         let Some(list) = lists.idle.get(self.endpoint) else { return };
@@ -195,7 +241,7 @@ impl Drop for PooledConn {
             list.pop_front();
         }
         if lists.max_idle > 0 {
-            list.push_back(Idle { tx, since: Instant::now() });
+            list.push_back(Idle { conn, since: Instant::now() });
         }
     }
 }

@@ -1,0 +1,154 @@
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, StatusCode};
+
+use super::chunked::{ChunkError, Chunked, Step};
+use super::response::{self, Framing, HeadError, MAX_HEAD_BYTES, MAX_HEADERS};
+use super::wire::RequestWriter;
+use crate::proxy::request_body::UpstreamBody;
+
+fn parse(text: &[u8]) -> Result<Option<response::Head>, HeadError> {
+    response::parse(&mut BytesMut::from(text), &Method::GET)
+}
+
+fn framing(text: &str) -> Result<Framing, HeadError> {
+    parse(text.as_bytes()).map(|h| h.expect("complete").framing)
+}
+
+#[test]
+fn a_head_is_parsed_and_removed_from_the_buffer() {
+    let mut buf =
+        BytesMut::from(&b"HTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc"[..]);
+    let head = response::parse(&mut buf, &Method::GET).expect("valid").expect("complete");
+    assert_eq!(head.status, StatusCode::CREATED);
+    assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+    assert_eq!(head.framing, Framing::Length(3));
+    assert!(head.keep_alive);
+    assert_eq!(&buf[..], b"abc");
+    assert_eq!(head.into_response(()).version(), http::Version::HTTP_11);
+}
+
+#[test]
+fn a_partial_head_asks_for_more() {
+    assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-le").expect("valid").is_none());
+}
+
+#[test]
+fn framing_follows_rfc_9112() {
+    assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
+    assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked \r\n\r\n"), Ok(Framing::Chunked));
+    assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), Ok(Framing::Close));
+    assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 4\r\n\r\n"), Ok(Framing::Empty));
+    assert_eq!(framing("HTTP/1.1 304 Not Modified\r\n\r\n"), Ok(Framing::Empty));
+    assert_eq!(framing("HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"), Ok(Framing::Empty));
+    let head = response::parse(
+        &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n"[..]),
+        &Method::HEAD,
+    );
+    assert_eq!(head.expect("valid").expect("complete").framing, Framing::Empty);
+}
+
+#[test]
+fn keep_alive_needs_http11_without_close() {
+    let ka = |t: &str| parse(t.as_bytes()).expect("valid").expect("complete").keep_alive;
+    assert!(!ka("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    assert!(!ka("HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n"));
+    assert!(!ka("HTTP/1.1 200 OK\r\n\r\n"));
+    assert!(ka("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+}
+
+#[test]
+fn ambiguous_or_malformed_lengths_are_refused() {
+    for (text, want) in [
+        ("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n", HeadError::BadLength),
+        ("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n", HeadError::BadLength),
+        ("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n", HeadError::BadLength),
+        ("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n", HeadError::BadLength),
+        ("HTTP/1.1 200 OK\r\ncontent-length: +3\r\n\r\n", HeadError::BadLength),
+        ("HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n", HeadError::BadLength),
+        ("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n", HeadError::BadCoding),
+        ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, identity\r\n\r\n", HeadError::BadCoding),
+        (
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            HeadError::BadCoding,
+        ),
+        ("HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\n\r\n", HeadError::Invalid),
+        ("HTTP/1.1 200 OK\r\nx a: 1\r\n\r\n", HeadError::Invalid),
+        ("HTTP/1.1 200 OK\r\nx-a: \x01\r\n\r\n", HeadError::Invalid),
+        ("HTTP/1.1 2000 OK\r\n\r\n", HeadError::Invalid),
+    ] {
+        assert_eq!(parse(text.as_bytes()).map(|_| ()), Err(want), "{text:?}");
+    }
+}
+
+#[test]
+fn the_head_limits_hold() {
+    let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..=MAX_HEADERS {
+        many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(parse(&many).map(|_| ()), Err(HeadError::TooManyHeaders));
+    let mut long = b"HTTP/1.1 200 OK\r\nx-long: ".to_vec();
+    long.resize(MAX_HEAD_BYTES + 1, b'a');
+    assert_eq!(parse(&long).map(|_| ()), Err(HeadError::TooLarge));
+}
+
+fn decode_all(wire: &[u8], split: usize) -> Result<(Vec<u8>, Option<http::HeaderMap>), ChunkError> {
+    let (mut c, mut buf) = (Chunked::new(), BytesMut::new());
+    let (mut body, mut trailers) = (Vec::new(), None);
+    let mut rest = wire;
+    loop {
+        match c.step(&mut buf)? {
+            Step::Data(d) => body.extend_from_slice(&d),
+            Step::Trailers(t) => trailers = Some(t),
+            Step::End => return Ok((body, trailers)),
+            Step::More if rest.is_empty() => panic!("incomplete"),
+            Step::More => {
+                let n = split.min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+    }
+}
+
+#[test]
+fn chunks_decode_whatever_the_reads() {
+    let wire = b"5;ext=\"x\"\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nx-sum: 7\r\n\r\n";
+    for split in [1, 2, 7, wire.len()] {
+        let (body, trailers) = decode_all(wire, split).expect("valid");
+        assert_eq!(body, b"hello 0123456789");
+        assert_eq!(trailers.expect("trailers").get("x-sum").map(|v| v.as_bytes()), Some(&b"7"[..]));
+    }
+    assert_eq!(decode_all(b"2\r\nok\r\n0\r\n\r\n", 3).expect("valid"), (b"ok".to_vec(), None));
+}
+
+#[test]
+fn malformed_chunks_are_refused() {
+    for wire in [&b"zz\r\n"[..], b"2\r\nokX\r\n", b"-1\r\n", b"fffffffffffffffff\r\n", b"\r\n"] {
+        assert_eq!(decode_all(wire, 64).map(|_| ()), Err(ChunkError), "{:?}", String::from_utf8_lossy(wire));
+    }
+}
+
+fn written(req: Request<UpstreamBody>) -> String {
+    let authority = "origin.internal:8080".parse().expect("authority");
+    String::from_utf8_lossy(RequestWriter::new(Vec::new(), req, &authority).queued()).into_owned()
+}
+
+#[test]
+fn the_head_names_the_host_and_frames_the_kept_body() {
+    let mut req = Request::new(UpstreamBody::kept(Bytes::from_static(b"abc")));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = "/p?q=1".parse().expect("uri");
+    req.headers_mut().insert("transfer-encoding", "chunked".parse().expect("value"));
+    req.headers_mut().insert("x-a", "1".parse().expect("value"));
+    let text = written(req);
+    assert!(
+        text == "POST /p?q=1 HTTP/1.1\r\nhost: origin.internal:8080\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n",
+        "{text}"
+    );
+    let mut req = Request::new(UpstreamBody::kept(Bytes::new()));
+    req.headers_mut().insert("host", "client.example".parse().expect("value"));
+    let text = written(req);
+    assert_eq!(text, "GET / HTTP/1.1\r\nhost: client.example\r\n\r\n");
+}

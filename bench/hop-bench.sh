@@ -50,6 +50,9 @@ protocol = "$PEER_PROTOCOL"
 level = "warn"
 [runtime]
 workers = 1
+[drain]
+delay = "0s"
+timeout = "2s"
 EOF
   local vg=()
   [ "${COUNT:-}" = "$1" ] && vg=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$cg_out")

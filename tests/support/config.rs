@@ -251,7 +251,22 @@ impl ProxyConfig {
 }
 
 /// Where nothing listens yet: a port to give a listener that must be known before its
-/// proxy starts (peers list each other).
+/// proxy starts (peers list each other). Taken below the kernel's ephemeral range (32768
+/// and up on Linux), where no other test's `bind(:0)` and no outgoing connection can take
+/// it between this check and the proxy's own bind; each call in a process moves on to the
+/// next port, and processes start apart.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }

@@ -173,11 +173,6 @@ pub struct Fleet {
     _dir: tempfile::TempDir,
 }
 
-async fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr")
-}
-
 impl Fleet {
     pub async fn start(spec: FleetSpec<'_>) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -192,7 +187,7 @@ impl Fleet {
             origins.push(origin::start().await);
             let mut peers = Vec::new();
             for _ in 0..spec.proxies_per_region.max(1) {
-                peers.push(free_port().await);
+                peers.push(super::config::free_addr());
             }
             lbs.push(if spec.lbs { Some(FakeLb::start(peers[0]).await) } else { None });
             peer_addrs.push(peers);

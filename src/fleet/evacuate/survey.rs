@@ -23,7 +23,8 @@ pub(super) struct Current {
 impl Runner<'_> {
     /// Reads the fleet and the table in force. Proxies of the draining regions may be
     /// unreachable or behind (they are the broken side in an outage); a receiving region
-    /// must answer through a majority of its proxies, all on one version, or nothing moves.
+    /// must answer through a majority of its proxies, all on one version (without a store),
+    /// or nothing moves.
     pub(super) async fn current(&self, sides: &gate::Sides) -> Result<Current, RunError> {
         let proxies = self.proxies().await?;
         if proxies.is_empty() {
@@ -69,7 +70,10 @@ impl Runner<'_> {
             sides.receiving.contains(&p.region)
                 && p.status.as_ref().is_some_and(|s| s.table_version != newest)
         });
-        if receiving_behind {
+        // With a store the proxies converge from it and the run plans from its table: a
+        // receiving proxy behind is one still catching up (often another run's step), and
+        // the store's lock, taken before the first write, decides who runs.
+        if receiving_behind && self.fleet.store.is_none() {
             // Often another operation's claim still reaching every proxy: name it.
             let newest_at =
                 st.proxies.iter().find(|p| p.status.as_ref().is_some_and(|s| s.table_version == newest));

@@ -67,7 +67,7 @@ fn default_token_env() -> String {
 
 /// Why a fleet file was refused; names the file and the field.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {field}: {message}", file.display())]
+#[error("{}: {}{message}", file.display(), if field.is_empty() || field == "." { String::new() } else { format!("{field}: ") })]
 pub struct FleetError {
     file: PathBuf,
     field: String,
@@ -87,7 +87,12 @@ impl FleetFile {
 
     pub fn parse(path: &Path, text: &str) -> Result<FleetFile, FleetError> {
         let err = |field: String, message: String| FleetError { file: path.to_owned(), field, message };
-        let de = toml::Deserializer::parse(text).map_err(|e| err(String::new(), e.message().to_owned()))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            // The parser's own span: the line an operator must look at.
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            err(String::new(), format!("{}{at}", e.message().trim()))
+        })?;
         let mut raw: RawFleet = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();

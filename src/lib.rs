@@ -53,4 +53,5 @@ pub(crate) mod store;
 pub mod table;
 pub mod telemetry;
 pub(crate) mod vocab;
+pub use vocab::out;
 pub(crate) mod wire;

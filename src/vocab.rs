@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod checks;
 pub(crate) mod html;
+pub mod out;
 pub mod priority;
 pub mod tls;
 

@@ -161,6 +161,29 @@ fn example_fleet_and_table_files_are_valid() {
     let table = concat!(env!("CARGO_MANIFEST_DIR"), "/config/table.json");
     let (code, _, err) = flowgate(&["validate", "--table", table]);
     assert_eq!(code, 0, "{err}");
+    let fleet_table = concat!(env!("CARGO_MANIFEST_DIR"), "/config/fleet-table.json");
+    let (code, _, err) = flowgate(&["validate", "--table", fleet_table]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn the_readme_validate_example_passes_on_the_shipped_files() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/flowgate.toml");
+    let table = concat!(env!("CARGO_MANIFEST_DIR"), "/config/table.json");
+    let (code, _, err) = flowgate(&["validate", "--config", config, "--table", table]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_table_naming_a_region_the_config_lacks_says_what_to_do() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/flowgate.toml");
+    let table = concat!(env!("CARGO_MANIFEST_DIR"), "/config/fleet-table.json");
+    let (code, _, err) = flowgate(&["validate", "--config", config, "--table", table]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("weights.us-west-2") && err.contains("add [peers.us-west-2] to the config"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -210,4 +233,18 @@ fn origin_health_kinds_are_checked() {
     let (code, err) = run("stray-service.toml", "health = \"tcp\"\nhealth_service = \"pkg.Api\"");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("origins.api.health_service:") && err.contains("grpc"), "{err}");
+}
+
+#[test]
+fn a_fleet_file_that_cannot_be_read_or_parsed_is_named_without_an_empty_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.toml");
+    let missing = missing.to_string_lossy();
+    let (code, _, err) = flowgate(&["status", "--fleet", &missing]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope.toml: cannot read") && !err.contains(": :"), "{err}");
+    let broken = write(&dir, "broken.toml", "token_env = \"X\"\n[regions.us-east-1\nadmin = []\n");
+    let (code, _, err) = flowgate(&["status", "--fleet", &broken]);
+    assert_eq!(code, 2);
+    assert!(err.contains("broken.toml: ") && err.contains("(line 2)") && !err.contains(": :"), "{err}");
 }

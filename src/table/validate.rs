@@ -15,7 +15,10 @@ impl Table {
             } else {
                 Err(TableError::new(
                     path,
-                    format!("unknown region `{name}` (known: {})", known.regions.join(", ")),
+                    format!(
+                        "unknown region `{name}` (known: {}); a proxy knows its own region and its config's peers: add [peers.{name}] to the config, or leave `{name}` out of the table",
+                        known.regions.join(", ")
+                    ),
                 ))
             }
         };

@@ -2,6 +2,7 @@
 //! per proxy so that several proxies can live in one process (tests, the demo).
 
 pub(crate) mod children;
+pub(crate) mod known;
 pub(crate) mod window;
 
 use prometheus::{
@@ -43,6 +44,12 @@ pub(crate) struct Metrics {
     pub(crate) table_conflicts: IntGauge,
     /// 1 while the etcd store (`[store]`) answers; 0 while it does not, or with no store.
     pub(crate) store_connected: IntGauge,
+    /// `{state}`: 1 for the store's state (`none`, `connected`, `disconnected`), which
+    /// tells "no store" from "store lost" where `store_connected` cannot.
+    pub(crate) store_state: IntGaugeVec,
+    /// `{region, version}`: 1, with this proxy's own region (the metrics above name only
+    /// the regions they reach) and the release, to join on in queries.
+    pub(crate) proxy_info: IntGaugeVec,
     /// Answered requests per second, for `/v1/status` (`rps`, `error_ratio`).
     pub(crate) rate: std::sync::Arc<window::RateWindow>,
     /// Requests arriving on public listeners per second: the region's client demand.
@@ -132,30 +139,62 @@ impl Metrics {
                 "store_connected",
                 "1 while the etcd store answers (0 while it does not, or when none is configured).",
             ))?,
+            store_state: IntGaugeVec::new(
+                opts("store_state", "1 for the etcd store's state: none, connected or disconnected."),
+                &["state"],
+            )?,
+            proxy_info: IntGaugeVec::new(
+                opts("proxy_info", "1, labelled with this proxy's region and release."),
+                &["region", "version"],
+            )?,
             rate: Default::default(),
             source_rate: Default::default(),
             registry,
         };
-        m.registry.register(Box::new(m.requests_total.clone()))?;
-        m.registry.register(Box::new(m.request_duration_seconds.clone()))?;
-        m.registry.register(Box::new(m.inflight_requests.clone()))?;
-        m.registry.register(Box::new(m.table_version.clone()))?;
-        m.registry.register(Box::new(m.table_applied_total.clone()))?;
-        m.registry.register(Box::new(m.table_rejected_total.clone()))?;
-        m.registry.register(Box::new(m.endpoint_healthy.clone()))?;
-        m.registry.register(Box::new(m.probes_total.clone()))?;
-        m.registry.register(Box::new(m.bypass_active.clone()))?;
-        m.registry.register(Box::new(m.region_outlier_share.clone()))?;
-        m.registry.register(Box::new(m.retries_total.clone()))?;
-        m.registry.register(Box::new(m.retry_budget_exhausted_total.clone()))?;
-        m.registry.register(Box::new(m.shed_total.clone()))?;
-        m.registry.register(Box::new(m.table_digest_info.clone()))?;
-        m.registry.register(Box::new(m.table_conflicts.clone()))?;
-        m.registry.register(Box::new(m.store_connected.clone()))?;
-        for kind in ["origin", "lb", "proxies"] {
-            m.probes_total.with_label_values(&[kind]);
+        let families: [Box<dyn prometheus::core::Collector>; 18] = [
+            Box::new(m.requests_total.clone()),
+            Box::new(m.request_duration_seconds.clone()),
+            Box::new(m.inflight_requests.clone()),
+            Box::new(m.table_version.clone()),
+            Box::new(m.table_applied_total.clone()),
+            Box::new(m.table_rejected_total.clone()),
+            Box::new(m.endpoint_healthy.clone()),
+            Box::new(m.probes_total.clone()),
+            Box::new(m.bypass_active.clone()),
+            Box::new(m.region_outlier_share.clone()),
+            Box::new(m.retries_total.clone()),
+            Box::new(m.retry_budget_exhausted_total.clone()),
+            Box::new(m.shed_total.clone()),
+            Box::new(m.table_digest_info.clone()),
+            Box::new(m.table_conflicts.clone()),
+            Box::new(m.store_connected.clone()),
+            Box::new(m.store_state.clone()),
+            Box::new(m.proxy_info.clone()),
+        ];
+        for family in families {
+            m.registry.register(family)?;
         }
+        known::preset(&m);
         Ok(m)
+    }
+
+    /// Shows the store's state (a `wire::StoreState` name) in both store families.
+    pub(crate) fn set_store_state(&self, state: &str) {
+        self.store_connected.set((state == "connected") as i64);
+        for s in known::STORE_STATES {
+            self.store_state.with_label_values(&[s]).set((s == state) as i64);
+        }
+    }
+
+    /// Names this proxy's region in `proxy_info` (again after a reload), and makes each
+    /// peer's `bypass_active` (at 0 when new) before the listeners answer: the loop that
+    /// owns it starts after them.
+    pub(crate) fn set_regions<'a>(&self, own: &str, peers: impl IntoIterator<Item = &'a String>) {
+        self.proxy_info.reset();
+        self.proxy_info.with_label_values(&[own, env!("CARGO_PKG_VERSION")]).set(1);
+        for peer in peers {
+            self.bypass_active.with_label_values(&[peer]);
+        }
     }
 
     /// Shows `digest` as the table in force.

@@ -147,6 +147,7 @@ impl Proxy {
             initial.validate(&known(&regions, &origin_names)).map_err(BuildError::Unfit)?;
         }
         shared.metrics.table_version.set(initial.version as i64);
+        shared.metrics.set_regions(&cfg.region, cfg.peers.keys());
         let request_metrics = crate::metrics::children::RequestMetrics::new(
             shared.metrics.clone(),
             &ListenerKind::ALL.map(ListenerKind::name),

@@ -2,8 +2,11 @@
 //!
 //! - `deploy/kubernetes`: every overlay rendered by `kubectl kustomize` (ignored test: needs
 //!   kubectl, which `.ci/run` installs), and the same checks on the base and overlays read
-//!   directly (a small render of our own: resources, bases, configMapGenerator, namespace;
-//!   no patches, no labels), so that the suite checks them everywhere.
+//!   directly (a small render of our own: resources, configMapGenerator, namespace; no
+//!   patches, no labels), so that the suite checks them everywhere; no kustomize v5
+//!   deprecation warning; the proxies' NetworkPolicy and scrape annotations.
+//! - `deploy/compose`: the two-region quick try's files exist, its configs validate and
+//!   name each other's services.
 //! - `config/fleet.toml` and each region's `[peers]` against the overlays' Services.
 //! - `deploy/docker/Dockerfile` against the binary's flags and `deploy/docker/flowgate.toml`.
 //! - `deploy/systemd/flowgate.service` against the binary's flags (`systemd-analyze verify`
@@ -598,6 +601,13 @@ fn kubectl_render(dir: &Path) -> Vec<Value> {
         .unwrap_or_else(|e| panic!("{kubectl}: {e} (install Debian's kubernetes-client; .ci/run does)"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{kubectl} kustomize {}:\n{stderr}", dir.display());
+    // kustomize v5 warns on stderr about deprecated fields (commonLabels, bases,
+    // patchesStrategicMerge, vars, ...): the kustomizations use their replacements.
+    assert!(
+        !stderr.to_ascii_lowercase().contains("warning") && !stderr.contains("deprecated"),
+        "{kubectl} kustomize {}: a warning:\n{stderr}",
+        dir.display()
+    );
     yaml_docs(&dir.display().to_string(), &String::from_utf8_lossy(&out.stdout))
 }
 
@@ -1059,48 +1069,163 @@ fn check_fleet(regions: &[Rendered]) {
     }
 }
 
-/// Old kustomize (kubectl before 1.21, Debian's kubernetes-client) reads only these fields
-/// and only files under `resources` (folders go under `bases`).
-fn check_old_kustomize(dir: &Path) {
+/// The kustomizations use current kustomize fields only: the ones kustomize v5 reads
+/// without a deprecation warning (their deprecated forms, `commonLabels`, `bases`,
+/// `patchesStrategicMerge`, `patchesJson6902` and `vars`, are named as such), and the ones
+/// the direct read here understands or leaves to kubectl (`labels`, `patches`).
+fn check_kustomize_fields(dir: &Path) {
     let kpath = dir.join("kustomization.yaml");
     let k: Value = serde_yaml_ng::from_str(&read(&kpath)).unwrap();
-    let known = [
-        "apiVersion",
-        "kind",
-        "namespace",
-        "commonLabels",
-        "bases",
-        "resources",
-        "configMapGenerator",
-        "patchesStrategicMerge",
-        "images",
+    let current =
+        ["apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "patches", "images"];
+    let deprecated = [
+        ("commonLabels", "labels (with includeSelectors: true)"),
+        ("bases", "resources"),
+        ("patchesStrategicMerge", "patches"),
+        ("patchesJson6902", "patches"),
+        ("vars", "replacements"),
     ];
     for key in k.as_mapping().unwrap().keys() {
         let key = key.as_str().unwrap();
-        assert!(
-            known.contains(&key),
-            "{}: {key} is not understood by kubectl's old kustomize",
-            kpath.display()
-        );
+        if let Some((_, instead)) = deprecated.iter().find(|(d, _)| *d == key) {
+            panic!("{}: {key} is deprecated in kustomize v5: use {instead}", kpath.display());
+        }
+        assert!(current.contains(&key), "{}: {key} is not a field these tests know", kpath.display());
+    }
+    for l in seq(&k["labels"]) {
+        // commonLabels put the labels in the selectors as well; labels does only when told,
+        // and the Deployments, Services and PDBs select by them.
+        assert_eq!(l["includeSelectors"].as_bool(), Some(true), "{}: labels: {l:?}", kpath.display());
     }
     for r in seq(&k["resources"]) {
+        let p = dir.join(s(r).unwrap());
+        assert!(p.exists(), "{}: resources: {r:?} does not exist", kpath.display());
+        if p.is_dir() {
+            check_kustomize_fields(&p);
+        }
+    }
+}
+
+/// A Kubernetes label selector (matchLabels and matchExpressions) picks pods with `pod`.
+fn selector_admits(sel: &Value, pod: &BTreeMap<String, String>) -> bool {
+    let labels_ok = labels(&sel["matchLabels"]).iter().all(|(k, v)| pod.get(k) == Some(v));
+    let exprs_ok = seq(&sel["matchExpressions"]).iter().all(|e| {
+        let key = s(&e["key"]).expect("matchExpressions key");
+        let values: Vec<&str> = seq(&e["values"]).iter().filter_map(s).collect();
+        match s(&e["operator"]) {
+            Some("In") => pod.get(key).is_some_and(|v| values.contains(&v.as_str())),
+            Some("NotIn") => pod.get(key).is_none_or(|v| !values.contains(&v.as_str())),
+            Some("Exists") => pod.contains_key(key),
+            Some("DoesNotExist") => !pod.contains_key(key),
+            other => panic!("matchExpressions operator {other:?}"),
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// Whether an ingress rule of a NetworkPolicy lets a pod with `pod` labels (in any
+/// namespace) reach container port `port` (named `name`).
+fn rule_admits(rule: &Value, name: &str, port: u16, pod: &BTreeMap<String, String>) -> bool {
+    let ports = seq(&rule["ports"]);
+    let covers = ports.is_empty()
+        || ports.iter().any(|p| s(&p["port"]) == Some(name) || p["port"].as_u64() == Some(u64::from(port)));
+    let from = seq(&rule["from"]);
+    covers
+        && (from.is_empty()
+            || from.iter().any(|f| {
+                assert!(f["ipBlock"].is_null(), "an ipBlock in the base's policy: {f:?}");
+                // An empty namespaceSelector is every namespace; a peer without one is
+                // the policy's own namespace, which the pods below are not all in.
+                let any_ns = f["namespaceSelector"].as_mapping().is_some_and(|m| m.is_empty());
+                any_ns && f["podSelector"].is_mapping() && selector_admits(&f["podSelector"], pod)
+            }))
+}
+
+/// The proxies' NetworkPolicy: it applies to the Deployment's pods; the public port is
+/// open to every client; the peer port only to flowgate proxies (of any region); the
+/// admin port only to the fleet tools (the autopilot, whose pod labels are `pilot`, and
+/// pods labelled `flowgate.io/fleet-tool: "true"`) and the metrics scraper.
+fn check_network_policy(label: &str, docs: &[Value], pilot: &BTreeMap<String, String>) {
+    let dep = of_kind(docs, "Deployment").into_iter().find(|d| name_of(d) == "flowgate").expect("Deployment");
+    let (pod, proxy) = pod_template(dep, label);
+    let c = seq(&pod["containers"]).iter().find(|c| s(&c["name"]) == Some("flowgate")).expect("container");
+    let ports = container_ports(label, c);
+    let policies: Vec<&Value> = of_kind(docs, "NetworkPolicy")
+        .into_iter()
+        .filter(|p| selector_admits(&p["spec"]["podSelector"], &proxy))
+        .collect();
+    assert_eq!(policies.len(), 1, "{label}: one NetworkPolicy selects the proxies");
+    let spec = &policies[0]["spec"];
+    assert!(
+        seq(&spec["policyTypes"]).iter().any(|t| s(t) == Some("Ingress")),
+        "{label}: policyTypes Ingress"
+    );
+    let admits = |name: &str, who: &BTreeMap<String, String>| {
+        let port = ports[name];
+        seq(&spec["ingress"]).iter().any(|r| rule_admits(r, name, port, who))
+    };
+    let pod_of = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let other_region = pod_of(&[
+        ("app.kubernetes.io/name", "flowgate"),
+        ("app.kubernetes.io/instance", "flowgate-elsewhere"),
+    ]);
+    let fleet_tool = pod_of(&[("flowgate.io/fleet-tool", "true")]);
+    let stranger = pod_of(&[("app.kubernetes.io/name", "something-else")]);
+    assert!(admits("public", &stranger), "{label}: the public port is open to every client");
+    for p in [&proxy, &other_region] {
+        assert!(admits("peer", p), "{label}: proxies {p:?} reach the peer port");
+        assert!(!admits("admin", p), "{label}: proxies {p:?} have no business on the admin port");
+    }
+    for p in [pilot, &fleet_tool, &stranger] {
+        assert!(!admits("peer", p), "{label}: {p:?} must not reach the peer port");
+    }
+    for p in [pilot, &fleet_tool] {
+        assert!(admits("admin", p), "{label}: the fleet tool {p:?} reaches the admin port");
+    }
+    assert!(!admits("admin", &stranger), "{label}: an unlabelled pod must not reach the admin port");
+    for (name, port) in &ports {
         assert!(
-            dir.join(s(r).unwrap()).is_file(),
-            "{}: resources: {r:?}: old kustomize loads files only (use bases:)",
-            kpath.display()
+            ["public", "peer", "admin"].contains(&name.as_str()),
+            "{label}: container port {name} ({port}) is not covered by these checks"
         );
     }
-    for r in seq(&k["bases"]) {
-        check_old_kustomize(&dir.join(s(r).unwrap()));
-    }
+}
+
+/// Prometheus's pod annotations (prometheus.io/scrape, port, path) on a Deployment's pod
+/// template: they name `port` (the container port named `port_name`) and `/metrics`.
+fn check_scrape_annotations(label: &str, docs: &[Value], deployment: &str, container: &str, port_name: &str) {
+    let dep = of_kind(docs, "Deployment").into_iter().find(|d| name_of(d) == deployment).expect("Deployment");
+    let a = labels(&dep["spec"]["template"]["metadata"]["annotations"]);
+    let (pod, _) = pod_template(dep, label);
+    let c = seq(&pod["containers"]).iter().find(|c| s(&c["name"]) == Some(container)).expect("container");
+    let port = container_ports(label, c)[port_name];
+    let get = |k: &str| a.get(k).map(String::as_str);
+    assert_eq!(get("prometheus.io/scrape"), Some("true"), "{label}: {deployment}: scrape annotation");
+    assert_eq!(
+        get("prometheus.io/port"),
+        Some(port.to_string().as_str()),
+        "{label}: {deployment}: the {port_name} port"
+    );
+    assert_eq!(get("prometheus.io/path"), Some("/metrics"), "{label}: {deployment}: path");
+}
+
+/// The autopilot's pod labels, from the direct read of its kustomization.
+fn pilot_pod_labels() -> BTreeMap<String, String> {
+    let docs = simple_render(&root("deploy/kubernetes/autopilot"));
+    let dep = of_kind(&docs, "Deployment").into_iter().next().expect("autopilot Deployment");
+    pod_template(dep, "autopilot").1
 }
 
 #[test]
 fn kubernetes_base_and_overlays_read_directly() {
     let img = image();
     let base = root("deploy/kubernetes/base");
-    check_old_kustomize(&base);
+    check_kustomize_fields(&base);
     let b = check_region("base", &simple_render(&base), &img);
+    check_network_policy("base", &simple_render(&base), &pilot_pod_labels());
+    check_scrape_annotations("base", &simple_render(&base), "flowgate", "flowgate", "admin");
     assert_eq!((b.config_map.as_str(), b.namespace.as_deref()), ("flowgate-config", None));
     // The base's table validates on its own (the overlays' configs check it against theirs).
     let (code, out, err) = flowgate(&["validate", "--table", base.join("table.json").to_str().unwrap()]);
@@ -1108,7 +1233,7 @@ fn kubernetes_base_and_overlays_read_directly() {
     let mut regions = Vec::new();
     for name in overlay_names() {
         let dir = root(&format!("deploy/kubernetes/overlays/{name}"));
-        check_old_kustomize(&dir);
+        check_kustomize_fields(&dir);
         regions.push(check_region(&name, &simple_render(&dir), &img));
     }
     check_fleet(&regions);
@@ -1134,6 +1259,9 @@ fn kubernetes_overlays_rendered_by_kubectl() {
         let dir = root(&format!("deploy/kubernetes/overlays/{name}"));
         let docs = kubectl_render(&dir);
         let r = check_region(&name, &docs, &img);
+        // Rendered: the overlay's labels are in the policy's podSelector, not in its `from`.
+        check_network_policy(&name, &docs, &pilot_pod_labels());
+        check_scrape_annotations(&name, &docs, "flowgate", "flowgate", "admin");
         // The generated name carries a hash of the content, so a config change rolls the pods.
         assert!(r.config_map.starts_with("flowgate-config-"), "{name}: ConfigMap {}", r.config_map);
         // The render without kubectl above has the same objects.
@@ -1678,9 +1806,10 @@ fn kustomization(dir: &Path) -> Value {
 fn kubernetes_autopilot_read_directly() {
     let img = image();
     let dir = root("deploy/kubernetes/autopilot");
-    check_old_kustomize(&dir);
+    check_kustomize_fields(&dir);
     let p = check_autopilot("autopilot", &simple_render(&dir), &img);
     assert_eq!(p.config_map, "flowgate-autopilot-config");
+    check_scrape_annotations("autopilot", &simple_render(&dir), "flowgate-autopilot", "autopilot", "http");
     let base = simple_render(&root("deploy/kubernetes/base"));
     let b = check_region("base", &base, &img);
     check_pilot_with_proxies(&p, "base", &base, &b.cfg);
@@ -2239,4 +2368,167 @@ fn etcd_example_members_agree_and_flowgate_configs_point_at_them() {
         code != 0 && format!("{out}{err}").contains("--features etcd"),
         "without the etcd feature, flowgate validate must refuse [store] naming the feature:\n{out}{err}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// compose: the two-region quick try
+
+/// The host side of a compose bind mount (`SRC:DST[:MODE]` with SRC a path), resolved
+/// against the compose file's folder; `None` for a named volume.
+fn bind_source(dir: &Path, volume: &str) -> Option<(PathBuf, String)> {
+    let (src, rest) = volume.split_once(':')?;
+    let dst = rest.split(':').next().unwrap_or(rest).to_owned();
+    (src.starts_with('.') || src.starts_with('/')).then(|| (dir.join(src), dst))
+}
+
+/// `host:port` to (host, port).
+fn host_port(what: &str, addr: &str) -> (String, u16) {
+    let (h, p) = addr.rsplit_once(':').unwrap_or_else(|| panic!("{what}: {addr} has no port"));
+    (h.to_owned(), p.parse().unwrap_or_else(|_| panic!("{what}: {addr}: port")))
+}
+
+#[test]
+fn compose_two_regions_reference_files_that_exist_and_configs_that_validate() {
+    let dir = root("deploy/compose");
+    let path = dir.join("compose.yaml");
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&read(&path)).unwrap_or_else(|e| panic!("compose.yaml: {e}"));
+    doc.apply_merge().expect("compose.yaml: merge keys");
+    let services = doc["services"].as_mapping().expect("compose.yaml: services");
+    let names: BTreeSet<&str> = services.keys().filter_map(|k| k.as_str()).collect();
+    let img = image();
+    // Each proxy service: its config (what the image's CMD reads) and that config's region.
+    let mut proxies: BTreeMap<String, (Config, toml::Value)> = BTreeMap::new();
+    for (name, svc) in services {
+        let name = name.as_str().expect("service name");
+        let what = format!("compose.yaml: services.{name}");
+        let mut mounts = BTreeMap::new();
+        for v in seq(&svc["volumes"]) {
+            let v = s(v).unwrap_or_else(|| panic!("{what}: volumes: short form only"));
+            if let Some((src, dst)) = bind_source(&dir, v) {
+                assert!(src.exists(), "{what}: mounts {} which does not exist", src.display());
+                mounts.insert(dst, src);
+            } else {
+                let vol = v.split(':').next().unwrap();
+                assert!(doc["volumes"].get(vol).is_some(), "{what}: volume {vol} is not declared");
+            }
+        }
+        for dep in seq(&svc["depends_on"]) {
+            assert!(names.contains(s(dep).unwrap()), "{what}: depends_on {dep:?}");
+        }
+        if svc["build"].is_null() {
+            assert!(s(&svc["image"]).is_some_and(|i| i.contains(':')), "{what}: a pinned image or a build");
+            continue;
+        }
+        let context = dir.join(s(&svc["build"]["context"]).expect("build context"));
+        let dockerfile = context.join(s(&svc["build"]["dockerfile"]).expect("build dockerfile"));
+        assert_eq!(
+            dockerfile.canonicalize().unwrap(),
+            root("deploy/docker/Dockerfile").canonicalize().unwrap(),
+            "{what}: built from deploy/docker/Dockerfile"
+        );
+        assert_eq!(
+            context.canonicalize().unwrap(),
+            root("").canonicalize().unwrap(),
+            "{what}: context is the repository"
+        );
+        // The image's CMD reads its config at the copied path: the mount replaces it.
+        let config = mounts
+            .get(&img.config_path.display().to_string())
+            .unwrap_or_else(|| panic!("{what}: no config mounted at {}", img.config_path.display()))
+            .clone();
+        let (code, out, err) = flowgate(&["validate", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 0, "{what}: {} does not validate:\n{out}{err}", config.display());
+        let cfg = Config::load(&config).unwrap_or_else(|e| panic!("{what}: {e}"));
+        // The table the config names, next to it in the container, is mounted there.
+        if let Some(table) = &cfg.table {
+            let in_container = img.config_path.parent().unwrap().join(table.file_name().unwrap());
+            assert!(
+                mounts.contains_key(&in_container.display().to_string()),
+                "{what}: {} not mounted",
+                in_container.display()
+            );
+        }
+        let env = &svc["environment"][cfg.admin.token_env.as_str()];
+        assert!(
+            s(env).is_some_and(|v| v.contains("${")),
+            "{what}: {} comes from the caller's environment",
+            cfg.admin.token_env
+        );
+        let ports = config_ports(&cfg);
+        for p in seq(&svc["ports"]) {
+            let p = s(p).expect("ports: strings");
+            let container: u16 = p.rsplit(':').next().unwrap().parse().expect("container port");
+            assert!(
+                ports.values().any(|c| *c == container),
+                "{what}: publishes {container}, not a listener of {ports:?}"
+            );
+            if container == cfg.admin.listen.port() {
+                assert!(p.starts_with("127.0.0.1:"), "{what}: the admin port is published on loopback only");
+            }
+        }
+        let grace = s(&svc["stop_grace_period"]).map(timespan).expect("stop_grace_period");
+        let (delay, timeout) = drain_secs(&cfg);
+        assert!(grace.as_secs_f64() > delay + timeout, "{what}: stop_grace_period {grace:?} < the drain");
+        let text: toml::Value = toml::from_str(&read(&config)).expect("toml");
+        proxies.insert(name.to_owned(), (cfg, text));
+    }
+    let regions: BTreeSet<&str> = proxies.values().map(|(c, _)| c.region.as_str()).collect();
+    assert_eq!(regions.len(), 2, "two regions: {regions:?}");
+    for (name, (cfg, text)) in &proxies {
+        let what = format!("compose.yaml: services.{name}");
+        for (origin, o) in text["origins"].as_table().expect("origins") {
+            for ep in o["endpoints"].as_array().expect("endpoints") {
+                let (host, _) = host_port(&what, ep.as_str().unwrap());
+                assert!(
+                    names.contains(host.as_str()) && !proxies.contains_key(&host),
+                    "{what}: origin {origin}: {host} is an origin service"
+                );
+            }
+        }
+        let others: BTreeSet<&str> = regions.iter().copied().filter(|r| *r != cfg.region).collect();
+        let peers: BTreeSet<&str> = cfg.peers.keys().map(String::as_str).collect();
+        assert_eq!(peers, others, "{what}: [peers] are the other regions");
+        for (peer, p) in &cfg.peers {
+            for addr in p.lb.iter().chain(&p.proxies) {
+                let (host, port) = host_port(&what, addr);
+                let (other, _) = proxies
+                    .get(&host)
+                    .unwrap_or_else(|| panic!("{what}: peers.{peer}: {host} is no proxy service"));
+                assert_eq!(&other.region, peer, "{what}: peers.{peer}: {host} is in {}", other.region);
+                assert_eq!(
+                    Some(port),
+                    other.listen.peer.map(|a| a.port()),
+                    "{what}: peers.{peer}: {host}'s peer port"
+                );
+            }
+        }
+    }
+    // The fleet file reaches each proxy's admin port as compose publishes it.
+    let fleet = FleetFile::load(&dir.join("fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let fleet_regions: BTreeSet<&str> = fleet.regions.keys().map(String::as_str).collect();
+    assert_eq!(fleet_regions, regions, "deploy/compose/fleet.toml: regions");
+    for (name, (cfg, _)) in &proxies {
+        let published: Vec<String> = seq(&doc["services"][name.as_str()]["ports"])
+            .iter()
+            .filter_map(s)
+            .filter_map(|p| {
+                p.rsplit_once(':')
+                    .filter(|(_, c)| *c == cfg.admin.listen.port().to_string())
+                    .map(|(h, _)| h.to_owned())
+            })
+            .collect();
+        assert_eq!(fleet.regions[&cfg.region].admin, published, "fleet.toml: regions.{}.admin", cfg.region);
+    }
+    // Prometheus (profile monitoring) scrapes every proxy's admin listener.
+    let prom: Value = serde_yaml_ng::from_str(&read(&dir.join("prometheus.yml"))).expect("prometheus.yml");
+    let targets: BTreeSet<String> = seq(&prom["scrape_configs"])
+        .iter()
+        .flat_map(|j| seq(&j["static_configs"]))
+        .flat_map(|c| seq(&c["targets"]))
+        .filter_map(|t| s(t).map(str::to_owned))
+        .collect();
+    let want: BTreeSet<String> =
+        proxies.iter().map(|(n, (c, _))| format!("{n}:{}", c.admin.listen.port())).collect();
+    assert_eq!(targets, want, "prometheus.yml: the proxies' admin listeners");
 }

@@ -39,7 +39,7 @@ impl Control {
             return;
         }
         *s = now;
-        self.shared.metrics.store_connected.set((now == StoreState::Connected) as i64);
+        self.shared.metrics.set_store_state(now.name());
         match now {
             StoreState::Disconnected => {
                 tracing::error!(

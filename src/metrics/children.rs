@@ -46,7 +46,30 @@ impl RequestMetrics {
         let cells = (0..n)
             .map(|_| Cell { duration: OnceLock::new(), codes: (0..CODES).map(|_| OnceLock::new()).collect() })
             .collect();
-        RequestMetrics { metrics, listeners: listeners.to_vec(), origins, targets, cells }
+        let r = RequestMetrics { metrics, listeners: listeners.to_vec(), origins, targets, cells };
+        r.preset();
+        r
+    }
+
+    /// Makes, at 0, the series every known origin and target region has from the start:
+    /// its duration histogram, and its 200 count on the clients' listener (the first), so
+    /// that both families are in the first scrape. Other codes appear at first use.
+    fn preset(&self) {
+        let named = |v: &[String]| v.len() - 1;
+        for o in 0..named(&self.origins) {
+            for t in 0..named(&self.targets) {
+                let (origin, target) = (self.origins[o].as_str(), self.targets[t].as_str());
+                let Some(cell) = self.cells.get(o * self.targets.len() + t) else { continue };
+                cell.duration.get_or_init(|| {
+                    self.metrics.request_duration_seconds.with_label_values(&[origin, target])
+                });
+                if let (Some(listener), Some(slot)) = (self.listeners.first(), cell.codes.get(100)) {
+                    slot.get_or_init(|| {
+                        self.metrics.requests_total.with_label_values(&[listener, origin, target, "200"])
+                    });
+                }
+            }
+        }
     }
 
     /// Counts one answered request and its duration.
@@ -100,5 +123,22 @@ mod tests {
         assert_eq!(m.requests_total.with_label_values(&["public", "api", "b", "200"]).get(), 2);
         assert_eq!(m.requests_total.with_label_values(&["peer", "-", "-", "404"]).get(), 1);
         assert_eq!(m.request_duration_seconds.with_label_values(&["api", "b"]).get_sample_count(), 2);
+    }
+
+    #[test]
+    fn every_known_origin_and_target_is_there_from_the_start() {
+        let m = Metrics::new().unwrap();
+        let _r = RequestMetrics::new(m.clone(), &["public", "peer"], &["api"], &["a", "b"]);
+        let text = String::from_utf8(m.render()).unwrap();
+        for t in ["a", "b"] {
+            for line in [
+                format!(
+                    "flowgate_requests_total{{code=\"200\",listener=\"public\",origin=\"api\",target_region=\"{t}\"}} 0"
+                ),
+                format!("flowgate_request_duration_seconds_count{{origin=\"api\",target_region=\"{t}\"}} 0"),
+            ] {
+                assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@
 //!   ratio over the last minute (or the window asked for, 1 to 60 s), the client traffic
 //!   arriving here (`source_rps`), and per target region its health, endpoints, mode and
 //!   bypass.
+//! - `GET /v1/dashboard/history`: the dashboard's samples of the last 15 minutes.
 
 mod api;
 pub(crate) mod auth;
@@ -69,11 +70,14 @@ pub(crate) struct AdminState {
     pub(crate) control: Arc<Control>,
     pub(crate) tokens: Tokens,
     pub(crate) started: std::time::Instant,
+    /// The dashboard's samples of the last minutes (`GET /v1/dashboard/history`).
+    pub(crate) dashboard: dashboard::SampleRing,
 }
 
 /// Serves the admin routes until `stop` fires.
 pub(crate) async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    tokio::spawn(dashboard::sample_every_second(state.clone(), stop.clone()));
     loop {
         let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -121,6 +125,7 @@ async fn route(
             let body = state.control.shared.metrics.render();
             with_type(Response::new(Full::new(Bytes::from(body))), "text/plain; version=0.0.4; charset=utf-8")
         }
+        (_, "/v1/dashboard/history") if read => dashboard::history_response(state),
         (_, "/v1/table") if read => api::get_table(state),
         (Method::PUT, "/v1/table") => api::put_table(req, state, remote).await,
         (_, "/v1/table/history") if read => {
@@ -144,8 +149,15 @@ async fn route(
         }
         (
             _,
-            "/" | "/healthz" | "/livez" | "/readyz" | "/metrics" | "/v1/table" | "/v1/table/history"
-            | "/v1/status",
+            "/"
+            | "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/metrics"
+            | "/v1/table"
+            | "/v1/table/history"
+            | "/v1/status"
+            | "/v1/dashboard/history",
         ) => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             let allow = if path == "/v1/table" { "GET, HEAD, PUT" } else { "GET, HEAD" };

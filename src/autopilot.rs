@@ -134,7 +134,7 @@ impl Autopilot {
             None => tokio::sync::watch::channel(leader::Role::Alone).1,
         };
         let mut pilot = Pilot {
-            client: AdminClient::new(fleet.token(), opts.timeout),
+            client: AdminClient::for_fleet(&fleet, opts.timeout),
             fleet,
             th: Thresholds { error_ratio: opts.failing_error_ratio, ..Thresholds::default() },
             rails: Rails {

@@ -1,5 +1,7 @@
 //! The command line: one binary, one subcommand per job. Exit codes follow the contract:
-//! 0 done, 1 the operation failed, 2 bad usage, bad config or bad input file.
+//! 0 done, 1 the operation failed, 2 bad usage, bad config or bad input file. Every
+//! argument carries its help text: `flowgate SUB --help`, the completions and the man
+//! page are made from these definitions.
 
 use std::path::PathBuf;
 
@@ -13,7 +15,12 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "flowgate", version, about = "A Layer-7 proxy that moves a region's traffic safely")]
+#[command(
+    name = "flowgate",
+    version,
+    about = "A Layer-7 proxy that moves a region's traffic safely",
+    after_help = "Exit codes: 0 done; 1 the operation failed or was aborted (and rolled back); 2 bad usage, bad config or bad input file."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -35,8 +42,10 @@ pub enum Command {
     /// GET a URL on loopback or anywhere and exit 0 on a 2xx answer: the container
     /// health check, for images without curl.
     Probe {
-        /// e.g. http://127.0.0.1:9901/healthz
+        /// The URL to GET (http:// only), e.g. http://127.0.0.1:9901/healthz; anything
+        /// else is bad usage (exit 2).
         url: String,
+        /// How long to wait for the answer before exiting 1.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
@@ -45,15 +54,22 @@ pub enum Command {
         /// How long the whole show takes.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Leave everything running afterwards and print the dashboards' addresses.
+        /// Print the dashboards, a fleet file and the admin token before the show, and keep
+        /// the fleet and its client load up after it until Ctrl-C or SIGTERM.
         #[arg(long)]
         keep_running: bool,
+        /// The demo's folder (configs, fleet file, table, the proxies' state), created if
+        /// missing and kept afterwards; default: a temporary folder removed at the end.
+        #[arg(long, env = "FLOWGATE_DEMO_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Check a config and/or a traffic table without starting anything. With both, the
     /// table is checked against the config's regions and origins.
     Validate {
+        /// A static config (TOML) to check, as `serve --config` would read it.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// A traffic table (JSON) to check, as `push` would send it.
         #[arg(short, long)]
         table: Option<PathBuf>,
     },
@@ -66,6 +82,7 @@ pub enum Command {
     },
     /// Push one table to every proxy of the fleet; exit 1 unless all of them applied it.
     Push {
+        /// The fleet file (TOML): every region's proxies' admin addresses.
         #[arg(long)]
         fleet: PathBuf,
         /// Sign the table with this key (proxies with `[admin] table_keys` need it).
@@ -82,21 +99,26 @@ pub enum Command {
     },
     /// Every proxy's table version, readiness, load, errors and view of the regions.
     Status {
+        /// The fleet file (TOML): every region's proxies' admin addresses.
         #[arg(long)]
         fleet: PathBuf,
+        /// The whole fleet's status as one JSON document instead of a table.
         #[arg(long)]
         json: bool,
+        /// Per-proxy timeout.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
     /// Move a region's traffic to the others in gated steps.
     Evacuate {
+        /// The region to empty (a `[regions.NAME]` of the fleet file).
         region: String,
         #[command(flatten)]
         run: RunArgs,
     },
     /// Bring a region's traffic back to the shares before its evacuation.
     Restore {
+        /// The region to bring traffic back to.
         region: String,
         #[command(flatten)]
         run: RunArgs,
@@ -109,6 +131,7 @@ pub enum Command {
     Autopilot(AutopilotCmd),
     /// Evacuate, hold, restore, and write a report of what clients saw.
     Exercise {
+        /// The region to evacuate, hold and restore.
         region: String,
         #[command(flatten)]
         run: RunArgs,
@@ -119,12 +142,25 @@ pub enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Write a shell completion script to stdout, e.g.
+    /// `flowgate completions bash > /etc/bash_completion.d/flowgate`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man page (roff) to stdout, e.g. `flowgate man > flowgate.1`, or a
+    /// subcommand's, e.g. `flowgate man evacuate > flowgate-evacuate.1`.
+    Man {
+        /// The subcommand whose page to write (default: the whole command's).
+        command: Option<String>,
+    },
 }
 
 /// `flowgate autopilot`: run it, or flip its pause switch.
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AutopilotCmd {
+    /// Flip the pause switch instead of running.
     #[command(subcommand)]
     pub switch: Option<AutopilotSwitch>,
     #[command(flatten)]
@@ -140,6 +176,7 @@ pub enum AutopilotSwitch {
     Resume(SwitchArgs),
 }
 
+/// Where the pause switch is.
 #[derive(Debug, Clone, Args)]
 pub struct SwitchArgs {
     /// The fleet file the autopilot runs with (its state file lives beside it).
@@ -222,6 +259,7 @@ pub struct AutopilotArgs {
 /// The options `evacuate`, `restore` and `exercise` share.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// The fleet file (TOML): every region's proxies' admin addresses and capacity.
     #[arg(long)]
     pub fleet: PathBuf,
     /// Pushes from the current shares to the end state.

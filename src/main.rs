@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use flowgate::cli::{Cli, Command, EXIT_BAD_INPUT, EXIT_FAILED};
 use flowgate::config::Config;
 use flowgate::fleet::cli::{self as commands, Exit};
@@ -18,8 +18,9 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            // Help and version are not errors. `print` reports a reader that has gone as an
+            // error, which is ignored here: the exit code says how parsing went.
             let _ = e.print();
-            // Help and version are not errors.
             return if e.use_stderr() { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS };
         }
     };
@@ -56,9 +57,11 @@ fn main() -> ExitCode {
         Command::Autopilot(a) => {
             in_runtime("warn", async move { flowgate::autopilot::cli::autopilot_cmd(a).await })
         }
+        Command::Completions { shell } => completions(shell),
+        Command::Man { command } => man(command.as_deref()),
         // The demo draws its own view: only errors may interrupt it.
-        Command::Demo { duration, keep_running } => in_runtime("error", async move {
-            Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running }).await)
+        Command::Demo { duration, keep_running, dir } => in_runtime("error", async move {
+            Exit(flowgate::demo::run(flowgate::demo::DemoOptions { duration, keep_running, dir }).await)
         }),
     }
 }
@@ -70,7 +73,7 @@ fn in_runtime(level: &str, command: impl Future<Output = Exit>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            flowgate::errln!("error: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_FAILED);
         }
     };
@@ -78,10 +81,46 @@ fn in_runtime(level: &str, command: impl Future<Output = Exit>) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `completions SHELL`: the script for that shell on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    // Made in memory first: the generators panic on a failed write, and stdout's reader
+    // may be gone (`flowgate completions bash | head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "flowgate", &mut script);
+    flowgate::out!("{}", String::from_utf8_lossy(&script));
+    ExitCode::SUCCESS
+}
+
+/// `man [SUBCOMMAND]`: flowgate(1), or flowgate-SUBCOMMAND(1), in roff on stdout.
+fn man(sub: Option<&str>) -> ExitCode {
+    let mut cli = Cli::command();
+    // Built first, so that a subcommand's page has every inherited and generated arg.
+    cli.build();
+    let cmd = match sub {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            // Built, it is already named `flowgate-NAME` for display, `flowgate NAME` to run.
+            Some(c) => c.clone().version(env!("CARGO_PKG_VERSION")),
+            None => {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                flowgate::errln!("error: no subcommand `{name}` (there are: {})", names.join(", "));
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+    };
+    let mut page = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(cmd).render(&mut page) {
+        flowgate::errln!("error: cannot render the man page: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    flowgate::out!("{}", String::from_utf8_lossy(&page));
+    ExitCode::SUCCESS
+}
+
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
         for e in &errors.0 {
-            eprintln!("error: {e}");
+            flowgate::errln!("error: {e}");
         }
         ExitCode::from(EXIT_BAD_INPUT)
     })
@@ -89,7 +128,7 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 fn validate(config: Option<&std::path::Path>, table: Option<&std::path::Path>) -> ExitCode {
     if config.is_none() && table.is_none() {
-        eprintln!("error: nothing to validate: give --config FILE and/or --table FILE");
+        flowgate::errln!("error: nothing to validate: give --config FILE and/or --table FILE");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let cfg = match config.map(load).transpose() {
@@ -97,7 +136,7 @@ fn validate(config: Option<&std::path::Path>, table: Option<&std::path::Path>) -
         Err(code) => return code,
     };
     if let (Some(cfg), Some(path)) = (&cfg, config) {
-        println!(
+        flowgate::outln!(
             "{}: ok (region {}, {} origins, {} peers, {} routes)",
             path.display(),
             cfg.region,
@@ -123,9 +162,9 @@ fn validate(config: Option<&std::path::Path>, table: Option<&std::path::Path>) -
                 t.validate(&known).map(|_| t.version).map_err(|e| e.to_string())
             });
         match checked {
-            Ok(version) => println!("{}: ok (version {version})", path.display()),
+            Ok(version) => flowgate::outln!("{}: ok (version {version})", path.display()),
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                flowgate::errln!("error: {}: {e}", path.display());
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
         }
@@ -148,7 +187,7 @@ fn serve(path: &std::path::Path, addr_file: Option<&std::path::Path>) -> ExitCod
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            flowgate::errln!("error: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_FAILED);
         }
     };
@@ -156,7 +195,7 @@ fn serve(path: &std::path::Path, addr_file: Option<&std::path::Path>) -> ExitCod
         let server = match Server::bind(cfg).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                flowgate::errln!("error: {}: {e}", path.display());
                 // A bad table file is bad input, like a bad config; a busy port is not.
                 let bad_input = matches!(
                     e,
@@ -173,7 +212,7 @@ fn serve(path: &std::path::Path, addr_file: Option<&std::path::Path>) -> ExitCod
         if let Some(file) = addr_file
             && let Err(e) = server.addrs().write_file(file)
         {
-            eprintln!("error: {e}");
+            flowgate::errln!("error: {e}");
             return ExitCode::from(EXIT_FAILED);
         }
         reload_on_sighup(server.control());

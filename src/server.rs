@@ -71,8 +71,25 @@ pub struct Server {
     readiness: Arc<Readiness>,
 }
 
-async fn bind(field: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { field, addr, source })
+/// Listeners bound by the caller before it wrote the config that names their addresses
+/// (the demo binds each port once: a port released and bound again later can be taken by
+/// another connection in between). Each one given is used in place of binding its field.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub public: Option<TcpListener>,
+    pub peer: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+async fn bind(
+    field: &'static str,
+    addr: SocketAddr,
+    bound: Option<TcpListener>,
+) -> Result<TcpListener, ServeError> {
+    match bound {
+        Some(l) => Ok(l),
+        None => TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { field, addr, source }),
+    }
 }
 
 fn local(field: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
@@ -82,6 +99,11 @@ fn local(field: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<Socke
 impl Server {
     /// Binds every configured listener; fails without serving anything if one cannot be.
     pub async fn bind(cfg: Config) -> Result<Server, ServeError> {
+        Server::from_listeners(cfg, Listeners::default()).await
+    }
+
+    /// [`Server::bind`], taking the listeners already bound in `bound` as they are.
+    pub async fn from_listeners(cfg: Config, bound: Listeners) -> Result<Server, ServeError> {
         let tokens = Tokens::load(&cfg.admin.token_env, cfg.admin.token_file.as_deref())?;
         if tokens.is_empty() && !cfg.admin.listen.ip().is_loopback() {
             return Err(ServeError::Insecure(cfg.admin.listen));
@@ -91,7 +113,7 @@ impl Server {
         }
         let control = Arc::new(Control::start(&cfg.file, cfg.clone())?);
         let mut listeners = Vec::new();
-        let l = bind("listen.public", cfg.listen.public).await?;
+        let l = bind("listen.public", cfg.listen.public, bound.public).await?;
         let public = local("listen.public", &l, cfg.listen.public)?;
         listeners.push(Bound { listener: l, kind: ListenerKind::Public, tls: None });
         let mut public_tls = None;
@@ -99,13 +121,13 @@ impl Server {
             (cfg.listen.public_tls, &cfg.listen.tls_cert, &cfg.listen.tls_key)
         {
             let acceptor = tls::acceptor(cert, key)?;
-            let l = bind("listen.public_tls", addr).await?;
+            let l = bind("listen.public_tls", addr, None).await?;
             public_tls = Some(local("listen.public_tls", &l, addr)?);
             listeners.push(Bound { listener: l, kind: ListenerKind::PublicTls, tls: Some(acceptor) });
         }
         let mut peer = None;
         if let Some(addr) = cfg.listen.peer {
-            let l = bind("listen.peer", addr).await?;
+            let l = bind("listen.peer", addr, bound.peer).await?;
             peer = Some(local("listen.peer", &l, addr)?);
             listeners.push(Bound { listener: l, kind: ListenerKind::Peer, tls: None });
         }
@@ -117,11 +139,11 @@ impl Server {
             &cfg.listen.peer_tls_ca,
         ) {
             let acceptor = tls::mtls_acceptor(cert, key, ca)?;
-            let l = bind("listen.peer_tls", addr).await?;
+            let l = bind("listen.peer_tls", addr, None).await?;
             peer_tls = Some(local("listen.peer_tls", &l, addr)?);
             listeners.push(Bound { listener: l, kind: ListenerKind::PeerTls, tls: Some(acceptor) });
         }
-        let admin = bind("admin.listen", cfg.admin.listen).await?;
+        let admin = bind("admin.listen", cfg.admin.listen, bound.admin).await?;
         let admin_addr = local("admin.listen", &admin, cfg.admin.listen)?;
         Ok(Server {
             cfg: Arc::new(cfg),
@@ -180,6 +202,7 @@ impl Server {
             control: self.control.clone(),
             tokens: self.tokens,
             started: std::time::Instant::now(),
+            dashboard: Default::default(),
         });
         let admin_task = tokio::spawn(admin::serve(self.admin, admin_state, admin_stop.clone()));
         self.control.proxy.load().start_background(&cfg);

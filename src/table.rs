@@ -117,7 +117,7 @@ impl Operation {
 
 /// Why a table was refused; `field` is the JSON path at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct TableError {
     pub(crate) field: String,
     pub(crate) message: String,

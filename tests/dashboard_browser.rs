@@ -383,3 +383,148 @@ return {page: nav.decodedBodySize, transfer: nav.transferSize,
     assert_eq!(failed.load(Ordering::SeqCst), 0, "client requests failed");
     pair.stop().await;
 }
+
+/// The samples the proxy keeps for the dashboard, as `GET /v1/dashboard/history` reads.
+async fn kept(pair: &Pair) -> Value {
+    let url = format!("http://{}/v1/dashboard/history", pair.a.addrs.admin);
+    let (status, headers, body) = request(Method::GET, &url, None, "").await;
+    assert_eq!(status, StatusCode::OK, "read-only, like the page: no token needed");
+    assert_eq!(headers["content-type"], "application/json");
+    serde_json::from_slice(&body).expect("history is JSON")
+}
+
+/// Waits until the proxy has kept `n` samples with traffic; the history then.
+async fn kept_with_traffic(pair: &Pair, n: usize) -> Value {
+    wait_for(&format!("{n} kept samples with traffic"), Duration::from_secs(30), || async {
+        let doc = kept(pair).await;
+        let busy =
+            doc["samples"].as_array().map(|s| s.iter().filter(|p| p["rps"].as_f64() > Some(0.0)).count());
+        if busy.unwrap_or(0) >= n { Ok(doc) } else { Err(doc) }
+    })
+    .await
+}
+
+/// Without any browser: the proxy keeps a sample a second for the charts, bounded, with
+/// the shares and version of each moment; and the page's HTML carries the current
+/// figures for a reader without JavaScript.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_history_is_bounded_and_the_page_reads_without_script() {
+    let pair = Pair::start().await;
+    settled(&pair).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let load = load(&pair, stop.clone(), failed.clone());
+    let doc = kept_with_traffic(&pair, 4).await;
+    assert_eq!(doc["interval_seconds"], 1, "{doc}");
+    assert_eq!(doc["window_seconds"], 5, "{doc}");
+    let capacity = doc["capacity"].as_u64().expect("capacity");
+    assert!((600..=900).contains(&capacity), "10 to 15 minutes at one a second: {doc}");
+    let samples = doc["samples"].as_array().expect("samples");
+    assert!(samples.len() as u64 <= capacity, "{doc}");
+    // About one a second since the proxy started, oldest first.
+    let uptime = status(pair.a.addrs.admin).await["uptime_seconds"].as_u64().expect("uptime");
+    assert!(samples.len() as u64 <= uptime + 2, "{} samples in {uptime} s", samples.len());
+    let at: Vec<u64> = samples.iter().map(|s| s["at_ms"].as_u64().expect("at_ms")).collect();
+    assert!(at.windows(2).all(|w| w[1] >= w[0] + 500), "{at:?}");
+    let last = samples.last().expect("a sample");
+    assert_eq!(last["table_version"], 1, "{last}");
+    assert_eq!(last["shares"], serde_json::json!({A: 0.6, B: 0.4}), "{last}");
+    assert!(last["source_rps"].as_f64() > Some(0.0), "{last}");
+    // The ring follows a table change.
+    push(&pair, TABLE_V2).await;
+    wait_for("a sample of version 2", Duration::from_secs(5), || async {
+        let doc = kept(&pair).await;
+        let last = doc["samples"].as_array().and_then(|s| s.last().cloned()).unwrap_or_default();
+        if last["table_version"] == 2 && last["shares"][B] == 0.8 { Ok(()) } else { Err(last) }
+    })
+    .await;
+    let (status_code, headers, _) = request(
+        Method::POST,
+        &format!("http://{}/v1/dashboard/history", pair.a.addrs.admin),
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status_code, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+
+    // The page as a reader without JavaScript gets it: the figures of now, not a
+    // "connecting" placeholder.
+    let (_, _, body) = support::get(&support::h1_client(), &pair.dashboard()).await;
+    let page = String::from_utf8(body.to_vec()).expect("utf-8");
+    let between = |from: &str, to: &str| -> String {
+        let start =
+            page.find(from).map(|i| i + from.len()).unwrap_or_else(|| panic!("no {from:?} in {page}"));
+        page[start..].split(to).next().unwrap_or("").to_owned()
+    };
+    assert_eq!(between(r#"<b id="version">"#, "<"), "2");
+    let rps: f64 = between(r#"<b id="rps">"#, "<").parse().expect("rps is a number");
+    assert!(rps > 0.0, "rps {rps} under load");
+    assert!(between(r#"<b id="error-ratio""#, "</b>").ends_with("0.00%"), "no errors under this load");
+    assert!(between(r#"<b id="source-rps">"#, "<").parse::<f64>().is_ok_and(|v| v > 0.0));
+    assert!(page.contains(r#"data-share="0.8">80%</td>"#), "shares in the page");
+    assert!(page.contains(r#"data-state="snapshot">snapshot "#), "the snapshot's time, not a placeholder");
+    let markup = &page[..page.find("<script>").expect("the page's script")];
+    assert!(!markup.contains("connecting"), "the page without script says connecting");
+    stop.store(true, Ordering::SeqCst);
+    load.await.expect("load task");
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "client requests failed");
+    pair.stop().await;
+}
+
+/// A page opened after some seconds of traffic draws those seconds on its first render,
+/// from the samples the proxy kept, and so does a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium (installed by .ci/run)"]
+async fn dashboard_draws_the_last_minutes_on_first_render() {
+    tokio::time::timeout(Duration::from_secs(180), first_render())
+        .await
+        .expect("the whole test within 180 s");
+}
+
+async fn first_render() {
+    let pair = Pair::start().await;
+    settled(&pair).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let load = load(&pair, stop.clone(), failed.clone());
+    kept_with_traffic(&pair, 8).await;
+
+    let b = browser::Browser::start(true, 1280, 1000).await;
+    // What the charts hold: points of the traffic line, areas of the shares, and how far
+    // back the line starts (the plot's share of the chart's width).
+    const CHART: &str = r#"
+const svg = document.getElementById('chart-traffic');
+const lines = Array.from(svg.querySelectorAll('polyline.l-rps'));
+const points = lines.reduce((n, l) => n + l.points.numberOfItems, 0);
+const xs = lines.flatMap((l) => Array.from({length: l.points.numberOfItems}, (_, i) => l.points.getItem(i).x));
+return {points, polls: Number(document.body.dataset.polls || 0), history: Number(document.body.dataset.history || 0),
+        span: xs.length ? Math.max(...xs) - Math.min(...xs) : 0,
+        areas: document.querySelectorAll('#chart-shares polygon.a-share').length,
+        waiting: Array.from(svg.querySelectorAll('text'), (t) => t.textContent).includes('collecting samples…')};"#;
+    for visit in ["first load", "reload"] {
+        b.goto(&pair.dashboard()).await.expect("dashboard loads");
+        // The first render: drawn once the kept samples are in, before the second poll.
+        let v = b
+            .wait_for(
+                "the first render",
+                &format!(
+                    "const v = (() => {{ {CHART} }})(); return v.history > 0 || v.polls > 0 ? v : null;"
+                ),
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(v["polls"].as_u64().unwrap_or(9) <= 1, "{visit}: not the first render: {v}");
+        assert!(v["history"].as_u64().unwrap_or(0) >= 8, "{visit}: the kept samples: {v}");
+        assert!(v["points"].as_u64().unwrap_or(0) >= 8, "{visit}: the chart starts empty: {v}");
+        assert!(v["span"].as_f64().unwrap_or(0.0) > 50.0, "{visit}: the line covers seconds: {v}");
+        assert!(v["areas"].as_u64().unwrap_or(0) >= 2, "{visit}: the share chart starts empty: {v}");
+        assert_eq!(v["waiting"], false, "{visit}: {v}");
+    }
+    b.screenshot("dashboard-first-render.png").await;
+    b.close().await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.expect("load task");
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "client requests failed");
+    pair.stop().await;
+}

@@ -612,8 +612,8 @@ async fn status_dry_run_confirmation_and_exercise_report() {
     )
     .await;
     assert_eq!(dry.code, Some(0), "{}", dry.stderr);
-    assert!(dry.stderr.contains("version 7:"), "the plan names its 5 tables (3 to 7):\n{}", dry.stderr);
-    assert!(dry.stderr.contains("nothing pushed"), "{}", dry.stderr);
+    assert!(dry.stdout.contains("version 7:"), "the plan names its 5 tables (3 to 7):\n{}", dry.stdout);
+    assert!(dry.stdout.contains("nothing pushed"), "{}", dry.stdout);
     assert_eq!(ops.fingerprint().await, before, "a dry run must push nothing");
 
     // Without --yes and with stdin not a terminal: refuse to ask, push nothing.

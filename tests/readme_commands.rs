@@ -121,7 +121,7 @@ fn run(name: &str, script: &str, limit: Duration, env: &[(&str, &Path)]) -> Stri
 #[test]
 fn the_readme_marks_the_blocks_this_test_runs() {
     let names: Vec<String> = marked_blocks().into_iter().map(|b| b.0).collect();
-    for want in ["validate", "one proxy by hand"] {
+    for want in ["validate", "one proxy by hand", "fleet commands against the demo"] {
         assert!(names.iter().any(|n| n == want), "README.md lacks the block `{want}`: {names:?}");
     }
 }
@@ -140,6 +140,22 @@ fn the_readme_one_proxy_by_hand_runs_as_written() {
     // The origin's echo of the request it got through the proxy, and the status document.
     assert!(out.contains("HTTP/1.1 200") && out.contains("/hello"), "{out}");
     assert!(out.contains("\"table_version\""), "{out}");
+}
+
+#[test]
+fn the_readme_fleet_commands_run_as_written_against_the_demo() {
+    let _ = std::fs::remove_dir_all("/tmp/flowgate-demo");
+    let name = "fleet commands against the demo";
+    let out = run(name, &block(name), Duration::from_secs(420), &[]);
+    // `status` printed every region, the dry run's plan went to its file, the exercise wrote
+    // its report with a verdict from real traffic.
+    for region in ["us-east-1", "us-west-2", "eu-west-1"] {
+        assert!(out.contains(region), "status names {region}:\n{out}");
+    }
+    let plan = std::fs::read_to_string("/tmp/flowgate-demo/plan.txt").expect("the dry run's plan");
+    assert!(plan.contains("dry run: nothing pushed") && plan.contains("us-east-1"), "{plan}");
+    let report = std::fs::read_to_string("/tmp/flowgate-demo/exercise.html").expect("the exercise's report");
+    assert!(report.contains("pass: evacuated, held and restored"), "the report's verdict is a pass");
 }
 
 /// SIGTERM to the block's process group, then waits (bounded) for it to drain and go, so

@@ -6,23 +6,19 @@
   const POLL_MS = 1000;
   const TIMEOUT_MS = 3000;
   const HISTORY_MS = 15000;
-  const KEEP_MS = 5 * 60 * 1000;
-  const MAX_SAMPLES = 900;
+  // As much as the proxy keeps (v1/dashboard/history: 15 minutes, one sample a second).
+  const KEEP_MS = 15 * 60 * 1000;
+  const MAX_SAMPLES = 1000;
   const GAP_MS = 3500;
   const HISTORY_ROWS = 10;
   const WINDOW = Number(document.body.dataset.window) || 5;
   const PALETTE = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#92400e"];
   const SVG = "http://www.w3.org/2000/svg";
-  const STORE = "flowgate-dashboard:" + location.host + location.pathname;
 
   const $ = (id) => document.getElementById(id);
   document.documentElement.classList.remove("nojs");
 
   let samples = [];
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(STORE) || "[]");
-    if (Array.isArray(saved)) samples = saved.filter((p) => p && typeof p.t === "number" && p.sh);
-  } catch (_) { /* private mode or bad data: start empty */ }
   let colors = {};
   let seenVersion = null;
   let historyAt = 0;
@@ -238,9 +234,19 @@
     samples.push(p);
     const cut = p.t - KEEP_MS;
     while (samples.length && (samples[0].t < cut || samples.length > MAX_SAMPLES)) samples.shift();
+  }
+
+  // The samples the proxy kept before this page opened, on our clock: the charts start
+  // with the last minutes instead of empty.
+  async function loadHistory() {
     try {
-      sessionStorage.setItem(STORE, JSON.stringify(samples));
-    } catch (_) { /* storage full or off: the ring still works */ }
+      const doc = await getJSON("v1/dashboard/history");
+      const kept = Array.isArray(doc && doc.samples) ? doc.samples : [];
+      samples = kept
+        .filter((p) => p && typeof p.at_ms === "number" && p.shares)
+        .map((p) => ({ t: p.at_ms - skew, rps: p.rps, err: p.error_ratio, v: p.table_version, sh: p.shares }));
+      document.body.dataset.history = String(samples.length);
+    } catch (_) { /* an older proxy, or offline: the charts fill as the page polls */ }
   }
 
   // ---- charts
@@ -277,7 +283,7 @@
       if (leftLabel) svg.append(s("text", { x: g.L - 4, y: y + 3, "text-anchor": "end" }, leftLabel(4 - i)));
       if (rightLabel) svg.append(s("text", { x: g.W - g.R + 4, y: y + 3 }, rightLabel(4 - i)));
     }
-    const tick = g.span <= 60000 ? 10000 : g.span <= 120000 ? 30000 : 60000;
+    const tick = g.span <= 60000 ? 10000 : g.span <= 120000 ? 30000 : g.span <= 300000 ? 60000 : 180000;
     const step = g.pw < 320 ? 2 : 1;
     for (let k = 0; k * tick <= g.span; k += step) {
       const sec = (k * tick) / 1000;
@@ -394,6 +400,8 @@
     });
   });
   setLive("snapshot", "connecting…");
-  draw();
-  poll();
+  loadHistory().then(() => {
+    draw();
+    poll();
+  });
 })();

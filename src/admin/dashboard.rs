@@ -3,10 +3,11 @@
 //! One self-contained page: the HTML is rendered here from the current status and table
 //! history, so that it shows the state with JavaScript off (it then reloads itself every
 //! 10 s); the CSS and the script (`dashboard.css`, `dashboard.js` beside this file) are
-//! compiled into the binary and inlined. The script polls `v1/status` every second and
-//! `v1/table/history` when the version changes, keeps a ring of samples in the browser
-//! and draws the charts as inline SVG. Nothing is fetched from anywhere else: no CDN, no
-//! font, no image, and the Content-Security-Policy sent with the page forbids it.
+//! compiled into the binary and inlined. The script first reads the last minutes of
+//! samples the proxy kept ([`history`], `v1/dashboard/history`), so a reload draws them
+//! at once, then polls `v1/status` every second and `v1/table/history` when the version
+//! changes, and draws the charts as inline SVG. Nothing is fetched from anywhere else: no
+//! CDN, no font, no image, and the Content-Security-Policy sent with the page forbids it.
 //!
 //! Stable element ids for people's scripts and the browser tests: `#region`, `#version`,
 //! `#note`, `#state`, `#rps`, `#error-ratio`, `#source-rps`, `#inflight`, `#live`
@@ -17,6 +18,7 @@
 //! `#chart-shares`.
 
 mod format;
+mod history;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +36,7 @@ use crate::control::HistoryEntry;
 use crate::vocab::html::esc;
 use crate::wire::Status;
 use format::{clock, duration, error_pct, pct, rate};
+pub(crate) use history::{SampleRing, sample_every_second};
 
 const CSS: &str = include_str!("dashboard.css");
 const JS: &str = include_str!("dashboard.js");
@@ -68,6 +71,17 @@ pub(crate) fn response(state: &AdminState) -> Response<Full<Bytes>> {
     if let Ok(v) = HeaderValue::from_str(content_security_policy()) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
+    r
+}
+
+/// `GET /v1/dashboard/history`: the samples kept for the charts (read-only, like the
+/// page: no token).
+pub(crate) fn history_response(state: &AdminState) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&state.dashboard.doc()).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -203,7 +217,7 @@ pub(crate) fn render(status: &Status, history: &[HistoryEntry], now: u64) -> Str
 <section class="charts">
 <div class="card"><h2>Requests/s and error ratio</h2>
 <svg id="chart-traffic" class="chart js" role="img" aria-label="requests per second and error ratio over the last minutes"></svg>
-<noscript><p class="empty">The charts are drawn by JavaScript from samples taken while the page is open; with it off, this page is a snapshot that reloads every 10 s.</p></noscript>
+<noscript><p class="empty">The charts are drawn by JavaScript from the samples this proxy keeps (the last 15 minutes, <a href="v1/dashboard/history">v1/dashboard/history</a>); with it off, this page is a snapshot of the figures above that reloads every 10 s.</p></noscript>
 <div class="legend js"><span><i class="sw rps"></i>requests/s</span><span><i class="sw err"></i>error ratio</span><span><i class="sw mk"></i>table change</span></div></div>
 <div class="card js"><h2>Share per target over time</h2>
 <svg id="chart-shares" class="chart" role="img" aria-label="share of each target region over the last minutes"></svg>
@@ -217,7 +231,7 @@ pub(crate) fn render(status: &Status, history: &[HistoryEntry], now: u64) -> Str
 <h2 id="h-origins">Local origins</h2>
 <div class="scroll"><table id="origins"><thead><tr><th>origin</th><th>health</th><th class="num">endpoints healthy</th><th class="num">in flight</th></tr></thead><tbody>{origins}</tbody></table></div>
 </section>
-<footer><span>rates over the last {WINDOW_SECONDS} s</span><span>updated <span id="updated">{clock}</span></span><span>JSON: <a href="v1/status">status</a> · <a href="v1/table">table</a> · <a href="v1/table/history">history</a> · <a href="metrics">metrics</a></span></footer>
+<footer><span>rates over the last {WINDOW_SECONDS} s</span><span>updated <span id="updated">{clock}</span></span><span>JSON: <a href="v1/status">status</a> · <a href="v1/table">table</a> · <a href="v1/table/history">history</a> · <a href="v1/dashboard/history">samples</a> · <a href="metrics">metrics</a></span></footer>
 </main>
 <script>{JS}</script>
 </body></html>

@@ -21,14 +21,14 @@ pub async fn autopilot_cmd(cmd: AutopilotCmd) -> Exit {
         let word = if paused { "paused" } else { "resumed" };
         if let Some(addr) = &a.autopilot {
             let path = if paused { "/v1/pause" } else { "/v1/resume" };
-            let client = AdminClient::new(f.token(), std::time::Duration::from_secs(5));
+            let client = AdminClient::for_fleet(&f, std::time::Duration::from_secs(5));
             return match client.post(addr, path).await {
                 Ok(_) => {
-                    println!("autopilot at {addr} {word}");
+                    crate::outln!("autopilot at {addr} {word}");
                     Exit(0)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    crate::errln!("error: {e}");
                     Exit(EXIT_FAILED)
                 }
             };
@@ -36,18 +36,18 @@ pub async fn autopilot_cmd(cmd: AutopilotCmd) -> Exit {
         let path = a.state_file.unwrap_or_else(|| switch::default_path(&a.fleet));
         return match switch::set_paused(&path, paused, "cli") {
             Ok(_) => {
-                println!("autopilot {word} (state in {})", path.display());
+                crate::outln!("autopilot {word} (state in {})", path.display());
                 Exit(0)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::errln!("error: {e}");
                 Exit(EXIT_FAILED)
             }
         };
     }
     let a = cmd.run;
     let Some(fleet_path) = a.fleet.clone() else {
-        eprintln!("error: --fleet FILE is required");
+        crate::errln!("error: --fleet FILE is required");
         return Exit(EXIT_BAD_INPUT);
     };
     let f = match fleet(&fleet_path) {
@@ -55,11 +55,13 @@ pub async fn autopilot_cmd(cmd: AutopilotCmd) -> Exit {
         Err(e) => return e,
     };
     if !(a.max_utilization > 0.0 && a.max_utilization <= 1.0) || a.steps == 0 || a.min_healthy_regions == 0 {
-        eprintln!("error: --max-utilization must be in (0, 1], --steps and --min-healthy-regions at least 1");
+        crate::errln!(
+            "error: --max-utilization must be in (0, 1], --steps and --min-healthy-regions at least 1"
+        );
         return Exit(EXIT_BAD_INPUT);
     }
     if f.token().is_none() {
-        eprintln!(
+        crate::errln!(
             "warning: {} is not set: the autopilot can read the fleet but every push it makes will be refused (401)",
             f.token_env
         );
@@ -91,7 +93,7 @@ pub async fn autopilot_cmd(cmd: AutopilotCmd) -> Exit {
     let pilot = match Autopilot::bind(f, opts).await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return Exit(match e {
                 AutopilotError::State(_) => EXIT_BAD_INPUT,
                 _ => EXIT_FAILED,
@@ -99,7 +101,7 @@ pub async fn autopilot_cmd(cmd: AutopilotCmd) -> Exit {
         }
     };
     if let Some(addr) = pilot.local_addr() {
-        eprintln!("autopilot listening on http://{addr}/ ({} regions)", fleet_path.display());
+        crate::errln!("autopilot listening on http://{addr}/ ({} regions)", fleet_path.display());
     }
     let reload = pilot.reload_flag();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -110,7 +112,9 @@ pub async fn autopilot_cmd(cmd: AutopilotCmd) -> Exit {
                 }
             });
         }
-        Err(e) => eprintln!("warning: cannot install the SIGHUP handler ({e}); the fleet file is read once"),
+        Err(e) => {
+            crate::errln!("warning: cannot install the SIGHUP handler ({e}); the fleet file is read once")
+        }
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let signal = stop.clone();

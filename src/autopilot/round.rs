@@ -45,7 +45,7 @@ impl Pilot {
             match FleetFile::load(&self.fleet.file) {
                 Ok(f) => {
                     tracing::warn!(file = %self.fleet.file.display(), regions = f.regions.len(), "autopilot: fleet file reloaded");
-                    self.client = AdminClient::new(f.token(), self.opts.timeout);
+                    self.client = AdminClient::for_fleet(&f, self.opts.timeout);
                     self.fleet = f;
                 }
                 Err(e) => {

@@ -1,7 +1,7 @@
 //! The demo's terminal view: redrawn once a second on a terminal, one log line a second
 //! otherwise.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,6 +39,10 @@ pub(crate) async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if crate::out::stdout_gone() {
+            // Nobody reads the view any more: the show goes on without it.
+            continue;
         }
         // One status per proxy, read concurrently: the view must not lag the demo.
         let mut statuses: Vec<Vec<Option<Status>>> = Vec::new();
@@ -80,7 +84,6 @@ pub(crate) async fn run(
         let (ok, errors) = tally.total();
         let line = now.get();
         let t = started.elapsed().as_secs();
-        let mut out = std::io::stdout().lock();
         if tty {
             let mut s = String::from("\x1b[2J\x1b[H");
             s.push_str(&format!("flowgate demo  t={t:>3}s  requests {}  errors {errors}\n\n", ok + errors));
@@ -102,7 +105,7 @@ pub(crate) async fn run(
                 ));
             }
             s.push_str(&format!("\nnow: {line}\n"));
-            let _ = out.write_all(s.as_bytes());
+            crate::out!("{s}");
         } else {
             let parts: Vec<String> = rows
                 .iter()
@@ -117,13 +120,7 @@ pub(crate) async fn run(
                     )
                 })
                 .collect();
-            let _ = writeln!(
-                out,
-                "t={t}s requests={} errors={errors} | {} | {line}",
-                ok + errors,
-                parts.join(" | ")
-            );
+            crate::outln!("t={t}s requests={} errors={errors} | {} | {line}", ok + errors, parts.join(" | "));
         }
-        let _ = out.flush();
     }
 }

@@ -1,9 +1,8 @@
 //! The demo's world: three regions on loopback, each with an origin, two flowgate proxies
 //! on the real `serve` path (config text → `Config` → `Server`) and a load balancer in
 //! front of the proxies' peer listeners. Ports are picked by the kernel, so two demos can
-//! run side by side.
+//! run side by side; each is bound once, before the configs that name it are written.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,11 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::lb::DemoLb;
+use super::operator;
 use super::origin::DemoOrigin;
 use crate::config::Config;
 use crate::control::Control;
-use crate::fleet::{FleetFile, FleetRegion};
-use crate::server::{BoundAddrs, Server};
+use crate::fleet::FleetFile;
+use crate::server::{BoundAddrs, Listeners, Server};
 
 /// The demo's regions, in the order the view lists them. Their roles go by position: the
 /// exercise evacuates the first and crushes the second's load balancer; the third loses
@@ -46,17 +46,33 @@ pub(crate) struct World {
     pub(crate) fleet: FleetFile,
 }
 
-async fn reserve() -> std::io::Result<SocketAddr> {
-    // Bound and released at once: the proxy binds it again a moment later. Peer
-    // addresses must be known before any proxy starts, since every proxy names the others.
-    TcpListener::bind("127.0.0.1:0").await?.local_addr()
+/// One proxy's listeners, bound before its config is written: the config names their
+/// addresses, and the server takes the sockets as they are ([`Server::from_listeners`]),
+/// so no port is ever released and bound again (another connection could take it).
+struct Sockets {
+    public: TcpListener,
+    peer: TcpListener,
+    admin: TcpListener,
+}
+
+impl Sockets {
+    async fn bind() -> Result<Sockets, String> {
+        let one = || async {
+            TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen on 127.0.0.1:0: {e}"))
+        };
+        Ok(Sockets { public: one().await?, peer: one().await?, admin: one().await? })
+    }
+
+    fn addr(l: &TcpListener) -> Result<SocketAddr, String> {
+        l.local_addr().map_err(|e| format!("a bound listener has no address: {e}"))
+    }
 }
 
 fn config_text(
     region: &str,
     i: usize,
     dir: &Path,
-    peer: SocketAddr,
+    [public, peer, admin]: [SocketAddr; 3],
     origin: SocketAddr,
     peers: &str,
 ) -> String {
@@ -64,11 +80,11 @@ fn config_text(
         r#"region = "{region}"
 
 [listen]
-public = "127.0.0.1:0"
+public = "{public}"
 peer = "{peer}"
 
 [admin]
-listen = "127.0.0.1:0"
+listen = "{admin}"
 token_file = "{tokens}"
 state_dir = "{state}"
 
@@ -103,31 +119,30 @@ timeout = "2s"
 }
 
 impl World {
+    /// Starts every origin, load balancer and proxy; the fleet file is written to
+    /// `dir/fleet.toml` and read back, as an operator's command would read it.
     pub(crate) async fn start(dir: &Path, token: &str) -> Result<World, String> {
         std::fs::write(dir.join("tokens"), format!("demo {token}\n"))
             .map_err(|e| format!("{}: {e}", dir.display()))?;
-        let io = |e: std::io::Error| e.to_string();
+        let mut sockets: Vec<Vec<Sockets>> = Vec::new();
         let mut peers: Vec<Vec<SocketAddr>> = Vec::new();
         for _ in REGIONS {
             let mut v = Vec::new();
             for _ in 0..PROXIES_PER_REGION {
-                v.push(reserve().await.map_err(io)?);
+                v.push(Sockets::bind().await?);
             }
-            peers.push(v);
-        }
-        let mut origins = Vec::new();
-        let mut lbs = Vec::new();
-        for (r, name) in REGIONS.iter().enumerate() {
-            origins.push(DemoOrigin::start(name).await.map_err(io)?);
-            lbs.push(DemoLb::start(peers[r].clone()).await.map_err(io)?);
+            peers.push(v.iter().map(|s| Sockets::addr(&s.peer)).collect::<Result<_, _>>()?);
+            sockets.push(v);
         }
         let mut regions = Vec::new();
-        let mut fleet_regions = BTreeMap::new();
-        for (name, (origin, lb)) in REGIONS.iter().zip(origins.into_iter().zip(lbs)) {
+        for (r, name) in REGIONS.iter().enumerate() {
+            let origin = DemoOrigin::start(name).await.map_err(|e| format!("an origin: {e}"))?;
+            let lb = DemoLb::start(peers[r].clone()).await.map_err(|e| format!("a load balancer: {e}"))?;
             regions.push(DemoRegion { name, origin, lb, proxies: Vec::new() });
         }
-        // The load balancers' addresses are known now: write the configs and start.
-        for r in 0..REGIONS.len() {
+        // Every address is known now: write the configs and start.
+        let mut admins = Vec::new();
+        for (r, region_sockets) in sockets.into_iter().enumerate() {
             let mut peer_tables = String::new();
             for (o, other) in REGIONS.iter().enumerate() {
                 if o == r {
@@ -140,15 +155,19 @@ impl World {
                     proxies.join(", ")
                 ));
             }
-            let mut admins = Vec::new();
-            for (i, peer) in peers[r].iter().enumerate() {
-                let text = config_text(REGIONS[r], i, dir, *peer, regions[r].origin.addr, &peer_tables);
+            let mut region_admins = Vec::new();
+            for (i, s) in region_sockets.into_iter().enumerate() {
+                let addrs = [Sockets::addr(&s.public)?, Sockets::addr(&s.peer)?, Sockets::addr(&s.admin)?];
+                let text = config_text(REGIONS[r], i, dir, addrs, regions[r].origin.addr, &peer_tables);
                 let path = dir.join(format!("{}-{i}.toml", REGIONS[r]));
                 std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
                 let cfg = Config::load(&path).map_err(|e| e.to_string())?;
-                let server = Server::bind(cfg).await.map_err(|e| e.to_string())?;
+                let bound = Listeners { public: Some(s.public), peer: Some(s.peer), admin: Some(s.admin) };
+                let server = Server::from_listeners(cfg, bound)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 let addrs = server.addrs();
-                admins.push(addrs.admin.to_string());
+                region_admins.push(addrs.admin);
                 let control = server.control();
                 let (tx, rx) = oneshot::channel();
                 let done = tokio::spawn(server.run(async {
@@ -156,16 +175,13 @@ impl World {
                 }));
                 regions[r].proxies.push(DemoProxy { addrs, control, stop: Some(tx), done });
             }
-            fleet_regions
-                .insert(REGIONS[r].to_owned(), FleetRegion { admin: admins, capacity_rps: CAPACITY_RPS });
+            admins.push((REGIONS[r], region_admins));
         }
-        let fleet = FleetFile {
-            file: dir.join("fleet.toml"),
-            token_env: "FLOWGATE_ADMIN_TOKEN".into(),
-            regions: fleet_regions,
-            token_value: Some(token.to_owned()),
-            store: None,
-        };
+        let file = dir.join("fleet.toml");
+        std::fs::write(&file, operator::fleet_toml(&admins, CAPACITY_RPS))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut fleet = FleetFile::load(&file).map_err(|e| e.to_string())?;
+        fleet.token_value = Some(token.to_owned());
         Ok(World { regions, fleet })
     }
 

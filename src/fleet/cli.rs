@@ -15,18 +15,18 @@ pub struct Exit(pub u8);
 
 pub(crate) fn fleet(path: &Path) -> Result<FleetFile, Exit> {
     FleetFile::load(path).map_err(|e| {
-        eprintln!("error: {e}");
+        crate::errln!("error: {e}");
         Exit(EXIT_BAD_INPUT)
     })
 }
 
 fn table(path: &Path) -> Result<Table, Exit> {
     let text = std::fs::read(path).map_err(|e| {
-        eprintln!("error: {}: cannot read: {e}", path.display());
+        crate::errln!("error: {}: cannot read: {e}", path.display());
         Exit(EXIT_BAD_INPUT)
     })?;
     let t = Table::parse(&text).and_then(|t| t.validate(&t.self_known()).map(|_| t)).map_err(|e| {
-        eprintln!("error: {}: {e}", path.display());
+        crate::errln!("error: {}: {e}", path.display());
         Exit(EXIT_BAD_INPUT)
     })?;
     Ok(t)
@@ -59,16 +59,19 @@ pub async fn push_cmd(
     }
     let results = push::push(&client, &proxies, &t).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
     } else {
-        print!("{}", push::render(&results));
+        crate::out!("{}", push::render(&results));
     }
     let failed = results.iter().filter(|r| !r.ok()).count();
+    if let Some(line) = push::auth_refusal(&results) {
+        crate::errln!("error: {line}");
+    }
     if failed > 0 {
-        eprintln!("error: {failed} of {} proxies did not apply version {}", results.len(), t.version);
+        crate::errln!("error: {failed} of {} proxies did not apply version {}", results.len(), t.version);
         return Exit(EXIT_FAILED);
     }
-    eprintln!("version {} is in force on all {} proxies", t.version, results.len());
+    crate::errln!("version {} is in force on all {} proxies", t.version, results.len());
     Exit(0)
 }
 
@@ -77,16 +80,16 @@ pub async fn push_cmd(
 /// any proxy gets it.
 async fn write_through_store(cfg: &crate::config::Store, t: &Table) -> Result<(), Exit> {
     let mut run = super::store_write::StoreRun::open(cfg).await.map_err(|e| {
-        eprintln!("error: {e}; nothing pushed");
+        crate::errln!("error: {e}; nothing pushed");
         Exit(EXIT_FAILED)
     })?;
     if let Some(cur) = run.table() {
         if cur.version == t.version && cur.same_content(t) {
-            eprintln!("the store already holds version {}", t.version);
+            crate::errln!("the store already holds version {}", t.version);
             return Ok(());
         }
         if cur.version >= t.version {
-            eprintln!(
+            crate::errln!(
                 "error: the store holds version {} ({}): version {} is not newer; nothing pushed",
                 cur.version,
                 cur.note.as_deref().unwrap_or("no note"),
@@ -96,10 +99,13 @@ async fn write_through_store(cfg: &crate::config::Store, t: &Table) -> Result<()
         }
     }
     run.write(t).await.map_err(|e| {
-        eprintln!("error: {}", super::store_write::refused(&e, &format!("push of version {}", t.version)));
+        crate::errln!(
+            "error: {}",
+            super::store_write::refused(&e, &format!("push of version {}", t.version))
+        );
         Exit(EXIT_FAILED)
     })?;
-    eprintln!("version {} written to the store (etcd revision {})", t.version, run.revision());
+    crate::errln!("version {} written to the store (etcd revision {})", t.version, run.revision());
     Ok(())
 }
 
@@ -110,10 +116,10 @@ async fn connect(
 ) -> Result<(AdminClient, Vec<push::Proxy>, FleetFile), Exit> {
     let f = fleet(fleet_path)?;
     let proxies = push::proxies(&f).await.map_err(|e| {
-        eprintln!("error: {}: {e}", f.file.display());
+        crate::errln!("error: {}: {e}", f.file.display());
         Exit(EXIT_FAILED)
     })?;
-    Ok((AdminClient::new(f.token(), timeout), proxies, f))
+    Ok((AdminClient::for_fleet(&f, timeout), proxies, f))
 }
 
 pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Duration) -> Exit {
@@ -132,9 +138,9 @@ pub async fn status_cmd(fleet_path: &Path, json: bool, timeout: std::time::Durat
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
-        print!("{}", status::render(&st));
+        crate::out!("{}", status::render(&st));
     }
     // Exit 1 when a proxy is unreachable, when versions disagree, or when one version has
     // several contents (a split fleet).
@@ -149,7 +155,7 @@ pub(crate) fn signer(
 ) -> Result<Option<std::sync::Arc<crate::table::sign::SigningKey>>, Exit> {
     let Some(path) = path else { return Ok(None) };
     crate::table::sign::SigningKey::load(path).map(|k| Some(std::sync::Arc::new(k))).map_err(|e| {
-        eprintln!("error: --signing-key {e}");
+        crate::errln!("error: --signing-key {e}");
         Exit(EXIT_BAD_INPUT)
     })
 }
@@ -158,8 +164,8 @@ pub(crate) fn signer(
 pub fn keygen_cmd(out: &Path) -> Exit {
     match crate::table::sign::keygen(out) {
         Ok(public) => {
-            println!("{public}");
-            eprintln!(
+            crate::outln!("{public}");
+            crate::errln!(
                 "private key in {} (keep it secret), public key in {}.pub: put it in [admin] table_keys",
                 out.display(),
                 out.display()
@@ -167,7 +173,7 @@ pub fn keygen_cmd(out: &Path) -> Exit {
             Exit(0)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             Exit(EXIT_FAILED)
         }
     }
@@ -201,7 +207,7 @@ fn finish(result: Result<(), RunError>) -> Exit {
     match result {
         Ok(()) => Exit(0),
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             Exit(match e {
                 RunError::Usage(_) => EXIT_BAD_INPUT,
                 _ => EXIT_FAILED,
@@ -245,42 +251,84 @@ pub async fn exercise_cmd(
     };
     let mut runner = Runner::new(&f, opts);
     let result = exercise(&mut runner, region, hold).await;
-    let verdict = match &result {
-        Ok(()) => "pass: evacuated, held and restored with every gate green".to_owned(),
-        Err(e) => format!("fail: {e}"),
-    };
+    let failure = result.as_ref().err().map(ToString::to_string);
+    let verdict = report::Verdict::judge(failure.as_deref(), &runner.journal);
     if let Some(path) = report_path {
-        let html = report::render(region, &verdict, &runner.journal, &started);
+        let html = report::render(region, &verdict.to_string(), &runner.journal, &started);
         if let Err(e) = std::fs::write(path, html) {
-            eprintln!("error: {}: cannot write the report: {e}", path.display());
+            crate::errln!("error: {}: cannot write the report: {e}", path.display());
             return Exit(EXIT_FAILED);
         }
-        eprintln!("report written to {}", path.display());
+        crate::errln!("report written to {}", path.display());
     }
-    finish(result)
+    match &verdict {
+        report::Verdict::Fail(why) => crate::errln!("error: {why}"),
+        // An idle fleet's exercise moved every table through its gates: exit 0, but say
+        // that it proves nothing about clients.
+        v => crate::errln!("exercise {region}: {v}"),
+    }
+    match result {
+        Ok(()) => Exit(0),
+        Err(RunError::Usage(_)) => Exit(EXIT_BAD_INPUT),
+        Err(_) => Exit(EXIT_FAILED),
+    }
 }
 
-/// `probe URL`: 0 on a 2xx answer, 1 otherwise (a container health check without curl).
+/// `probe URL`: 0 on a 2xx answer, 1 otherwise (a container health check without curl);
+/// 2 when `url` is not an http:// URL with a host.
 pub async fn probe_cmd(url: &str, timeout: std::time::Duration) -> Exit {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        eprintln!("error: {url:?} is not a URL");
-        return Exit(EXIT_BAD_INPUT);
+    let uri = match probe_target(url) {
+        Ok(u) => u,
+        Err(why) => {
+            crate::errln!("error: {url:?} is not a URL to probe: {why}");
+            return Exit(EXIT_BAD_INPUT);
+        }
     };
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     match tokio::time::timeout(timeout, client.get(uri)).await {
         Ok(Ok(resp)) if resp.status().is_success() => Exit(0),
         Ok(Ok(resp)) => {
-            eprintln!("{url}: {}", resp.status());
+            crate::errln!("{url}: {}", resp.status());
             Exit(EXIT_FAILED)
         }
         Ok(Err(e)) => {
-            eprintln!("{url}: {e}");
+            crate::errln!("{url}: {}", super::client::source_text(&e));
             Exit(EXIT_FAILED)
         }
         Err(_) => {
-            eprintln!("{url}: no answer within {timeout:?}");
+            crate::errln!("{url}: no answer within {timeout:?}");
             Exit(EXIT_FAILED)
+        }
+    }
+}
+
+/// The URL a probe GETs: absolute, `http`, with a host. What fails here is bad usage; a
+/// good URL nobody answers at is a failed probe (exit 1).
+fn probe_target(url: &str) -> Result<http::Uri, String> {
+    let uri = url.parse::<http::Uri>().map_err(|e| e.to_string())?;
+    match uri.scheme_str() {
+        None => return Err("no scheme (write http://HOST:PORT/PATH)".into()),
+        Some("http") => {}
+        Some(other) => return Err(format!("scheme `{other}` is not supported (only http://)")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_target;
+
+    #[test]
+    fn a_probe_takes_only_absolute_http_urls_with_a_host() {
+        assert!(probe_target("http://127.0.0.1:9901/healthz").is_ok());
+        assert!(probe_target("http://localhost/").is_ok());
+        for bad in ["notaurl", "/healthz", "127.0.0.1:9901", "https://127.0.0.1/", "ftp://x/", "http://", ""]
+        {
+            assert!(probe_target(bad).is_err(), "{bad:?} must be refused");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Talking to one proxy's control endpoint, with a timeout on everything and a bounded
 //! retry where the request surely did not arrive (connection refused, reset on connect).
+//! A refused token is named with the variable the operator must set.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
+use super::FleetFile;
 use crate::table::Table;
 use crate::wire::{HistoryEntry, Status, TableAccepted};
 
@@ -31,6 +33,9 @@ pub(crate) enum ClientError {
     Status { addr: String, status: u16, body: String },
     #[error("{addr}: unreadable answer: {message}")]
     Decode { addr: String, message: String },
+    /// 401 or 403: `message` says which variable to set.
+    #[error("{addr}: {message}")]
+    Unauthorized { addr: String, message: String },
 }
 
 /// A proxy's answer to a push.
@@ -54,6 +59,8 @@ pub(crate) enum PutOutcome {
 pub(crate) struct AdminClient {
     http: Client<HttpConnector, Full<Bytes>>,
     token: Option<String>,
+    /// The variable the token comes from, for the message when a proxy refuses it.
+    token_env: Option<String>,
     pub(crate) timeout: Duration,
 }
 
@@ -62,7 +69,51 @@ impl AdminClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
-        AdminClient { http: Client::builder(TokioExecutor::new()).build(connector), token, timeout }
+        AdminClient {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            token,
+            token_env: None,
+            timeout,
+        }
+    }
+
+    /// A client with the fleet file's token, which names its variable when refused.
+    pub(crate) fn for_fleet(fleet: &FleetFile, timeout: Duration) -> AdminClient {
+        let mut client = AdminClient::new(fleet.token(), timeout);
+        if fleet.token_value.is_none() {
+            client.token_env = Some(fleet.token_env.clone());
+        }
+        client
+    }
+
+    /// What to tell the operator when a proxy answered 401 (token missing or wrong) or 403
+    /// (token not allowed): `None` for any other status.
+    pub(crate) fn auth_refused(&self, status: u16) -> Option<String> {
+        let what = match status {
+            401 => "401 unauthorized",
+            403 => "403 forbidden",
+            _ => return None,
+        };
+        let fix = match (&self.token_env, &self.token) {
+            (Some(var), None) => format!("{var} is not set; set it to the token the proxies accept"),
+            (Some(var), Some(_)) => {
+                format!("the admin token was refused; set {var} to the token the proxies accept")
+            }
+            (None, _) => "the admin token was refused".to_owned(),
+        };
+        Some(format!("{what}: {fix}"))
+    }
+
+    /// A non-2xx answer as an error; 401 and 403 say which variable to set.
+    fn status_error(&self, addr: &str, status: StatusCode, body: &[u8]) -> ClientError {
+        if let Some(message) = self.auth_refused(status.as_u16()) {
+            return ClientError::Unauthorized { addr: addr.to_owned(), message };
+        }
+        ClientError::Status {
+            addr: addr.to_owned(),
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(body).trim().to_owned(),
+        }
     }
 
     async fn call(
@@ -121,11 +172,7 @@ impl AdminClient {
     async fn get_json<T: for<'de> Deserialize<'de>>(&self, addr: &str, path: &str) -> Result<T, ClientError> {
         let (status, body) = self.call(addr, Method::GET, path, None).await?;
         if !status.is_success() {
-            return Err(ClientError::Status {
-                addr: addr.to_owned(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).trim().to_owned(),
-            });
+            return Err(self.status_error(addr, status, &body));
         }
         serde_json::from_slice(&body)
             .map_err(|e| ClientError::Decode { addr: addr.to_owned(), message: e.to_string() })
@@ -151,11 +198,7 @@ impl AdminClient {
     pub(crate) async fn post(&self, addr: &str, path: &str) -> Result<Bytes, ClientError> {
         let (status, body) = self.call(addr, Method::POST, path, None).await?;
         if !status.is_success() {
-            return Err(ClientError::Status {
-                addr: addr.to_owned(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).trim().to_owned(),
-            });
+            return Err(self.status_error(addr, status, &body));
         }
         Ok(body)
     }
@@ -205,7 +248,8 @@ impl AdminClient {
     }
 }
 
-fn source_text(e: &dyn std::error::Error) -> String {
+/// An error and its causes, one after the other.
+pub(crate) fn source_text(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -149,7 +149,7 @@ pub(crate) struct Runner<'a> {
 impl<'a> Runner<'a> {
     pub(crate) fn new(fleet: &'a FleetFile, opts: RunOptions) -> Runner<'a> {
         Runner {
-            client: AdminClient::new(fleet.token(), opts.timeout),
+            client: AdminClient::for_fleet(fleet, opts.timeout),
             fleet,
             opts,
             started: Instant::now(),

@@ -70,6 +70,9 @@ pub(crate) struct PushResult {
     pub(crate) answer: &'static str,
     pub(crate) detail: String,
     pub(crate) millis: u128,
+    /// Refused with 401 or 403: the token, not the table, is at fault.
+    #[serde(skip)]
+    pub(crate) unauthorized: bool,
 }
 
 impl PushResult {
@@ -77,6 +80,18 @@ impl PushResult {
     pub(crate) fn ok(&self) -> bool {
         self.answer == "applied" || self.answer == "unchanged"
     }
+}
+
+/// One line for a push some proxies refused for the token, naming the first of them and
+/// the variable to set: a wrong token is the same fault at every proxy, said once.
+pub(crate) fn auth_refusal(results: &[PushResult]) -> Option<String> {
+    let refused: Vec<&PushResult> = results.iter().filter(|r| r.unauthorized).collect();
+    let first = refused.first()?;
+    let mut line = format!("proxy {} ({}): {}", first.addr, first.region, first.detail);
+    if refused.len() > 1 {
+        line.push_str(&format!(" ({} of {} proxies refused it)", refused.len(), results.len()));
+    }
+    Some(line)
 }
 
 /// Pushes `table` to every proxy in parallel.
@@ -100,6 +115,7 @@ pub(crate) async fn push_if(
             }
             None => client.put_table_if(&p.addr, table, if_match).await,
         };
+        let mut unauthorized = false;
         let (before, after, answer, detail) = match result {
             Ok(PutOutcome::Applied { version, previous }) => {
                 (Some(previous), Some(version), "applied", String::new())
@@ -107,12 +123,19 @@ pub(crate) async fn push_if(
             Ok(PutOutcome::Unchanged { version }) => {
                 (Some(version), Some(version), "unchanged", String::new())
             }
-            Ok(PutOutcome::Refused { status, body }) => {
-                let current =
-                    serde_json::from_str::<crate::wire::Refusal>(&body).ok().and_then(|r| r.current_version);
-                let answer = if status == 412 { "moved" } else { "refused" };
-                (current, current, answer, format!("{status}: {}", one_line(&body)))
-            }
+            Ok(PutOutcome::Refused { status, body }) => match client.auth_refused(status) {
+                Some(why) => {
+                    unauthorized = true;
+                    (None, None, "refused", why)
+                }
+                None => {
+                    let current = serde_json::from_str::<crate::wire::Refusal>(&body)
+                        .ok()
+                        .and_then(|r| r.current_version);
+                    let answer = if status == 412 { "moved" } else { "refused" };
+                    (current, current, answer, format!("{status}: {}", one_line(&body)))
+                }
+            },
             Err(e) => (None, None, "unreachable", e.to_string()),
         };
         PushResult {
@@ -123,6 +146,7 @@ pub(crate) async fn push_if(
             answer,
             detail,
             millis: t0.elapsed().as_millis(),
+            unauthorized,
         }
     });
     futures_util::future::join_all(work).await

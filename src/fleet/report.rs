@@ -1,72 +1,94 @@
 //! The exercise report: one self-contained HTML file (inline CSS and SVG, no script, no
 //! font, nothing fetched) that opens from disk with no connection.
+//!
+//! It leads with the verdict ([`verdict`]) and the shift in three figures (the evacuated
+//! region's share before, during the hold, at the end), then three charts ([`chart`],
+//! fed by [`series`]): each region's share of the requests the fleet served (the
+//! evacuated region's going to 0 and back), requests/s served and the error ratio, with
+//! every step marked and the hold shaded; then every step, the peaks and the log.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod chart;
+mod series;
+#[cfg(test)]
+mod tests;
+mod verdict;
+
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::evacuate::journal::Journal;
 use crate::vocab::html::esc;
+pub use verdict::Verdict;
+use verdict::summarize;
 
-const COLORS: [&str; 6] = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
-
-/// An SVG line chart of one value per region over time.
-fn chart(journal: &Journal, title: &str, pick: impl Fn((f64, f64)) -> f64, unit: &str) -> String {
-    let (w, h, pad) = (760.0, 220.0, 40.0);
-    let regions: BTreeSet<&String> = journal.samples.iter().flat_map(|s| s.regions.keys()).collect();
-    let t_max = journal.samples.last().map(|s| s.at).unwrap_or(1.0).max(1.0);
-    let v_max = journal
-        .samples
-        .iter()
-        .flat_map(|s| s.regions.values().map(|v| pick(*v)))
-        .fold(0.0f64, f64::max)
-        .max(if unit == "%" { 1.0 } else { 1e-9 });
-    let x = |t: f64| pad + t / t_max * (w - 2.0 * pad);
-    let y = |v: f64| h - pad - v / v_max * (h - 2.0 * pad);
-    let mut svg = format!(
-        r##"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{title}"><title>{title}</title>
-<rect x="{pad}" y="{pad}" width="{}" height="{}" fill="none" stroke="#ccc"/>
-<text x="{pad}" y="{}" font-size="12">{title}</text>
-<text x="4" y="{}" font-size="10">{:.1}{unit}</text><text x="4" y="{}" font-size="10">0</text>
-<text x="{}" y="{}" font-size="10" text-anchor="end">{t_max:.0} s</text>"##,
-        w - 2.0 * pad,
-        h - 2.0 * pad,
-        pad - 8.0,
-        pad + 4.0,
-        v_max,
-        h - pad,
-        w - pad,
-        h - pad + 14.0
-    );
-    for step in &journal.steps {
-        let sx = x(step.at);
-        let _ = write!(
-            svg,
-            r##"<line x1="{sx:.1}" y1="{pad}" x2="{sx:.1}" y2="{}" stroke="#999" stroke-dasharray="3,3"/>"##,
-            h - pad
-        );
-    }
-    for (i, r) in regions.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<String> = journal
-            .samples
-            .iter()
-            .filter_map(|s| s.regions.get(*r).map(|v| format!("{:.1},{:.1}", x(s.at), y(pick(*v)))))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="11" fill="{color}">{}</text>"#,
-            points.join(" "),
-            w - pad - 120.0,
-            pad + 14.0 + 14.0 * i as f64,
-            esc(r)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+fn pct(v: f64) -> String {
+    format!("{:.0} %", v * 100.0)
 }
 
-/// The whole report.
-pub fn render(region: &str, verdict: &str, journal: &Journal, started: &str) -> String {
+/// `us-east-1 served 33 % of the fleet's requests before the first step, 0 % at the
+/// lowest during the hold and 33 % at the end.`
+fn shift_line(journal: &Journal, region: &str) -> String {
+    match series::shift(journal, region) {
+        Some((before, during, end)) => {
+            let hold =
+                during.map(|d| format!(", {} at its lowest during the hold", pct(d))).unwrap_or_default();
+            format!(
+                "{} served {} of the fleet's requests before the first step{hold} and {} at the end.",
+                esc(region),
+                pct(before),
+                pct(end)
+            )
+        }
+        None => format!("No request was served anywhere while {} was watched.", esc(region)),
+    }
+}
+
+fn charts(journal: &Journal, region: &str) -> String {
+    let times = series::times(journal);
+    let markers = series::markers(journal);
+    let hold = series::hold(journal);
+    let specs = [
+        (
+            chart::Spec {
+                name: "share",
+                title: "share of the fleet's served requests, per region",
+                y_title: "share of requests (%)",
+                scale: 100.0,
+                min_top: 100.0,
+                fixed_top: Some(100.0),
+                region,
+            },
+            series::share(journal),
+        ),
+        (
+            chart::Spec {
+                name: "rps",
+                title: "requests per second served, per region",
+                y_title: "requests/s (req/s)",
+                scale: 1.0,
+                min_top: 1.0,
+                fixed_top: None,
+                region,
+            },
+            series::rps(journal),
+        ),
+        (
+            chart::Spec {
+                name: "errors",
+                title: "error ratio of the answers of each region's proxies",
+                y_title: "error ratio (% 5xx)",
+                scale: 100.0,
+                min_top: 1.0,
+                fixed_top: None,
+                region,
+            },
+            series::errors(journal),
+        ),
+    ];
+    specs.iter().map(|(spec, s)| chart::render(spec, &times, s, &markers, hold)).collect()
+}
+
+fn step_rows(journal: &Journal) -> String {
     let mut steps = String::new();
     for s in &journal.steps {
         let gate: Vec<String> =
@@ -81,10 +103,13 @@ pub fn render(region: &str, verdict: &str, journal: &Journal, started: &str) -> 
             s.at,
             s.region_share * 100.0,
             gate.join(", "),
-            esc(&s.outcome)
+            esc(&summarize(&s.outcome))
         );
     }
-    let notes: String = journal.notes.iter().map(|n| format!("<li>{}</li>", esc(n))).collect();
+    steps
+}
+
+fn peak_rows(journal: &Journal) -> String {
     let mut totals: BTreeMap<&String, (f64, f64)> = BTreeMap::new();
     for s in &journal.samples {
         for (r, (rps, err)) in &s.regions {
@@ -93,29 +118,37 @@ pub fn render(region: &str, verdict: &str, journal: &Journal, started: &str) -> 
             e.1 = e.1.max(*err);
         }
     }
-    let peaks: String = totals
+    totals
         .iter()
         .map(|(r, (rps, err))| {
             format!("<tr><td>{}</td><td>{rps:.1}</td><td>{:.2} %</td></tr>", esc(r), err * 100.0)
         })
-        .collect();
-    let ok = verdict.starts_with("pass");
+        .collect()
+}
+
+/// The whole report. `verdict` is the run's verdict as text (a [`Verdict`], or a
+/// caller's own): a list of proxies that answered alike is said once with a count.
+pub fn render(region: &str, verdict: &str, journal: &Journal, started: &str) -> String {
+    let verdict = summarize(verdict);
+    let notes: String = journal.notes.iter().map(|n| format!("<li>{}</li>", esc(&summarize(n)))).collect();
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>flowgate exercise: {region}</title>
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#111;max-width:60rem}}
-h1{{font-size:1.4rem}} .verdict{{padding:.5rem 1rem;border-radius:.4rem;display:inline-block;font-weight:600}}
-.pass{{background:#dcfce7;color:#14532d}} .fail{{background:#fee2e2;color:#7f1d1d}}
-table{{border-collapse:collapse;width:100%;margin:1rem 0;font-size:.9rem}} td,th{{border-bottom:1px solid #e5e7eb;padding:.3rem .5rem;text-align:left}}
-.chart{{width:100%;height:auto;max-width:760px;display:block;margin:1rem 0}}
+h1{{font-size:1.4rem}} .verdict{{padding:.5rem 1rem;border-radius:.4rem;display:inline-block;font-weight:600;overflow-wrap:anywhere}}
+.pass{{background:#dcfce7;color:#14532d}} .fail{{background:#fee2e2;color:#7f1d1d}} .idle{{background:#fef3c7;color:#78350f}}
+table{{border-collapse:collapse;width:100%;margin:1rem 0;font-size:.9rem}} td,th{{border-bottom:1px solid #e5e7eb;padding:.3rem .5rem;text-align:left;overflow-wrap:anywhere}}
+.chart-box{{margin:1rem 0}} .chart{{width:100%;height:auto;max-width:760px;display:block}}
+.legend{{display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;margin:.3rem 0 0;padding:0 0 0 64px;font-size:.85rem}}
+.legend span{{white-space:nowrap}} .legend .sw{{display:inline-block;width:1.2em;height:.3em;margin-right:.4em;vertical-align:middle;border-radius:2px}}
 </style></head><body>
 <h1>Chaos exercise: evacuate and restore {region}</h1>
-<p>Started {started}. Verdict: <span id="verdict" class="verdict {cls}">{verdict}</span></p>
+<p>Started {started}. Verdict: <span id="verdict" class="verdict {cls}">{verdict_text}</span></p>
+<p id="shift">{shift}</p>
 <h2>Traffic</h2>
-{rps}
-{err}
+{charts}
 <h2>Steps</h2>
 <table id="steps"><thead><tr><th>phase</th><th>step</th><th>version</th><th>at</th><th>{region} keeps</th><th>gate saw (error ratio)</th><th>outcome</th></tr></thead><tbody>{steps}</tbody></table>
 <h2>Peaks per region</h2>
@@ -123,11 +156,13 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0;font-size:.9rem}} td,th
 <h2>Log</h2><ul>{notes}</ul>
 </body></html>
 "##,
+        cls = Verdict::class_of(&verdict),
+        verdict_text = esc(&verdict),
+        shift = shift_line(journal, region),
+        charts = charts(journal, region),
+        steps = step_rows(journal),
+        peaks = peak_rows(journal),
         region = esc(region),
         started = esc(started),
-        cls = if ok { "pass" } else { "fail" },
-        verdict = esc(verdict),
-        rps = chart(journal, "requests per second by region", |v| v.0, ""),
-        err = chart(journal, "error ratio by region", |v| v.1 * 100.0, "%"),
     )
 }

@@ -13,7 +13,7 @@ impl Table {
         let de = &mut serde_json::Deserializer::from_slice(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let mut field = if path == "." { String::new() } else { path };
+            let mut field = if path == "." || path == "?" { String::new() } else { path };
             let inner = e.into_inner();
             let message = inner.to_string();
             // A missing field is reported at its parent; name the field itself.

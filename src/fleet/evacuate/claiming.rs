@@ -42,6 +42,9 @@ impl Runner<'_> {
         self.sign(&mut claim);
         let proxies = self.proxies().await?;
         let results = push::push_if(&self.client, &proxies, &claim, Some(table.version)).await;
+        if let Some(why) = push::auth_refusal(&results) {
+            return Err(self.refused_claim(&claim, &op, &results, &why, kind).await);
+        }
         // A proxy already past the version we read holds someone else's table: a rival
         // claim (resolved by id) or a push (the fleet moved under us).
         let ahead: Vec<&push::PushResult> = results
@@ -91,6 +94,29 @@ impl Runner<'_> {
         self.operation = Some(op);
         self.in_force = Some(claim.clone());
         Ok(claim)
+    }
+
+    /// A claim some proxy refused for the token: the run stops before its first step, with
+    /// one message. Where the claim was applied anyway (proxies with another token) it is
+    /// released again, so that nothing is left claimed.
+    async fn refused_claim(
+        &mut self,
+        claim: &Table,
+        op: &crate::table::Operation,
+        results: &[push::PushResult],
+        why: &str,
+        kind: &str,
+    ) -> RunError {
+        let applied = results.iter().filter(|r| r.answer == "applied").count();
+        if applied == 0 {
+            return RunError::Refused(format!("{kind} refused: {why}; nothing was applied"));
+        }
+        self.operation = Some(op.clone());
+        self.in_force = Some(claim.clone());
+        self.release("refused").await;
+        RunError::Refused(format!(
+            "{kind} refused: {why}; the claim that {applied} proxies applied was released, no traffic moved"
+        ))
     }
 
     /// With a store, the claim is its lock on a lease, not a table.

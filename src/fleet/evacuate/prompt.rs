@@ -45,7 +45,7 @@ impl Runner<'_> {
                 "refusing to ask for confirmation of {what}: stdin is not a terminal (use --yes)"
             )));
         }
-        eprint!("proceed with {what}? [y/N] ");
+        crate::err!("proceed with {what}? [y/N] ");
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| RunError::Usage(e.to_string()))?;
         if matches!(line.trim(), "y" | "Y" | "yes") {

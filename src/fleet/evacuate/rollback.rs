@@ -65,6 +65,12 @@ impl Runner<'_> {
                 msg.push_str(&format!("; not reached (they catch up later): {}", tolerated.join("; ")));
             }
             RunError::RolledBack(msg)
+        } else if let Some(token) = push::auth_refusal(&results) {
+            // One line for a refused token, however many proxies refused it.
+            RunError::RolledBack(format!(
+                "{why}; ROLLBACK INCOMPLETE ({} receiving proxies did not take it): {token}",
+                blocking.len()
+            ))
         } else {
             RunError::RolledBack(format!("{why}; ROLLBACK INCOMPLETE: {}", blocking.join("; ")))
         }

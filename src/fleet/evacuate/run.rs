@@ -75,17 +75,23 @@ impl Runner<'_> {
         }
         let text = self.describe(&plan, region, phase);
         if self.opts.json {
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::json!({"plan": plan.tables, "load_before": plan.load_before, "load_after": plan.load_after})
             );
         } else if !self.opts.quiet {
-            eprint!("{text}");
+            // The plan is the command's output (`--dry-run > plan.txt` keeps it); progress
+            // goes to stderr.
+            crate::out!("{text}");
         } else {
             self.journal.notes.push(text);
         }
         if self.opts.dry_run {
-            self.say("dry run: nothing pushed".into());
+            let done = "dry run: nothing pushed";
+            if !self.opts.json && !self.opts.quiet {
+                crate::outln!("{done}");
+            }
+            self.journal.notes.push(done.into());
             return Ok(());
         }
         self.confirm(&format!("{phase} {region}"))?;

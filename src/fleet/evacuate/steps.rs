@@ -65,6 +65,18 @@ impl Runner<'_> {
             }
             // Conditional: each proxy takes the step only over the table this run put there.
             let results = push::push_if(&self.client, &proxies, step, Some(last_good.version)).await;
+            // Refused for the token everywhere: nothing of this step is in force, and a
+            // rollback would meet the same refusal.
+            if let Some(why) = push::auth_refusal(&results)
+                && !results.iter().any(push::PushResult::ok)
+            {
+                bar.abandon();
+                let msg = format!(
+                    "{phase} {region}: step {k} of {of} refused: {why}; nothing of it was applied, version {} stays in force",
+                    last_good.version
+                );
+                return Err(RunError::Held(msg));
+            }
             if let Some(moved) = self.moved_under(&results, &ctx).await {
                 bar.abandon();
                 self.say(moved.clone());

@@ -663,3 +663,45 @@ async fn status_dry_run_confirmation_and_exercise_report() {
     eprintln!("exercise took {:?}, report {} bytes", ex.took, html.len());
     ops.stop().await;
 }
+
+/// A region the table in force has evacuated (no row sends it traffic) looks the emptiest,
+/// yet an evacuation of another region must not plan any traffic into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_evacuation_plans_nothing_into_a_region_already_evacuated() {
+    let _turn = SERIAL.lock().await;
+    let ops = Ops::start().await;
+    let fleet_file = ops.roomy_fleet_file();
+    let fleet = path_str(&fleet_file);
+    let c_out = format!(
+        r#"{{"version": 2, "weights": {{
+            "{A}": {{"{A}": 90, "{B}": 10}},
+            "{B}": {{"{B}": 100}},
+            "{C}": {{"{A}": 50, "{B}": 50}}
+        }}}}"#
+    );
+    let path = ops.dir.path().join("c-out.json");
+    std::fs::write(&path, c_out).expect("table");
+    let pushed = flowgate(&["push", "--fleet", fleet, path_str(&path)], Duration::from_secs(30)).await;
+    assert_eq!(pushed.code, Some(0), "{}", pushed.stderr);
+
+    let args = ["evacuate", A, "--fleet", fleet, "--steps", "3", "--interval", "1s", "--dry-run"];
+    let said = flowgate(&args, Duration::from_secs(30)).await;
+    assert_eq!(said.code, Some(0), "{}", said.stderr);
+    assert!(said.stderr.contains(&format!("{C} evacuated in the table in force")), "{}", said.stderr);
+    let dry = flowgate(&[&args[..], &["--json"]].concat(), Duration::from_secs(30)).await;
+    assert_eq!(dry.code, Some(0), "{}", dry.stderr);
+    let doc: Value =
+        serde_json::from_str(dry.stdout.lines().next().unwrap_or_default()).expect("the plan as JSON");
+    let tables = doc["plan"].as_array().expect("plan tables");
+    assert_eq!(tables.len(), 3, "{doc}");
+    for t in tables {
+        for src in [A, B, C] {
+            assert_eq!(weight(t, src, C), 0, "no row may send {C} anything: {t}");
+        }
+    }
+    // A's traffic all goes to B by the last step.
+    let last = &tables[2];
+    assert_eq!(weight(last, A, A), 0, "{last}");
+    assert!(weight(last, A, B) > 0, "{last}");
+    ops.stop().await;
+}

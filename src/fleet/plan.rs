@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::table::{Row, Table};
 
+mod evacuated;
+pub(crate) use evacuated::evacuated;
+
 /// Weight of a whole row: shares in basis points.
 pub(crate) const SCALE: u64 = 10_000;
 

@@ -49,7 +49,23 @@ impl Runner<'_> {
                 let target = self.pre_evacuation_table(&proxies, region).await?;
                 plan::restore(&input, region, &target)
             }
-            _ => plan::evacuate_with(&input, region, &self.opts.evacuate),
+            _ => {
+                // A region the table in force has evacuated already takes none of this
+                // move: its spare capacity is large because it is out of service.
+                let mut opts = self.opts.evacuate.clone();
+                let out: Vec<String> = plan::evacuated(&table, self.fleet.regions.keys())
+                    .into_iter()
+                    .filter(|r| r != region && !opts.avoid.contains(r))
+                    .collect();
+                if !out.is_empty() {
+                    self.say(format!(
+                        "{} evacuated in the table in force (no row sends it traffic): it takes none of this move; restore it first to use it",
+                        out.join(", ")
+                    ));
+                }
+                opts.avoid.extend(out);
+                plan::evacuate_with(&input, region, &opts)
+            }
         };
         let plan = plan.map_err(|e| match e {
             plan::PlanError::NotEnoughCapacity { .. } => {

@@ -705,3 +705,23 @@ async fn an_evacuation_plans_nothing_into_a_region_already_evacuated() {
     assert!(weight(last, A, B) > 0, "{last}");
     ops.stop().await;
 }
+
+/// An exercise on a fleet no client uses moves every table through its gates, but proves
+/// nothing about clients: the report and the command's last line say so, never "pass".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exercise_on_an_idle_fleet_says_it_saw_no_traffic() {
+    let _turn = SERIAL.lock().await;
+    let ops = Ops::start().await;
+    let fleet_file = ops.roomy_fleet_file();
+    let report = ops.dir.path().join("idle.html");
+    let args = ["exercise", A, "--fleet", path_str(&fleet_file), "--hold", "1s", "--steps", "2"];
+    let more = ["--interval", "1s", "--yes", "--report", path_str(&report)];
+    let ex = flowgate(&[&args[..], &more[..]].concat(), Duration::from_secs(60)).await;
+    assert_eq!(ex.code, Some(0), "every move went through its gates:\n{}", ex.stderr);
+    let last = ex.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.contains("no traffic"), "the last line says no traffic was seen: {last}\n{}", ex.stderr);
+    let html = std::fs::read_to_string(&report).expect("the report was written");
+    assert!(html.contains("no traffic: the exercise saw no client requests"), "the report's verdict");
+    assert!(!html.contains("pass: evacuated"), "an idle fleet's exercise is never a pass");
+    ops.stop().await;
+}

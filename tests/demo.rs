@@ -1,11 +1,15 @@
 //! `flowgate demo` end to end: the binary, a short duration, its summary and exit code;
 //! the kept fleet driven by the fleet commands; a reader that goes away.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::wait::poll_blocking;
 
 /// One demo at a time: each is timed and gated on its errors, and the machine may have
 /// two cores.
@@ -182,8 +186,8 @@ fn a_kept_demo_prints_its_fleet_and_answers_the_fleet_commands_under_load_until_
             .expect("run status")
     };
     // Bounded: every proxy answers, and each one's rate over the last minute shows the load.
-    let until = Instant::now() + Duration::from_secs(30);
-    let last = loop {
+    // Each probe runs the `status` command, hence the slower pace.
+    let busy_everywhere = poll_blocking(Duration::from_secs(30), Duration::from_millis(500), || {
         let out = status(&token);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let proxies = json["proxies"].as_array().cloned().unwrap_or_default();
@@ -197,17 +201,18 @@ fn a_kept_demo_prints_its_fleet_and_answers_the_fleet_commands_under_load_until_
             for d in &dashboards {
                 assert!(answered.contains(d), "{d} answered: {answered:?}");
             }
-            break json;
+            return Ok(json);
         }
-        assert!(
-            Instant::now() < until,
+        Err(out)
+    });
+    let last = busy_everywhere.unwrap_or_else(|out| {
+        panic!(
             "status never showed every proxy busy: exit {:?}\n{}\n{}",
             out.status.code(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        )
+    });
     assert_eq!(last["unreachable"], 0, "{last}");
     assert!(last["versions_agree"].as_bool().unwrap_or(false), "{last}");
 
@@ -215,14 +220,10 @@ fn a_kept_demo_prints_its_fleet_and_answers_the_fleet_commands_under_load_until_
     let pid = demo.0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
     assert!(killed.success());
-    let until = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(st) = demo.0.try_wait().expect("wait for the demo") {
-            break st;
-        }
-        assert!(Instant::now() < until, "the demo did not exit within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exited = poll_blocking(Duration::from_secs(30), Duration::from_millis(100), || {
+        demo.0.try_wait().expect("wait for the demo").ok_or(())
+    });
+    let Ok(exit) = exited else { panic!("the demo did not exit within 30 s of SIGTERM") };
     let stderr = stderr.join().unwrap_or_default();
     assert_eq!(exit.code(), Some(code_of(&summary)), "{summary}\nstderr:\n{stderr}");
     assert!(!std::path::Path::new(&fleet).exists(), "the temporary folder is removed at the end");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use support::ProxyConfig;
 use support::config::free_addr;
 use support::outage::{AutopilotProcess, FAST, TOKEN};
-use support::wait::wait_until;
+use support::wait::{poll, wait_until};
 
 /// The families of the operator contract (README, Metrics), with their type.
 const CONTRACT: &[(&str, &str)] = &[
@@ -428,17 +428,14 @@ async fn every_metric_the_rules_and_the_dashboard_read_is_exported() {
     let pilot = AutopilotProcess::spawn(&fleet_file, &FAST);
     let pilot_url = format!("http://{}/metrics", pilot.listen);
     // The per-region families have children once the first round has judged the regions.
-    let mut pilot_scrape = None;
-    for _ in 0..150 {
-        if let Some(s) = scrape(&pilot_url).await
-            && s.types.contains_key("flowgate_autopilot_region_verdict")
-        {
-            pilot_scrape = Some(s);
-            break;
+    let pilot_scrape = poll(Duration::from_secs(15), Duration::from_millis(100), || async {
+        match scrape(&pilot_url).await {
+            Some(s) if s.types.contains_key("flowgate_autopilot_region_verdict") => Ok(s),
+            _ => Err(()),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pilot_scrape = pilot_scrape.unwrap_or_else(|| panic!("no autopilot verdicts:\n{}", pilot.dump()));
+    })
+    .await;
+    let pilot_scrape = pilot_scrape.unwrap_or_else(|()| panic!("no autopilot verdicts:\n{}", pilot.dump()));
     let proxy_scrape = scrape(&format!("http://{}/metrics", east.admin)).await.expect("proxy /metrics");
     let exported = proxy_scrape.merge(pilot_scrape);
 

@@ -8,10 +8,14 @@
 //! A block fails the test when any of its commands fails; what it started in the
 //! background is stopped with its process group when it ends.
 
+mod support;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::wait::poll_blocking;
 
 const MARK: &str = "<!-- runs in tests/readme_commands.rs: ";
 
@@ -92,15 +96,10 @@ fn run(name: &str, script: &str, limit: Duration, env: &[(&str, &Path)]) -> Stri
     let mut child = cmd.spawn().expect("spawn bash");
     let group = format!("-{}", child.id());
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for bash") {
-            break Some(status);
-        }
-        if started.elapsed() > limit {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = poll_blocking(limit, Duration::from_millis(50), || {
+        child.try_wait().expect("wait for bash").ok_or(())
+    })
+    .ok();
     // Whatever the block left in the background (an origin, a proxy, a demo).
     stop_group(&group);
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
@@ -171,12 +170,10 @@ fn stop_group(group: &str) {
     if !signal("-TERM") {
         return;
     }
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while Instant::now() < deadline {
-        if !signal("-0") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let gone = poll_blocking(Duration::from_secs(45), Duration::from_millis(100), || {
+        if signal("-0") { Err(()) } else { Ok(()) }
+    });
+    if gone.is_err() {
+        signal("-KILL");
     }
-    signal("-KILL");
 }

@@ -238,6 +238,7 @@ async fn a_target_far_beyond_the_head_buffer_gets_414_and_a_large_header_still_4
         if s.write_all(piece).await.is_err() {
             break;
         }
+        // A client sending slowly: the slowness is the test.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;

@@ -199,6 +199,7 @@ impl RawOrigin {
             })
             .await;
             let recorded = self.conns.lock().expect("conns").len();
+            // That no connection starts over the quiet spell is the check (see above).
             tokio::time::sleep(quiet).await;
             if self.busy.load(Ordering::SeqCst) == 0 && self.conns.lock().expect("conns").len() == recorded {
                 break;

@@ -100,6 +100,7 @@ async fn raw_exchange(addr: SocketAddr, req: Vec<u8>, limit: Duration) -> Vec<u8
     let (mut rd, mut wr) = TcpStream::connect(addr).await.expect("connect").into_split();
     let writer = tokio::spawn(async move {
         let _ = wr.write_all(&req).await;
+        // The write half stays open (no FIN) past `limit`: a client still sending is the case.
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
     let mut out = Vec::new();
@@ -325,6 +326,7 @@ async fn continue_origin(
                         .await;
                     return;
                 }
+                // An origin that answers late: the delay is the test.
                 tokio::time::sleep(delay).await;
                 let mut body = [0u8; 5];
                 match final_answer {
@@ -414,6 +416,7 @@ async fn a_final_answer_instead_of_100_continue_is_relayed_and_the_body_never_se
         assert_eq!(&got[9..12], &answer[9..12], "the origin's answer, not 100 Continue");
         // A client that sends its body anyway: it must not reach the origin.
         let _ = wr.write_all(b"hello").await;
+        // A window in which the body must not reach the origin: the absence is the point.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(body_bytes.load(Ordering::SeqCst), 0, "the body went upstream");
         proxy.stop().await;
@@ -437,6 +440,7 @@ async fn a_kept_post_survives_an_origin_that_closed_its_idle_connection() {
         let resp = client.request(req.expect("request")).await.expect("answer");
         assert_eq!(resp.status(), StatusCode::OK, "request {i}");
         let _ = resp.into_body().collect().await;
+        // Idle past the origin's 50 ms, so it closes the pooled connection: the gap is the test.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     proxy.stop().await;

@@ -70,6 +70,7 @@ impl FakeLb {
                                 return Ok::<_, std::convert::Infallible>(r);
                             }
                             if m == LbMode::Slow as u8 {
+                                // A load balancer that answers late: the slowness is what tests set.
                                 tokio::time::sleep(Duration::from_millis(500)).await;
                             }
                             let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();

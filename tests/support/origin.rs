@@ -207,6 +207,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
         r.headers_mut().insert("content-length", HeaderValue::from(total));
         r
     } else if let Some(ms) = path.strip_prefix("/slow/") {
+        // An origin that answers late, by as much as the path asks: the delay is the test's.
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         Response::new(full("slow ok"))
     } else if let Some(code) = path.strip_prefix("/status/") {

@@ -188,7 +188,13 @@ impl Table {
         };
         let bytes = serde_json::to_vec(&content).unwrap_or_default();
         let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(2 * d.as_ref().len());
+        for b in d.as_ref() {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        hex
     }
 
     /// Same content, ignoring what only describes the push (`note`, `max_shift`,

@@ -108,20 +108,19 @@ impl Control {
             return Err(ApplyError::Stale { offered: table.version, current: cur.version });
         }
         table.validate(&proxy.known()).map_err(ApplyError::Invalid)?;
-        crate::table::sign::verify(&table, &self.config().admin.table_keys).map_err(ApplyError::Invalid)?;
+        let config = self.config();
+        crate::table::sign::verify(&table, &config.admin.table_keys).map_err(ApplyError::Invalid)?;
         if let Some(max) = table.max_shift.filter(|_| !mode.catch_up) {
             shift::check(cur, &table, max).map_err(ApplyError::Shift)?;
         }
         let previous = cur.version;
         let version = table.version;
-        let note = table.note.clone();
-        let kept = Arc::new(table.clone());
         // Compiling a large table and writing it are the slow steps: neither runs on the
         // runtime's thread, and the request path keeps reading the old table until the
         // store below. The file is replaced before the answer (a process crash keeps it);
         // its fsync is coalesced in the background (power loss may lose the last
         // `persist_writer::SYNC_EVERY`), so a push waits for no disk.
-        let state_dir = self.config().admin.state_dir.clone();
+        let state_dir = config.admin.state_dir.clone();
         let (p2, writer) = (proxy.clone(), self.state_writer.clone());
         let compiled = tokio::task::spawn_blocking(move || -> Result<_, ApplyError> {
             if let Some(dir) = &state_dir {
@@ -131,13 +130,15 @@ impl Control {
         })
         .await
         .map_err(|e| ApplyError::Internal(e.to_string()))??;
-        let digest = compiled.digest.clone();
-        proxy.tables.store(compiled);
-        self.shared.metrics.set_table_digest(&digest);
+        // The history keeps the very table the compiled one holds: no copy of it.
+        let compiled = Arc::new(compiled);
+        let kept = compiled.table.clone();
+        proxy.tables.store_arc(compiled.clone());
+        self.shared.metrics.set_table_digest(&compiled.digest);
         self.record(HistoryEntry {
             version,
             applied_at: history::now_rfc3339(),
-            note,
+            note: kept.note.clone(),
             who: who.to_owned(),
             table: Some(kept),
         });

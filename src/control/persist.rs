@@ -42,12 +42,21 @@ pub(crate) fn save_unsynced(
     dir: &Path,
     table: &Table,
 ) -> Result<(PathBuf, Vec<u8>, Option<std::fs::File>), PersistError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let bytes = serde_json::to_vec_pretty(table)
         .map_err(|source| PersistError::Encode { what: "the table", source })?;
     let path = dir.join(FILE);
     let replaced = std::fs::File::open(&path).ok();
-    replace(&path, &bytes, false)?;
+    // The folder is made only when the write finds it missing: every push after the first
+    // saves the two system calls of checking for it.
+    match replace(&path, &bytes, false) {
+        Err(PersistError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() =>
+        {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            replace(&path, &bytes, false)?;
+        }
+        written => written?,
+    }
     Ok((path, bytes, replaced))
 }
 
@@ -160,6 +169,21 @@ mod tests {
         }
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_missing_folder_is_made_on_the_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        let mut t = Table::local_only();
+        t.version = 4;
+        let (path, _, replaced) = save_unsynced(&nested, &t).unwrap();
+        assert!(replaced.is_none(), "nothing was there to replace");
+        assert_eq!(path, nested.join(FILE));
+        match load(&nested, &known()) {
+            Loaded::Table(back) => assert_eq!(back, t),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -28,13 +28,23 @@ struct Pending {
     rewrite: bool,
 }
 
+/// Replaced files kept open before the thread is woken to close them: a push wakes it only
+/// when it has nothing to do or when this many are waiting (a wake-up per push cost a
+/// context switch each), so the files a push holds stay few.
+const RETIRED_BATCH: usize = 32;
+
 #[derive(Default)]
 struct State {
     pending: Option<Pending>,
     /// Replaced state files still open, closed here rather than on the push's path (see
-    /// [`persist::save_unsynced`]); at most the pushes since the thread last woke.
+    /// [`persist::save_unsynced`]); fewer than [`RETIRED_BATCH`] between wake-ups, plus
+    /// the pushes of one rest.
     retired: Vec<std::fs::File>,
+    /// The thread waits for a job (rather than resting between syncs): a push must wake it.
+    idle: bool,
     stopping: bool,
+    /// Times the thread woke from a wait, for tests.
+    wakes: u64,
 }
 
 struct Inner {
@@ -85,8 +95,12 @@ impl PersistWriter {
         let mut st = self.inner.lock();
         st.pending = Some(Pending { path, bytes, rewrite: false });
         st.retired.extend(replaced);
+        // Resting, the thread takes the job when its rest ends anyway.
+        let wake = st.idle || st.retired.len() >= RETIRED_BATCH;
         drop(st);
-        self.inner.wake.notify_all();
+        if wake {
+            self.inner.wake.notify_all();
+        }
         Ok(())
     }
 
@@ -113,8 +127,11 @@ fn run(inner: &Inner, interval: Duration) {
         let (job, retired) = {
             let mut st = inner.lock();
             while st.pending.is_none() && !st.stopping {
+                st.idle = true;
                 st = inner.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.wakes += 1;
             }
+            st.idle = false;
             (st.pending.take(), std::mem::take(&mut st.retired))
         };
         // Closing may wait for the disk: not with the lock held.
@@ -137,17 +154,21 @@ fn run(inner: &Inner, interval: Duration) {
         }
         let until = Instant::now() + interval;
         while !st.stopping {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            st = inner.wake.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            // Checked under the lock before every wait, so a batch's wake-up, sent while
+            // this thread was closing the last batch, is never lost.
             let retired = std::mem::take(&mut st.retired);
             if !retired.is_empty() {
                 drop(st);
                 drop(retired);
                 st = inner.lock();
+                continue;
             }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = inner.wake.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            st.wakes += 1;
         }
     }
 }

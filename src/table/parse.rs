@@ -10,6 +10,12 @@ impl Table {
         if text.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'[') {
             return Err(TableError::new("", "the table must be a JSON object, not an array"));
         }
+        // The path tracking costs on every value; a table that parses (nearly every push)
+        // does without it, and only a refused one is parsed again to name its path. Both
+        // parses accept exactly the same documents: the tracker only watches.
+        if let Ok(t) = serde_json::from_slice::<Table>(text) {
+            return Ok(t);
+        }
         let de = &mut serde_json::Deserializer::from_slice(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();

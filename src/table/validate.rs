@@ -9,12 +9,14 @@ impl Table {
         if self.version == 0 {
             return Err(TableError::new("version", "must be a positive integer"));
         }
-        let region = |path: String, name: &str| -> Result<(), TableError> {
+        // The JSON path is built only for the error: a push of a valid table (the usual
+        // case) formats no path at all.
+        let region = |path: &dyn Fn() -> String, name: &str| -> Result<(), TableError> {
             if known.regions.contains(&name) {
                 Ok(())
             } else {
                 Err(TableError::new(
-                    path,
+                    path(),
                     format!(
                         "unknown region `{name}` (known: {}); a proxy knows its own region and its config's peers: add [peers.{name}] to the config, or leave `{name}` out of the table",
                         known.regions.join(", ")
@@ -23,8 +25,9 @@ impl Table {
             }
         };
         for (src, row) in &self.weights {
-            region(format!("weights.{src}"), src)?;
-            check_row(&format!("weights.{src}"), row, &region)?;
+            let path = || format!("weights.{src}");
+            region(&path, src)?;
+            check_row(&path, row, &region)?;
         }
         for (origin, rows) in &self.origins {
             if !known.origins.contains(&origin.as_str()) {
@@ -34,8 +37,8 @@ impl Table {
                 ));
             }
             for (src, row) in rows {
-                let path = format!("origins.{origin}.{src}");
-                region(path.clone(), src)?;
+                let path = || format!("origins.{origin}.{src}");
+                region(&path, src)?;
                 check_row(&path, row, &region)?;
             }
         }
@@ -55,7 +58,7 @@ impl Table {
             }
         }
         for name in self.peer_modes.keys() {
-            region(format!("peer_modes.{name}"), name)?;
+            region(&|| format!("peer_modes.{name}"), name)?;
         }
         if let Some(s) = self.max_shift
             && !(s.is_finite() && (0.0..=1.0).contains(&s))
@@ -86,20 +89,21 @@ impl Table {
 }
 
 fn check_row(
-    path: &str,
+    path: &dyn Fn() -> String,
     row: &Row,
-    region: &impl Fn(String, &str) -> Result<(), TableError>,
+    region: &impl Fn(&dyn Fn() -> String, &str) -> Result<(), TableError>,
 ) -> Result<(), TableError> {
     let mut sum: u64 = 0;
     for (target, w) in row {
-        region(format!("{path}.{target}"), target)?;
+        let at = || format!("{}.{target}", path());
+        region(&at, target)?;
         if *w > MAX_WEIGHT {
-            return Err(TableError::new(format!("{path}.{target}"), format!("weight above {MAX_WEIGHT}")));
+            return Err(TableError::new(at(), format!("weight above {MAX_WEIGHT}")));
         }
         sum += w;
     }
     if sum == 0 {
-        return Err(TableError::new(path, "weights sum to 0: the row would send traffic nowhere"));
+        return Err(TableError::new(path(), "weights sum to 0: the row would send traffic nowhere"));
     }
     Ok(())
 }

@@ -74,3 +74,32 @@ fn a_failed_sync_is_retried_with_a_rewrite() {
     assert_eq!(std::fs::read(&path).unwrap(), b"{}", "rewritten whole after the failed sync");
     assert!(inner.syncs.load(Ordering::SeqCst) >= 2);
 }
+
+#[test]
+fn pushes_during_a_rest_wake_the_thread_once_per_batch_and_every_file_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = PersistWriter::every(Duration::from_secs(3600));
+    w.save(dir.path(), &table(1)).unwrap();
+    while w.syncs() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Resting now: a wake-up per push would be 100 context switches for nothing.
+    let woken = w.inner.lock().wakes;
+    for v in 2..=101 {
+        w.save(dir.path(), &table(v)).unwrap();
+    }
+    // The thread closes a full batch when it gets the core: on a loaded machine, later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.inner.lock().retired.len() >= RETIRED_BATCH && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (wakes, open) = {
+        let st = w.inner.lock();
+        (st.wakes - woken, st.retired.len())
+    };
+    assert!(open < RETIRED_BATCH, "every full batch of replaced files was closed: {open} open");
+    // One per batch, and a spare for a spurious one.
+    assert!(wakes <= (100 / RETIRED_BATCH) as u64 + 2, "{wakes} wake-ups for 100 pushes");
+    assert_eq!(w.syncs(), 1, "the rest is not cut short");
+    assert_eq!(on_disk(dir.path()), 101);
+}

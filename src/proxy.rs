@@ -32,6 +32,7 @@ mod choose;
 mod error;
 mod forward;
 mod generation;
+mod h2_pool;
 pub mod headers;
 pub(crate) mod health;
 mod hop;

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::balance::{EndpointSet, SetPolicy};
 use super::error::ProxyError;
+use super::h2_pool::{H2Pool, PeerTls};
 use super::headers::{X_FLOWGATE_REGION, is_upgrade_request};
 use super::pool::{H1Pool, UpstreamResponse};
 use super::request_body::UpstreamBody;
@@ -53,6 +54,8 @@ pub(crate) struct Upstream {
     client: ArcSwap<PooledClient>,
     /// HTTP/1.1 in the clear (origins, plain peer links) goes through this pool instead.
     h1: Option<H1Pool>,
+    /// HTTP/2 (h2c or mutual TLS) goes through this one, but for protocol switches.
+    h2: Option<H2Pool>,
     settings: UpstreamSettings,
     protocol: Protocol,
     /// `https` for mutual-TLS peer links, else `http`.
@@ -73,8 +76,13 @@ impl Upstream {
         let authorities: Vec<Authority> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
         let h1 = (s.protocol == Protocol::Http1 && s.tls.is_none())
             .then(|| H1Pool::new(authorities.len(), s.connect_timeout, s.pool_idle_timeout, s.pool_max_idle));
+        let h2 = (s.protocol == Protocol::Http2).then(|| {
+            let tls = s.tls.as_deref().map(|cfg| PeerTls::new(cfg, s.server_name.as_deref()));
+            H2Pool::new(authorities.len(), s.connect_timeout, tls)
+        });
         Upstream {
             h1,
+            h2,
             set: EndpointSet::new(authorities, policy),
             client: ArcSwap::from_pointee(build_client(s)),
             settings: s.clone(),
@@ -90,6 +98,9 @@ impl Upstream {
         self.client.store(Arc::new(build_client(&self.settings)));
         if let Some(h1) = &self.h1 {
             h1.clear();
+        }
+        if let Some(h2) = &self.h2 {
+            h2.clear();
         }
     }
 
@@ -200,20 +211,21 @@ impl Upstream {
         i: usize,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<UpstreamResponse>, ProxyError> {
-        let pool = self.h1.as_ref().filter(|_| !is_upgrade_request(req.version(), req.headers()));
-        retarget(&mut req, &endpoint, self.protocol, &self.scheme, pool.is_none())?;
-        match pool {
-            Some(pool) => pool.send(i, &endpoint, req).await.map(|r| r.map(UpstreamResponse::Wire)),
-            // Boxed: hyper-util's future is large, and would make every send larger.
-            None => Box::pin(self.client().request(req))
-                .await
-                .map(|r| r.map(UpstreamResponse::Hyper))
-                .map_err(|e| {
-                    let err = ProxyError::from_client(&e);
-                    tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
-                    err
-                }),
+        let upgrade = is_upgrade_request(req.version(), req.headers());
+        let h1 = self.h1.as_ref().filter(|_| !upgrade);
+        retarget(&mut req, &endpoint, self.protocol, &self.scheme, h1.is_none())?;
+        if let Some(pool) = h1 {
+            return pool.send(i, &endpoint, req).await.map(|r| r.map(UpstreamResponse::Wire));
         }
+        if let Some(pool) = self.h2.as_ref().filter(|_| !upgrade) {
+            return pool.send(i, &endpoint, req).await.map(|r| r.map(UpstreamResponse::Hyper));
+        }
+        // Boxed: hyper-util's future is large, and would make every send larger.
+        Box::pin(self.client().request(req)).await.map(|r| r.map(UpstreamResponse::Hyper)).map_err(|e| {
+            let err = ProxyError::from_client(&e);
+            tracing::debug!(error = ?e, code = err.code(), "upstream request failed");
+            err
+        })
     }
 }
 

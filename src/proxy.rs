@@ -29,6 +29,7 @@ pub(crate) mod balance;
 mod body;
 mod bypass;
 mod choose;
+pub(crate) mod client_body;
 mod error;
 mod forward;
 mod generation;
@@ -60,7 +61,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -71,7 +71,9 @@ use crate::table::compile::{CompiledTable, Regions};
 use crate::table::store::TableStore;
 use crate::table::{Known, Table};
 use attempt::{Dispatch, Outcome, Plan};
-use body::{ProxyBody, RequestGuard};
+pub(crate) use body::ProxyBody;
+use body::RequestGuard;
+use client_body::ClientBody;
 use error::ProxyError;
 pub use generation::{BuildError, Shared};
 use headers::{ClientHop, X_FLOWGATE_REGION};
@@ -81,6 +83,7 @@ use origin::OriginPool;
 use peer::PeerRegion;
 use pool::UpstreamResponse;
 use region_outlier::RegionOutliers;
+pub(crate) use request_body::KEEP_BODY_TIMEOUT;
 use retry::RetryPolicy;
 use shed::Inflight;
 use targets::Targets;
@@ -101,6 +104,10 @@ pub struct Proxy {
     max_hops: u32,
     /// `[limits] max_uri_bytes`: a longer request target is answered 414.
     pub(crate) max_uri_bytes: usize,
+    /// `[limits] max_header_bytes` and `max_headers`, for the own HTTP/1.1 path's head
+    /// reader (`server::h1`); hyper's builder has the same from the config it started on.
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
     shedder: shed::Shedder,
     /// What load shedding counts; outlives the generation, as requests in flight do.
     inflight: Arc<Inflight>,
@@ -180,6 +187,8 @@ impl Proxy {
             config_routes: cfg.routes.clone(),
             max_hops: cfg.forwarding.max_hops,
             max_uri_bytes: cfg.limits.max_uri_bytes,
+            max_header_bytes: cfg.limits.max_header_bytes,
+            max_headers: cfg.limits.max_headers,
             shedder: shed::Shedder::new(&cfg.overload),
             inflight: shared.inflight,
             dispatch,
@@ -215,6 +224,13 @@ impl Proxy {
         self.background.cancel();
     }
 
+    /// The longest request body the attempts keep whole for retries (`[retry]
+    /// max_body_bytes`): the own HTTP/1.1 path reads up to this much before calling
+    /// [`Proxy::handle`], and leaves longer bodies to hyper's stream.
+    pub(crate) fn keep_body_max(&self) -> usize {
+        self.dispatch.retry.max_body_bytes
+    }
+
     /// What a pushed table is checked against.
     pub(crate) fn known(&self) -> Known<'_> {
         known(&self.regions, &self.origin_names)
@@ -229,7 +245,7 @@ impl Proxy {
     /// phases: the proxy's own answers and the filter, route, choose and attempt (in
     /// `forward` and the attempts' `Plan`), then respond and record (in [`record`]), which
     /// every answer goes through whoever made it.
-    pub(crate) async fn handle(&self, ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn handle(&self, ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<ProxyBody> {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.inflight);
         let started = Instant::now();
         let access = self.access_log.then(|| record::Access::of(&req));
@@ -283,7 +299,7 @@ impl Proxy {
     async fn forward(
         &self,
         ctx: &ConnCtx,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         guard: &mut RequestGuard,
         outcome: &mut Outcome,
     ) -> Result<Response<UpstreamResponse>, ProxyError> {

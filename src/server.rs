@@ -8,6 +8,7 @@
 
 mod accept;
 mod addr_file;
+mod h1;
 mod watched;
 
 use std::future::Future;

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use rand::Rng;
 
 use super::body::RequestGuard;
 use super::choose::{Chooser, Live, Steer};
+use super::client_body::ClientBody;
 use super::error::ProxyError;
 use super::forward::Answer;
 use super::headers::{X_FLOWGATE_ERROR, X_FLOWGATE_REGION};
@@ -186,7 +186,7 @@ impl Plan<'_> {
     /// Sends the request, retrying elsewhere when safe; returns the answer to relay.
     pub(crate) async fn run<R: Rng + Send>(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         guard: &mut RequestGuard,
         outcome: &mut Outcome,
         rng: &mut R,

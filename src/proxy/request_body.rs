@@ -12,24 +12,23 @@ use http::request::Parts;
 use http::{HeaderMap, Request};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
+use super::client_body::{ClientBody, WholeBytes};
 use super::error::ProxyError;
 
 /// How long the proxy waits for a small request body it keeps for retries.
-const KEEP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const KEEP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request body sent upstream: the client's stream, or bytes kept for a retry.
 #[derive(Debug)]
 pub(crate) enum UpstreamBody {
-    Stream(Incoming),
-    /// `None` once handed out as a frame.
-    Kept(Option<Bytes>),
+    Stream(ClientBody),
+    Kept(WholeBytes),
 }
 
 impl UpstreamBody {
     pub(crate) fn kept(bytes: Bytes) -> UpstreamBody {
-        UpstreamBody::Kept(Some(bytes))
+        UpstreamBody::Kept(WholeBytes::new(bytes))
     }
 }
 
@@ -43,23 +42,21 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             UpstreamBody::Stream(b) => Pin::new(b).poll_frame(cx),
-            UpstreamBody::Kept(b) => {
-                Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
-            }
+            UpstreamBody::Kept(b) => b.poll_once(),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Stream(b) => b.is_end_stream(),
-            UpstreamBody::Kept(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            UpstreamBody::Kept(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Stream(b) => b.size_hint(),
-            UpstreamBody::Kept(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            UpstreamBody::Kept(b) => b.size_hint(),
         }
     }
 }
@@ -69,14 +66,14 @@ pub(crate) enum Kept {
     /// Small enough to keep: every attempt gets a copy.
     Bytes(Bytes),
     /// Streamed: only one attempt can use it.
-    Stream(Option<Incoming>),
+    Stream(Option<ClientBody>),
 }
 
 impl Kept {
     /// Reads `body` whole when its length is known and at most `max` and the client does
     /// not wait for `100 Continue`; otherwise keeps the stream. A kept body that does not
     /// arrive in time, or is longer than it said, is the client's fault.
-    pub(crate) async fn keep(parts: &Parts, body: Incoming, max: usize) -> Result<Kept, ProxyError> {
+    pub(crate) async fn keep(parts: &Parts, body: ClientBody, max: usize) -> Result<Kept, ProxyError> {
         if body.is_end_stream() {
             return Ok(Kept::Bytes(Bytes::new()));
         }

@@ -15,8 +15,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::h1;
 use super::watched::Watched;
 use crate::config::Config;
+use crate::proxy::client_body::ClientBody;
 use crate::proxy::{ConnCtx, ListenerKind, Proxy};
 use crate::vocab::activity::{ConnActivity, Expired};
 
@@ -122,7 +124,22 @@ pub(super) async fn accept_loop(
             let ctx = Arc::new(ConnCtx::new(kind, remote, activity.clone()));
             let max_uri = shared2.proxy.load().max_uri_bytes;
             match tls {
-                None => serve(Watched::new(stream, activity, Some(max_uri)), ctx, &shared2).await,
+                // Plain TCP: the own HTTP/1.1 path first, which hands hyper the connection
+                // (and the bytes it read) at the first head it does not serve. TLS stays on
+                // hyper for now.
+                None => {
+                    let io = Watched::new(stream, activity, Some(max_uri));
+                    let env = h1::Env {
+                        proxy: &shared2.proxy,
+                        header_timeout: shared2.header_timeout,
+                        idle_timeout: shared2.idle_timeout,
+                        graceful: &shared2.graceful,
+                        cut: &shared2.cut,
+                    };
+                    if let h1::End::Fallback(io) = h1::serve(io, &ctx, &env).await {
+                        serve(io, ctx, &shared2).await;
+                    }
+                }
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(shared2.header_timeout, acceptor.accept(stream));
                     let stream = tokio::select! {
@@ -163,7 +180,7 @@ where
         // Boxed: the request future is large, and hyper moves the service future into a
         // task per HTTP/2 stream; a box moves a pointer (about 6 % of an h2 request's
         // instructions, measured with `bench/instructions.sh PROTO=h2`).
-        async move { Ok::<_, Infallible>(Box::pin(proxy.handle(&ctx, req)).await) }
+        async move { Ok::<_, Infallible>(Box::pin(proxy.handle(&ctx, req.map(ClientBody::from))).await) }
     });
     let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);

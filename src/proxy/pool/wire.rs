@@ -13,11 +13,11 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request};
 use http_body::Body;
-use hyper::body::Incoming;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::proxy::client_body::ClientBody;
 use crate::proxy::request_body::{UpstreamBody, expects_continue};
 
 /// How long a request with `Expect: 100-continue` waits for the origin's `100 Continue`
@@ -55,7 +55,7 @@ pub(crate) struct RequestWriter {
 #[derive(Debug)]
 enum Source {
     Done,
-    Stream { body: Incoming, chunked: bool },
+    Stream { body: ClientBody, chunked: bool },
 }
 
 impl RequestWriter {
@@ -77,7 +77,7 @@ impl RequestWriter {
         };
         match body {
             UpstreamBody::Kept(b) => {
-                let b = b.unwrap_or_default();
+                let b = b.into_bytes();
                 let payload = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
                 if !b.is_empty() || payload || parts.headers.contains_key(CONTENT_LENGTH) {
                     length(&mut w.buf, b.len() as u64);

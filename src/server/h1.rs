@@ -41,6 +41,8 @@ const READ_CHUNK: usize = 8 * 1024;
 /// A data frame up to this size is copied behind the head or its chunk line, for one
 /// write; a larger one is written from its own buffer.
 const COPY_MAX: usize = 8 * 1024;
+/// The write buffer an idle connection keeps (a small answer's head and body).
+const WBUF_KEEP: usize = 4 * 1024;
 /// Queued bytes past which the write buffer is written out before the next frame.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -158,6 +160,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             drop(active);
             if !kept || env.graceful.is_cancelled() {
                 return Step::Close;
+            }
+            // Nothing left to serve: the connection may now sit idle for long, so it keeps
+            // no read buffer and no large write buffer (see `read_some`).
+            if self.rbuf.is_empty() {
+                self.rbuf = Vec::new();
+            }
+            if self.wbuf.capacity() > WBUF_KEEP {
+                self.wbuf = Vec::new();
             }
         }
     }
@@ -283,8 +293,26 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     }
 }
 
-/// One read into the spare room of `buf` (grown to keep `READ_CHUNK` free).
+/// One read into the spare room of `buf` (grown to keep `READ_CHUNK` free). An empty
+/// buffer holds no memory: an idle connection waits with none reserved (thousands of idle
+/// keep-alive connections must stay cheap), and its first read lands in a stack buffer that
+/// lives only while the socket is polled, then is copied into a buffer of that size.
 async fn read_some<I: AsyncRead + Unpin>(io: &mut I, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.is_empty() && buf.capacity() == 0 {
+        return poll_fn(|cx| {
+            let mut room = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut rb = tokio::io::ReadBuf::uninit(&mut room);
+            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(rb.filled());
+                    Poll::Ready(Ok(rb.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+    }
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }

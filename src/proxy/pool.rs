@@ -24,7 +24,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -211,15 +211,14 @@ fn still_open(conn: &Conn) -> bool {
 
 impl Conn {
     /// Reads what the socket has into the read buffer: `Ok(0)` at end of stream.
+    ///
+    /// Through `AsyncRead` rather than `try_read_buf`: a read that leaves the buffer's room
+    /// part empty has drained the socket, and tokio's `poll_read` then forgets the
+    /// readiness, so neither the next fill nor [`still_open`] at the next checkout spends a
+    /// system call to learn `EAGAIN` (measured: 3 `recvfrom` per proxied request → 2).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         self.rbuf.reserve(READ_BUF);
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            match self.io.try_read_buf(&mut self.rbuf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-        }
+        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut self.rbuf)
     }
 }
 

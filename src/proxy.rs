@@ -39,6 +39,7 @@ pub(crate) mod health;
 mod hop;
 mod listener;
 mod origin;
+mod outgoing;
 mod own_answers;
 pub(crate) mod peer;
 mod peer_upkeep;
@@ -334,6 +335,7 @@ impl Proxy {
             hop: &hop,
             // A protocol switch cannot ride an HTTP/2 link to a peer: serve it here.
             local_only: hop.local_only || upgrade,
+            upgrade,
         };
         let mut resp = plan.run(req, guard, outcome, &mut ThreadRandom).await?;
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;

@@ -17,7 +17,7 @@ use super::body::RequestGuard;
 use super::choose::{Chooser, Live, Steer};
 use super::client_body::ClientBody;
 use super::error::ProxyError;
-use super::forward::Answer;
+use super::forward::{Answer, Outgoing, Upstream};
 use super::headers::{X_FLOWGATE_ERROR, X_FLOWGATE_REGION};
 use super::hop::HopInfo;
 use super::peer::{Path, PeerRegion};
@@ -53,6 +53,8 @@ pub(crate) struct Outcome {
     pub(crate) origin: Option<OriginId>,
     pub(crate) target: Option<Target>,
     pub(crate) attempts: u32,
+    /// When the answer relayed arrived, if one did: the request's duration ends there.
+    pub(crate) answered: Option<std::time::Instant>,
 }
 
 /// One request's journey.
@@ -63,6 +65,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) hop: &'a HopInfo,
     /// Serve it here or not at all.
     pub(crate) local_only: bool,
+    /// The request asks for a protocol switch (`headers::is_upgrade_request`).
+    pub(crate) upgrade: bool,
 }
 
 /// Where an attempt went: a target, the path to it, and the endpoint in that path's set.
@@ -239,7 +243,7 @@ impl Plan<'_> {
                 continue;
             };
             let Some(body) = kept.take() else { break };
-            let req = self.request(&parts, body, target, upstream.budget(self.hop.deadline));
+            let req = self.request(&parts, body, target, upstream);
             outcome.target = Some(target);
             outcome.attempts += 1;
             let result = upstream.send(endpoint, req, self.hop.deadline).await;
@@ -264,25 +268,32 @@ impl Plan<'_> {
             state.retrying(tried, seen, reason, local_gone);
         }
         match last {
-            Some(Ok(answer)) => Ok(answer.response),
+            Some(Ok(answer)) => {
+                outcome.answered = Some(answer.at);
+                Ok(answer.response)
+            }
             Some(Err(e)) => Err(e),
             None => Err(if state.steer.local_full { ProxyError::OriginBusy } else { ProxyError::NoEndpoint }),
         }
     }
 
-    /// The request of one attempt; one to a peer region carries the next hop's fields.
-    fn request(
+    /// The request of one attempt: the client's head as it is, but one to a peer region
+    /// carries the next hop's fields (the time `upstream` may spend on it among them).
+    fn request<'p>(
         &self,
-        parts: &Parts,
+        parts: &'p Parts,
         body: UpstreamBody,
         target: Target,
-        budget: Duration,
-    ) -> Request<UpstreamBody> {
-        let mut req = attempt_request(parts, body);
-        if let Target::Peer(_) = target {
-            self.hop.write_next(req.headers_mut(), budget);
+        upstream: &Upstream,
+    ) -> Outgoing<'p> {
+        match target {
+            Target::Local => Outgoing::Head(parts, body, self.upgrade),
+            Target::Peer(_) => {
+                let mut req = attempt_request(parts, body);
+                self.hop.write_next(req.headers_mut(), upstream.budget(self.hop.deadline));
+                Outgoing::Made(Box::new(req))
+            }
         }
-        req
     }
 
     /// Every attempt counts for the region it went to (a 500 retried elsewhere is still
@@ -293,12 +304,14 @@ impl Plan<'_> {
         if let Some(w) = d.windows.get(tried.target.index()) {
             match result {
                 Ok(a) => {
-                    let shed = a
-                        .response
-                        .headers()
-                        .get(&X_FLOWGATE_ERROR)
-                        .is_some_and(|v| v == ProxyError::OriginBusy.code());
-                    w.record_answer(a.response.status().is_server_error(), shed, a.latency)
+                    let error = a.response.status().is_server_error();
+                    // Shedding is a kind of 5xx: only one is worth the look-up.
+                    let shed = error
+                        && a.response
+                            .headers()
+                            .get(&X_FLOWGATE_ERROR)
+                            .is_some_and(|v| v == ProxyError::OriginBusy.code());
+                    w.record_answer(error, shed, a.latency)
                 }
                 Err(_) => w.record(true, Duration::ZERO),
             }

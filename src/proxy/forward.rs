@@ -20,7 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::balance::{EndpointSet, SetPolicy};
 use super::error::ProxyError;
 use super::h2_pool::{H2Pool, PeerTls};
-use super::headers::{X_FLOWGATE_REGION, is_upgrade_request};
+use super::headers::X_FLOWGATE_REGION;
+pub(crate) use super::outgoing::Outgoing;
 use super::pool::{H1Pool, UpstreamResponse};
 use super::request_body::UpstreamBody;
 use crate::config::Protocol;
@@ -68,6 +69,8 @@ pub(crate) struct Answer {
     /// Its body holds the pooled connection it streams on, until it is relayed.
     pub(crate) response: Response<UpstreamResponse>,
     pub(crate) latency: Duration,
+    /// When the head arrived (the clock read `latency` came from).
+    pub(crate) at: Instant,
 }
 
 impl Upstream {
@@ -178,7 +181,7 @@ impl Upstream {
     pub(crate) async fn send(
         &self,
         i: usize,
-        req: Request<UpstreamBody>,
+        req: Outgoing<'_>,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Answer, ProxyError> {
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
@@ -188,8 +191,11 @@ impl Upstream {
         }
         let _load = self.set.start(i);
         let t0 = Instant::now();
-        let result = match tokio::time::timeout(budget, self.exchange(endpoint, i, req)).await {
-            Ok(Ok(response)) => Ok(Answer { response, latency: t0.elapsed() }),
+        let result = match tokio::time::timeout(budget, self.exchange(endpoint, i, req, t0)).await {
+            Ok(Ok(response)) => {
+                let at = Instant::now();
+                Ok(Answer { response, latency: at.saturating_duration_since(t0), at })
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ProxyError::Timeout),
         };
@@ -209,14 +215,24 @@ impl Upstream {
         &self,
         endpoint: Authority,
         i: usize,
-        mut req: Request<UpstreamBody>,
+        out: Outgoing<'_>,
+        now: Instant,
     ) -> Result<Response<UpstreamResponse>, ProxyError> {
-        let upgrade = is_upgrade_request(req.version(), req.headers());
-        let h1 = self.h1.as_ref().filter(|_| !upgrade);
-        retarget(&mut req, &endpoint, self.protocol, &self.scheme, h1.is_none())?;
-        if let Some(pool) = h1 {
-            return pool.send(i, &endpoint, req).await.map(|r| r.map(UpstreamResponse::Wire));
+        let upgrade = out.is_upgrade();
+        if let Some(pool) = self.h1.as_ref().filter(|_| !upgrade) {
+            // The pool writes the head as `retarget` would leave it: origin-form, HTTP/1.1,
+            // and the client's authority as `Host` when it sent none.
+            let sent = match out {
+                Outgoing::Head(head, body, _) => pool.send(i, &endpoint, head, body, now).await,
+                Outgoing::Made(req) => {
+                    let (head, body) = (*req).into_parts();
+                    pool.send(i, &endpoint, &head, body, now).await
+                }
+            };
+            return sent.map(|r| r.map(UpstreamResponse::Wire));
         }
+        let mut req = out.into_request();
+        retarget(&mut req, &endpoint, self.protocol, &self.scheme)?;
         if let Some(pool) = self.h2.as_ref().filter(|_| !upgrade) {
             return pool.send(i, &endpoint, req).await.map(|r| r.map(UpstreamResponse::Hyper));
         }
@@ -235,7 +251,6 @@ fn retarget(
     endpoint: &Authority,
     protocol: Protocol,
     scheme: &Scheme,
-    absolute: bool,
 ) -> Result<(), ProxyError> {
     if protocol == Protocol::Http1
         && !req.headers().contains_key(http::header::HOST)
@@ -247,12 +262,10 @@ fn retarget(
     }
     let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
-    // hyper-util's client wants the endpoint in the URI (it writes origin-form itself); a
-    // connection of our own pool writes the URI as it is, so it gets origin-form here.
-    if absolute {
-        parts.scheme = Some(scheme.clone());
-        parts.authority = Some(endpoint.clone());
-    }
+    // hyper-util's client wants the endpoint in the URI (it writes origin-form itself), and
+    // the HTTP/2 pool sends it as `:authority`; the own HTTP/1.1 pool does without this.
+    parts.scheme = Some(scheme.clone());
+    parts.authority = Some(endpoint.clone());
     parts.path_and_query = Some(path);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest)?;
     *req.version_mut() = match protocol {
@@ -306,7 +319,7 @@ impl Upstream {
         req.headers_mut().insert(http::header::USER_AGENT, HeaderValue::from_static("flowgate-health"));
         let t0 = Instant::now();
         let work = async {
-            let resp = self.exchange(endpoint, i, req).await?;
+            let resp = self.exchange(endpoint, i, Outgoing::Made(Box::new(req)), t0).await?;
             let status = resp.status();
             let from_flowgate = resp.headers().contains_key(&X_FLOWGATE_REGION);
             let limited = http_body_util::Limited::new(resp.into_body(), limit);
@@ -343,7 +356,7 @@ impl Upstream {
         let endpoint = self.set.get(i).ok_or(ProxyError::NoEndpoint)?.authority.clone();
         let req = req.map(UpstreamBody::kept);
         let work = async {
-            let resp = self.exchange(endpoint, i, req).await?;
+            let resp = self.exchange(endpoint, i, Outgoing::Made(Box::new(req)), Instant::now()).await?;
             let (head, body) = resp.into_parts();
             let collected = http_body_util::Limited::new(body, limit)
                 .collect()

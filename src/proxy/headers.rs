@@ -4,7 +4,7 @@
 //! `x-flowgate-*` fields steer the fleet and must never be taken from a client; the
 //! forwarding fields tell the origin who asked and through what.
 
-use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::header::{CONNECTION, Entry, TE, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -41,31 +41,32 @@ const MAX_REQUEST_ID: usize = 128;
 pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     // One pass of cheap name comparisons, then a hashed removal only for what is there:
     // most messages carry none of these fields, or `Connection: keep-alive` alone.
+    // The `Connection` values are read in the same pass. Only a token outside the fixed
+    // list names a field still to remove (nearly every `Connection` says `keep-alive` or
+    // `close`), so the list stays unallocated.
     let (mut connection, mut fixed) = (false, false);
-    for name in h.keys() {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for (name, value) in h.iter() {
         if name == CONNECTION {
             connection = true;
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
+                let Ok(name) = HeaderName::from_bytes(token.as_bytes()) else { continue };
+                // Never let a client make us drop the fields we are about to set ourselves;
+                // the fixed list (`upgrade` among it) is dealt with below.
+                let ours = name == X_FORWARDED_FOR || name == X_REQUEST_ID || name == VIA;
+                if !(ours || is_fixed_hop_by_hop(&name)) {
+                    listed.push(name);
+                }
+            }
         } else if is_fixed_hop_by_hop(name) {
             fixed = true;
         }
     }
     if connection {
-        // Only a token outside the fixed list names a field still to remove (nearly every
-        // `Connection` says `keep-alive` or `close`), so the list stays unallocated.
-        let mut listed: Vec<HeaderName> = Vec::new();
-        let tokens = h.get_all(&CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
-        for token in tokens.map(str::trim) {
-            if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
-                continue;
-            }
-            let Ok(name) = HeaderName::from_bytes(token.as_bytes()) else { continue };
-            // Never let a client make us drop the fields we are about to set ourselves; the
-            // fixed list (`upgrade` among it) is dealt with below.
-            let ours = name == X_FORWARDED_FOR || name == X_REQUEST_ID || name == VIA;
-            if !(ours || is_fixed_hop_by_hop(&name)) {
-                listed.push(name);
-            }
-        }
         for name in &listed {
             h.remove(name);
         }
@@ -160,29 +161,50 @@ pub fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
 pub fn add_forwarding(h: &mut HeaderMap, hop: &ClientHop<'_>) -> HeaderValue {
     // Room for the four fields at once: one growth of the map rather than one per insert.
     h.reserve(4);
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            let ip = hop.client_ip.to_str().unwrap_or("unknown");
-            HeaderValue::try_from(format!("{prev}, {ip}")).ok()
+    // One hashed look-up per field: the entry both reads what the client sent and sets ours.
+    match h.entry(&X_FORWARDED_FOR) {
+        Entry::Occupied(mut e) => {
+            let joined = match e.get().to_str() {
+                Ok(prev) if !prev.trim().is_empty() => {
+                    let ip = hop.client_ip.to_str().unwrap_or("unknown");
+                    HeaderValue::try_from(format!("{prev}, {ip}")).ok()
+                }
+                _ => Some(hop.client_ip.clone()),
+            };
+            if let Some(v) = joined {
+                e.insert(v);
+            }
         }
-        _ => Some(hop.client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        h.insert(&X_FORWARDED_FOR, v);
+        Entry::Vacant(e) => {
+            e.insert(hop.client_ip.clone());
+        }
     }
-    if hop.untrusted || !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    let proto = HeaderValue::from_static(hop.proto);
+    match h.entry(&X_FORWARDED_PROTO) {
+        Entry::Occupied(mut e) if hop.untrusted => {
+            e.insert(proto);
+        }
+        Entry::Occupied(_) => {}
+        Entry::Vacant(e) => {
+            e.insert(proto);
+        }
     }
-    let id = match h.get(&X_REQUEST_ID) {
-        Some(v) if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.to_str().is_ok() => v.clone(),
-        _ => {
+    let id = match h.entry(&X_REQUEST_ID) {
+        Entry::Occupied(e) if usable_request_id(e.get()) => e.get().clone(),
+        Entry::Occupied(mut e) => {
             let id = new_request_id();
-            h.insert(&X_REQUEST_ID, id.clone());
+            e.insert(id.clone());
             id
         }
+        Entry::Vacant(e) => e.insert(new_request_id()).clone(),
     };
     h.append(&VIA, hop.via.clone());
     id
+}
+
+/// A client's request id is kept when it is short, printable and not empty.
+fn usable_request_id(v: &HeaderValue) -> bool {
+    !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.to_str().is_ok()
 }
 
 /// 128 random bits in hex: unique enough to join logs across the fleet.
@@ -190,8 +212,11 @@ pub(crate) fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
     let mut buf = [0u8; 32];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    // Byte by byte, most significant first: two digits each, without a 128-bit shift per
+    // digit.
+    for (pair, byte) in buf.chunks_exact_mut(2).zip(n.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     // Hex digits are always a valid header value.
     let mut id = HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"));

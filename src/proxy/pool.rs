@@ -28,8 +28,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use http::Response;
+use http::request::Parts;
 use http::uri::Authority;
-use http::{Request, Response};
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
@@ -52,7 +53,7 @@ pub(crate) struct Conn {
 
 #[derive(Debug)]
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -77,7 +78,10 @@ pub(crate) struct H1Pool {
 /// marked reusable (its exchange read whole), and closes it otherwise.
 #[derive(Debug)]
 pub(crate) struct PooledConn {
-    conn: Option<Conn>,
+    /// Boxed, and the box kept from lease to lease: the answer that holds this (and the
+    /// futures around it) moves several times per request, a pointer rather than the
+    /// connection's socket and buffers.
+    conn: Option<Box<Conn>>,
     reusable: bool,
     /// Taken from the idle list rather than opened for this request.
     reused: bool,
@@ -108,24 +112,27 @@ impl H1Pool {
         }
     }
 
-    /// Sends `req` (origin-form URI) to endpoint `i` and waits for the response head. The
-    /// body reads from the connection, which goes back to the pool once it is read whole.
+    /// Sends the request `head` with `body` to endpoint `i` (in origin-form, as HTTP/1.1)
+    /// and waits for the response head. The body reads from the connection, which goes
+    /// back to the pool once it is read whole.
     pub(crate) async fn send(
         &self,
         i: usize,
         authority: &Authority,
-        req: Request<UpstreamBody>,
+        head: &Parts,
+        body: UpstreamBody,
+        now: Instant,
     ) -> Result<Response<WireBody>, ProxyError> {
-        let method = req.method().clone();
-        let mut conn = match self.checkout(i) {
+        let method = &head.method;
+        let mut conn = match self.checkout(i, now) {
             Some(c) => c,
             // Boxed: connecting is the rare path, and its future would make every send larger.
             None => Box::pin(self.connect(i, authority)).await?,
         };
         let buf = conn.conn.as_mut().map(|c| std::mem::take(&mut c.wbuf)).unwrap_or_default();
-        let mut writer = wire::RequestWriter::new(buf, req, authority);
+        let mut writer = wire::RequestWriter::new(buf, head, body, authority);
         loop {
-            match exchange::exchange(&mut conn, &mut writer, &method).await {
+            match exchange::exchange(&mut conn, &mut writer, method).await {
                 Ok((head, rest)) => {
                     let writer = match rest {
                         exchange::Rest::Written => {
@@ -157,13 +164,15 @@ impl H1Pool {
         }
     }
 
-    /// The most recently used idle connection of endpoint `i` that is still open.
-    fn checkout(&self, i: usize) -> Option<PooledConn> {
+    /// The most recently used idle connection of endpoint `i` that is still open (and
+    /// idle for no longer than the timeout at `now`).
+    fn checkout(&self, i: usize, now: Instant) -> Option<PooledConn> {
         let list = self.lists.idle.get(i)?;
         let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
         // Bounded: every pass takes one entry out of the list.
         while let Some(idle) = list.pop_back() {
-            if idle.since.elapsed() <= self.lists.idle_timeout && still_open(&idle.conn) {
+            if now.saturating_duration_since(idle.since) <= self.lists.idle_timeout && still_open(&idle.conn)
+            {
                 drop(list);
                 let mut leased = self.lease(i, idle.conn);
                 leased.reused = true;
@@ -173,7 +182,7 @@ impl H1Pool {
         None
     }
 
-    fn lease(&self, endpoint: usize, conn: Conn) -> PooledConn {
+    fn lease(&self, endpoint: usize, conn: Box<Conn>) -> PooledConn {
         PooledConn {
             conn: Some(conn),
             reusable: false,
@@ -196,7 +205,7 @@ impl H1Pool {
         let _ = io.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&keepalive);
-        let conn = Conn { io, rbuf: BytesMut::with_capacity(READ_BUF), wbuf: Vec::new() };
+        let conn = Box::new(Conn { io, rbuf: BytesMut::with_capacity(READ_BUF), wbuf: Vec::new() });
         Ok(self.lease(i, conn))
     }
 }
@@ -230,17 +239,19 @@ impl Drop for PooledConn {
             return;
         }
         let Some(list) = lists.idle.get(self.endpoint) else { return };
+        // One clock read serves the sweep below and the returned connection's stamp.
+        let now = Instant::now();
         let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
         // One expired entry swept per return keeps the list free of connections that
         // the upstream has long closed, without a sweeper task.
-        if list.front().is_some_and(|e| e.since.elapsed() > lists.idle_timeout) {
+        if list.front().is_some_and(|e| now.saturating_duration_since(e.since) > lists.idle_timeout) {
             list.pop_front();
         }
         if list.len() >= lists.max_idle {
             list.pop_front();
         }
         if lists.max_idle > 0 {
-            list.push_back(Idle { conn, since: Instant::now() });
+            list.push_back(Idle { conn, since: now });
         }
     }
 }

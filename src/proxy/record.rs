@@ -61,7 +61,11 @@ impl Proxy {
         if !ctx.listener.is_peer() {
             self.metrics.source_rate.record(status.is_server_error());
         }
-        let elapsed = started.elapsed();
+        // The answer's arrival was clocked already when it came from upstream.
+        let elapsed = match outcome.answered {
+            Some(at) => at.saturating_duration_since(started),
+            None => started.elapsed(),
+        };
         self.request_metrics.observe(
             ctx.listener as usize,
             outcome.origin,

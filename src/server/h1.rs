@@ -14,6 +14,7 @@
 //! max_body_bytes`, chunked, `Expect: 100-continue`) go to hyper too.
 
 mod encode;
+mod gate;
 mod head;
 pub(crate) mod rewind;
 
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proxy::client_body::ClientBody;
 use crate::proxy::{ConnCtx, KEEP_BODY_TIMEOUT, Proxy, ProxyBody};
 use crate::vocab::activity::Expired;
+use gate::Gated;
 use head::{Accepted, Decision, Limits};
 use rewind::Rewind;
 
@@ -93,10 +95,16 @@ where
     drop(proxy);
     let mut conn =
         Conn { io, rbuf: Vec::new(), wbuf: Vec::new(), accepted: Accepted::default(), first: true };
-    let expired = ctx.activity.expired(env.header_timeout, env.idle_timeout);
+    // The branches beside the connection's work are gated: polled only once they woke.
+    let expired = pin!(ctx.activity.expired(env.header_timeout, env.idle_timeout));
+    let mut expired = Gated::new(expired);
+    let cut = pin!(env.cut.cancelled());
+    let mut cut = Gated::new(cut);
+    let graceful = pin!(env.graceful.cancelled());
+    let mut graceful = Gated::new(graceful);
     let step = tokio::select! {
-        step = conn.run(ctx, env, &limits) => step,
-        why = expired => {
+        step = conn.run(ctx, env, &limits, &mut graceful) => step,
+        why = &mut expired => {
             match why {
                 Expired::HeaderTimeout => {
                     tracing::debug!(remote = %ctx.remote, "request head not received in time; closing");
@@ -105,7 +113,7 @@ where
             }
             return End::Done;
         }
-        _ = env.cut.cancelled() => return End::Done,
+        _ = &mut cut => return End::Done,
     };
     match step {
         Step::Close => {
@@ -118,9 +126,15 @@ where
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
-    async fn run(&mut self, ctx: &Arc<ConnCtx>, env: &Env<'_>, limits: &Limits) -> Step {
+    async fn run<G: Future<Output = ()>>(
+        &mut self,
+        ctx: &Arc<ConnCtx>,
+        env: &Env<'_>,
+        limits: &Limits,
+        graceful: &mut Gated<'_, G>,
+    ) -> Step {
         loop {
-            match self.next_head(env, limits).await {
+            match self.next_head(limits, graceful).await {
                 Ok(Decision::Fast) => {}
                 Ok(_) => return Step::Fallback,
                 Err(step) => return step,
@@ -174,7 +188,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
 
     /// Reads until the buffer starts with a whole head the own path serves, or one it does
     /// not; `Err` when the connection ends instead.
-    async fn next_head(&mut self, env: &Env<'_>, limits: &Limits) -> Result<Decision, Step> {
+    async fn next_head<G: Future<Output = ()>>(
+        &mut self,
+        limits: &Limits,
+        graceful: &mut Gated<'_, G>,
+    ) -> Result<Decision, Step> {
         loop {
             if !self.rbuf.is_empty() {
                 match head::decide(&self.rbuf, self.first, limits, &mut self.accepted) {
@@ -190,7 +208,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 // Idle: drain closes it at once.
                 tokio::select! {
                     r = read_some(&mut self.io, &mut self.rbuf) => r,
-                    _ = env.graceful.cancelled() => return Err(Step::Close),
+                    _ = &mut *graceful => return Err(Step::Close),
                 }
             } else {
                 read_some(&mut self.io, &mut self.rbuf).await

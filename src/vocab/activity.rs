@@ -147,8 +147,24 @@ pub struct ActiveRequest(Arc<ConnActivity>);
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
         let c = &self.0;
-        c.idle_since.store(c.now_ms(), Ordering::Relaxed);
-        c.inflight.fetch_sub(1, Ordering::Relaxed);
+        // Only the request that leaves the connection idle stamps when it did (a clock
+        // read per request, not per guard: the own HTTP/1.1 path holds two): the stamp
+        // goes in before the count drops to zero, so the watchdog never reads an old one.
+        let mut n = c.inflight.load(Ordering::Relaxed);
+        loop {
+            if n == 1 {
+                c.idle_since.store(c.now_ms(), Ordering::Relaxed);
+            }
+            match c.inflight.compare_exchange_weak(
+                n,
+                n.saturating_sub(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
     }
 }
 

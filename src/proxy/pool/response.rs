@@ -64,6 +64,9 @@ impl Head {
 /// Parses a complete head at the start of `buf` and removes it; `Ok(None)` when more
 /// bytes are needed. `method` is the request's, since a HEAD answer has no body.
 pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, HeadError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
     // Left uninitialised: clearing 256 slots would cost more than parsing a usual head.
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
@@ -84,12 +87,19 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>,
     let code = parsed.code.ok_or(HeadError::Invalid)?;
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid)?;
     let http11 = parsed.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    // Room for the field the request path adds to every answer (`x-flowgate-region`), so
+    // that adding it does not grow the map.
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 1);
     // The values share one copy of the head rather than being copied one by one.
     let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
+    // What framing and keep-alive read, noted as the fields go in rather than looked up.
+    let mut seen = Seen::default();
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Invalid)?;
+        if seen.note(&name, h.value) {
+            continue;
+        }
         let start = (h.value.as_ptr() as usize).wrapping_sub(base);
         let value = match head.get(start..start.wrapping_add(h.value.len())) {
             Some(_) if !h.value.is_empty() => head.slice(start..start + h.value.len()),
@@ -98,36 +108,80 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>,
         let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::Invalid)?;
         headers.append(name, value);
     }
+    let framing = framing(status, method, &seen)?;
+    let keep_alive = http11 && framing != Framing::Close && !seen.close;
     buf.advance(len);
-    let framing = framing(status, method, &headers)?;
-    let keep_alive = http11 && framing != Framing::Close && !has_token(&headers, &CONNECTION, "close");
     Ok(Some(Head { status, headers, framing, keep_alive }))
 }
 
+/// What the framing fields of a head said, gathered in one pass over its fields.
+#[derive(Debug, Default)]
+struct Seen<'a> {
+    /// The first `Content-Length` value, and whether there was more than one.
+    length: Option<&'a [u8]>,
+    lengths: usize,
+    /// The `Transfer-Encoding` codings, across all its fields, in order.
+    codings: usize,
+    /// The first coding is `chunked`.
+    chunked_first: bool,
+    te: bool,
+    /// `Connection` lists `close`.
+    close: bool,
+}
+
+impl<'a> Seen<'a> {
+    /// Notes one field; true when it is a `Connection` that says only `keep-alive` or
+    /// `close`, which the map does without: it says nothing past this connection, and the
+    /// request path would only remove it again (`strip_hop_by_hop`).
+    fn note(&mut self, name: &HeaderName, value: &'a [u8]) -> bool {
+        if name == CONNECTION {
+            let mut plain = true;
+            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+                    plain = false;
+                }
+            }
+            return plain;
+        }
+        if name == CONTENT_LENGTH {
+            self.lengths += 1;
+            if self.length.is_none() {
+                self.length = Some(value);
+            }
+        } else if name == TRANSFER_ENCODING {
+            self.te = true;
+            for c in value.split(|&b| b == b',') {
+                if self.codings == 0 {
+                    self.chunked_first = c.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                }
+                self.codings += 1;
+            }
+        }
+        false
+    }
+}
+
 /// The body's framing, refusing every ambiguity a smuggling attack could use.
-fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<Framing, HeadError> {
-    let te = headers.get_all(&TRANSFER_ENCODING);
-    let mut lengths = headers.get_all(&CONTENT_LENGTH).iter();
-    let length = lengths.next();
-    if lengths.next().is_some() {
+fn framing(status: StatusCode, method: &Method, seen: &Seen<'_>) -> Result<Framing, HeadError> {
+    if seen.lengths > 1 {
         return Err(HeadError::BadLength);
     }
-    let chunked = if te.iter().next().is_some() {
-        if length.is_some() {
+    let chunked = if seen.te {
+        if seen.length.is_some() {
             return Err(HeadError::BadLength);
         }
         // Only `chunked` alone: another coding would have to be relayed as a
         // hop-by-hop field the client never asked for.
-        let mut codings = te.iter().flat_map(|v| v.as_bytes().split(|&b| b == b','));
-        let first = codings.next().map(<[u8]>::trim_ascii);
-        if !first.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) || codings.next().is_some() {
+        if !seen.chunked_first || seen.codings != 1 {
             return Err(HeadError::BadCoding);
         }
         true
     } else {
         false
     };
-    let length = length.map(|v| parse_length(v.as_bytes())).transpose()?;
+    let length = seen.length.map(parse_length).transpose()?;
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -148,13 +202,4 @@ fn parse_length(v: &[u8]) -> Result<u64, HeadError> {
         return Err(HeadError::BadLength);
     }
     Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// Whether a comma-separated field `name` lists `token`.
-pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }

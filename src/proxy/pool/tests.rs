@@ -132,7 +132,8 @@ fn malformed_chunks_are_refused() {
 
 fn written(req: Request<UpstreamBody>) -> String {
     let authority = "origin.internal:8080".parse().expect("authority");
-    String::from_utf8_lossy(RequestWriter::new(Vec::new(), req, &authority).queued()).into_owned()
+    let (parts, body) = req.into_parts();
+    String::from_utf8_lossy(RequestWriter::new(Vec::new(), &parts, body, &authority).queued()).into_owned()
 }
 
 #[test]

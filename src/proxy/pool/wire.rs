@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
 use http::uri::Authority;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method};
 use http_body::Body;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -59,12 +60,17 @@ enum Source {
 }
 
 impl RequestWriter {
-    /// Writes the head of `req` into `buf` (cleared first) and queues its body.
-    pub(crate) fn new(mut buf: Vec<u8>, req: Request<UpstreamBody>, authority: &Authority) -> RequestWriter {
-        let (parts, body) = req.into_parts();
+    /// Writes the head `parts` into `buf` (cleared first), in origin-form whatever form its
+    /// target has, and queues `body`.
+    pub(crate) fn new(
+        mut buf: Vec<u8>,
+        parts: &Parts,
+        body: UpstreamBody,
+        authority: &Authority,
+    ) -> RequestWriter {
         buf.clear();
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        head_line(&mut buf, &parts.method, target, &parts.headers, authority);
+        let had_length = head_line(&mut buf, parts, target, authority);
         let mut w = RequestWriter {
             buf,
             pos: 0,
@@ -79,7 +85,7 @@ impl RequestWriter {
             UpstreamBody::Kept(b) => {
                 let b = b.into_bytes();
                 let payload = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-                if !b.is_empty() || payload || parts.headers.contains_key(CONTENT_LENGTH) {
+                if !b.is_empty() || payload || had_length {
                     length(&mut w.buf, b.len() as u64);
                 }
                 w.data = b.clone();
@@ -206,23 +212,40 @@ impl RequestWriter {
 }
 
 /// The request line and the fields as the request path left them, but for the framing
-/// fields (written by the caller for the body actually sent); `Host` when absent.
-fn head_line(buf: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, authority: &Authority) {
-    buf.extend_from_slice(method.as_str().as_bytes());
+/// fields (written by the caller for the body actually sent); `Host` when absent: the
+/// client's authority when its target named one (an HTTP/2 client's, after the fields, as
+/// if added to them), else the endpoint's (first). Says whether the fields had a
+/// `Content-Length`. The fields are looked at in one pass, without a hashed look-up.
+fn head_line(buf: &mut Vec<u8>, parts: &Parts, target: &str, authority: &Authority) -> bool {
+    buf.extend_from_slice(parts.method.as_str().as_bytes());
     buf.push(b' ');
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(HOST) {
-        buf.extend_from_slice(b"host: ");
-        buf.extend_from_slice(authority.as_str().as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+    let fields_at = buf.len();
+    let (mut host, mut length) = (false, false);
+    for (name, value) in &parts.headers {
+        if name == CONTENT_LENGTH {
+            length = true;
             continue;
         }
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        host |= name == HOST;
         field(buf, name.as_str().as_bytes(), value.as_bytes());
     }
+    if !host {
+        match parts.uri.authority() {
+            Some(a) => field(buf, b"host", a.as_str().as_bytes()),
+            // Rare (an HTTP/1.0 client's request): the endpoint's goes first, as it did.
+            None => {
+                let mut line = Vec::new();
+                field(&mut line, b"host", authority.as_str().as_bytes());
+                buf.splice(fields_at..fields_at, line);
+            }
+        }
+    }
+    length
 }
 
 fn fields(buf: &mut Vec<u8>, headers: &HeaderMap) {

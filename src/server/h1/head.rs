@@ -158,7 +158,9 @@ pub(super) fn decide(buf: &[u8], first: bool, limits: &Limits, out: &mut Accepte
 /// answers it.
 pub(super) fn build(head: &Bytes, accepted: &mut Accepted) -> Option<http::request::Parts> {
     let uri = Uri::from_maybe_shared(head.slice(accepted.target.clone())).ok()?;
-    let mut headers = HeaderMap::with_capacity(accepted.fields.len());
+    // Room for the fields the request path adds (`add_forwarding`'s four), so that adding
+    // them does not grow the map.
+    let mut headers = HeaderMap::with_capacity(accepted.fields.len() + 4);
     for (name, value) in &accepted.fields {
         let name = HeaderName::from_bytes(&head[name.clone()]).ok()?;
         // A slice of the head, not a copy (checked again: the crate forbids `unsafe`).

@@ -63,6 +63,8 @@ impl Inner {
 /// Writes state files and syncs them in the background.
 pub(crate) struct PersistWriter {
     inner: Arc<Inner>,
+    /// The state file the last save wrote, for the next one to write over in place.
+    kept: Mutex<Option<persist::Kept>>,
     /// `None` if no thread could be started: then every save syncs at once.
     thread: Option<JoinHandle<()>>,
 }
@@ -81,14 +83,17 @@ impl PersistWriter {
             .spawn(move || run(&worker, interval))
             .map_err(|e| tracing::warn!(error = %e, "no background fsync thread; every push syncs at once"))
             .ok();
-        PersistWriter { inner, thread }
+        PersistWriter { inner, kept: Mutex::new(None), thread }
     }
 
     /// Replaces the state file of `dir` with `table` (survives a process crash when this
     /// returns) and schedules the sync that makes it survive power loss. An error means
     /// the file was not replaced.
     pub(crate) fn save(&self, dir: &Path, table: &Table) -> Result<(), PersistError> {
-        let (path, bytes, replaced) = persist::save_unsynced(dir, table)?;
+        let (path, bytes, replaced) = {
+            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            persist::save_unsynced(dir, table, &mut kept)?
+        };
         if self.thread.is_none() {
             return persist::sync(&path);
         }

@@ -97,12 +97,22 @@ impl Default for RateWindow {
 
 impl RateWindow {
     fn second(&self) -> u64 {
-        self.epoch.elapsed().as_secs() + 1
+        self.second_at(Instant::now())
+    }
+
+    fn second_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() + 1
     }
 
     /// One answered request; `error` for a 5xx.
     pub(crate) fn record(&self, error: bool) {
-        self.window.record(self.second(), error, Duration::ZERO);
+        self.record_at(Instant::now(), error);
+    }
+
+    /// [`record`](Self::record) at `now`, for a caller recording into several windows
+    /// with one clock read.
+    pub(crate) fn record_at(&self, now: Instant, error: bool) {
+        self.window.record(self.second_at(now), error, Duration::ZERO);
     }
 
     /// Requests per second and the share that were errors, over the last `span` seconds

@@ -121,6 +121,18 @@ impl EndpointSet {
         self.ramp.now_ms()
     }
 
+    /// Now, for a read that only compares stamps against it (not one that stamps). While
+    /// no endpoint has been ejected or come back (the steady state), every stamp is 0 and
+    /// any now gives the same answer: the epoch's stands in, and choosing a target and an
+    /// endpoint reads no clock (it read three per proxied request). A stamp set while
+    /// this looks is in the future or the present, which the epoch judges alike.
+    fn read_now_ms(&self) -> u64 {
+        let stamped = self.endpoints.iter().any(|e| {
+            e.ejected_until.load(Ordering::Relaxed) != 0 || e.usable_since.load(Ordering::Relaxed) != 0
+        });
+        if stamped { self.now_ms() } else { self.ramp.epoch_ms() }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.endpoints.len()
     }
@@ -178,7 +190,7 @@ impl EndpointSet {
 
     /// Endpoints that probes call healthy and outlier detection has not ejected.
     pub(crate) fn usable_count(&self) -> usize {
-        let now = self.now_ms();
+        let now = self.read_now_ms();
         self.endpoints.iter().filter(|e| self.usable_at(e, now)).count()
     }
 
@@ -188,13 +200,13 @@ impl EndpointSet {
 
     /// Whether the set can take traffic at all.
     pub(crate) fn any_usable(&self) -> bool {
-        let now = self.now_ms();
+        let now = self.read_now_ms();
         self.endpoints.iter().any(|e| self.usable_at(e, now))
     }
 
     /// Slow-start factor of the set as a whole, in (0, 1]: the mean over usable endpoints.
     pub(crate) fn warmth(&self) -> f64 {
-        let now = self.now_ms();
+        let now = self.read_now_ms();
         let (mut sum, mut n) = (0.0, 0u32);
         for e in &self.endpoints {
             if self.usable_at(e, now) {
@@ -216,7 +228,7 @@ impl EndpointSet {
         if n == 0 {
             return None;
         }
-        let now = self.now_ms();
+        let now = self.read_now_ms();
         let usable = self.endpoints.iter().filter(|e| self.usable_at(e, now)).count();
         let panic = (usable * 100) < self.active_count() * self.policy.panic_threshold_percent as usize;
         let eligible_at = |i: usize| -> bool {
@@ -336,7 +348,7 @@ impl EndpointSet {
 
     /// Whether an endpoint other than `i` can take a request now.
     pub(crate) fn usable_besides(&self, i: usize) -> bool {
-        let now = self.now_ms();
+        let now = self.read_now_ms();
         self.endpoints.iter().enumerate().any(|(j, e)| j != i && self.usable_at(e, now))
     }
 

@@ -57,9 +57,11 @@ impl Proxy {
         access: Option<Access>,
     ) {
         let status = resp.status();
-        self.metrics.rate.record(status.is_server_error());
+        // One clock read for both windows (tokio's clock, which tests pause).
+        let now = tokio::time::Instant::now();
+        self.metrics.rate.record_at(now, status.is_server_error());
         if !ctx.listener.is_peer() {
-            self.metrics.source_rate.record(status.is_server_error());
+            self.metrics.source_rate.record_at(now, status.is_server_error());
         }
         // The answer's arrival was clocked already when it came from upstream.
         let elapsed = match outcome.answered {

@@ -25,7 +25,14 @@ impl SlowStart {
     /// Now, on this ramp's clock.
     pub(crate) fn now_ms(&self) -> u64 {
         // Offset so that 0 always means "long ago", before any window.
-        self.epoch.elapsed().as_millis() as u64 + self.window_ms + 1
+        self.epoch.elapsed().as_millis() as u64 + self.epoch_ms()
+    }
+
+    /// What [`now_ms`](Self::now_ms) read at the epoch: no later than any now, and past
+    /// the window of anything usable since 0, so it stands in for now when only such
+    /// things are compared (and the clock need not be read).
+    pub(crate) fn epoch_ms(&self) -> u64 {
+        self.window_ms + 1
     }
 
     /// The share taken at `now` by what became usable at `since`, in [0.05, 1].
@@ -56,6 +63,8 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(ramp.factor(since, ramp.now_ms()), 1.0);
         assert_eq!(ramp.factor(ramp.now_ms() + 1_000, ramp.now_ms()), 0.05, "a start still ahead");
+        assert_eq!(ramp.factor(0, ramp.epoch_ms()), 1.0, "warm at the epoch already");
+        assert!(ramp.epoch_ms() <= ramp.now_ms());
         let off = SlowStart::new(Duration::ZERO);
         assert_eq!(off.factor(off.now_ms(), off.now_ms()), 1.0);
     }

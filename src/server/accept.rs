@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::h1;
+use super::in_task::{InTask, Streams};
 use super::watched::Watched;
 use crate::config::Config;
 use crate::proxy::client_body::ClientBody;
@@ -26,7 +27,7 @@ use crate::vocab::activity::{ConnActivity, Expired};
 pub(super) struct ConnShared {
     /// The proxy generation in force; a reload swaps it, connections load it per request.
     pub(super) proxy: Arc<arc_swap::ArcSwap<Proxy>>,
-    pub(super) http: auto::Builder<TokioExecutor>,
+    pub(super) http: auto::Builder<InTask>,
     pub(super) header_timeout: Duration,
     pub(super) idle_timeout: Duration,
     /// Fires when connections must be told to go (drain).
@@ -38,8 +39,9 @@ pub(super) struct ConnShared {
     pub(super) slots: Arc<Semaphore>,
 }
 
-pub(super) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
+pub(super) fn http_builder(cfg: &Config) -> auto::Builder<InTask> {
+    // HTTP/2 streams run in their connection's task (see `in_task`).
+    let mut b = auto::Builder::new(InTask);
     b.http1()
         .timer(TokioTimer::new())
         // Our watchdog owns the header deadline; see `vocab::activity` for why. The read buffer
@@ -184,10 +186,11 @@ where
     });
     let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    let mut streams = Streams::default();
     let expired = ctx.activity.expired(shared.header_timeout, shared.idle_timeout);
     tokio::pin!(expired);
     tokio::select! {
-        res = conn.as_mut() => {
+        res = streams.drive(conn.as_mut()) => {
             if let Err(e) = res {
                 tracing::debug!(remote = %ctx.remote, error = %e, "connection ended with an error");
             }
@@ -206,7 +209,7 @@ where
     // now); HTTP/2: GOAWAY, and streams under way finish.
     conn.as_mut().graceful_shutdown();
     tokio::select! {
-        _ = conn.as_mut() => {}
+        _ = streams.drive(conn.as_mut()) => {}
         _ = shared.cut.cancelled() => {}
     }
 }

@@ -58,7 +58,6 @@ mod thread_random;
 mod upgrade;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -248,7 +247,7 @@ impl Proxy {
     /// every answer goes through whoever made it.
     pub(crate) async fn handle(&self, ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<ProxyBody> {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.inflight);
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let access = self.access_log.then(|| record::Access::of(&req));
         let mut outcome = Outcome::default();
         let mut resp = match own_answers::answer(&mut req, self.max_uri_bytes) {

@@ -177,18 +177,22 @@ impl Default for TargetWindow {
 
 impl TargetWindow {
     fn second(&self) -> u64 {
-        self.epoch.elapsed().as_secs() + 1
+        self.second_at(Instant::now())
+    }
+
+    fn second_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() + 1
     }
 
     /// One answered request; `error` for a 5xx.
     pub(crate) fn record(&self, error: bool, latency: Duration) {
-        self.record_answer(error, false, latency);
+        self.record_answer_at(Instant::now(), error, false, latency);
     }
 
-    /// One answered request; `error` for a 5xx, `shed` when that 5xx is a proxy shedding
-    /// load.
-    pub(crate) fn record_answer(&self, error: bool, shed: bool, latency: Duration) {
-        let second = self.second();
+    /// One request answered at `at` (the clock read its latency came from); `error` for a
+    /// 5xx, `shed` when that 5xx is a proxy shedding load.
+    pub(crate) fn record_answer_at(&self, at: Instant, error: bool, shed: bool, latency: Duration) {
+        let second = self.second_at(at);
         let b = &self.buckets[(second as usize) % BUCKETS];
         if b.second.swap(second, Ordering::Relaxed) != second {
             b.total.store(0, Ordering::Relaxed);
@@ -267,7 +271,7 @@ mod target_tests {
         let w = TargetWindow::default();
         tokio::time::advance(Duration::from_millis(1500)).await;
         for i in 0..10 {
-            w.record_answer(i < 4, i < 2, Duration::from_millis(3));
+            w.record_answer_at(Instant::now(), i < 4, i < 2, Duration::from_millis(3));
         }
         tokio::time::advance(Duration::from_secs(1)).await;
         let s = w.stats(10);

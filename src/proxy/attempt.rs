@@ -54,7 +54,7 @@ pub(crate) struct Outcome {
     pub(crate) target: Option<Target>,
     pub(crate) attempts: u32,
     /// When the answer relayed arrived, if one did: the request's duration ends there.
-    pub(crate) answered: Option<std::time::Instant>,
+    pub(crate) answered: Option<tokio::time::Instant>,
 }
 
 /// One request's journey.
@@ -311,7 +311,7 @@ impl Plan<'_> {
                             .headers()
                             .get(&X_FLOWGATE_ERROR)
                             .is_some_and(|v| v == ProxyError::OriginBusy.code());
-                    w.record_answer(error, shed, a.latency)
+                    w.record_answer_at(a.at, error, shed, a.latency)
                 }
                 Err(_) => w.record(true, Duration::ZERO),
             }

@@ -69,8 +69,9 @@ pub(crate) struct Answer {
     /// Its body holds the pooled connection it streams on, until it is relayed.
     pub(crate) response: Response<UpstreamResponse>,
     pub(crate) latency: Duration,
-    /// When the head arrived (the clock read `latency` came from).
-    pub(crate) at: Instant,
+    /// When the head arrived (the clock read `latency` came from), on tokio's clock: the
+    /// request's record and the target's window take it rather than reading the clock.
+    pub(crate) at: tokio::time::Instant,
 }
 
 impl Upstream {
@@ -190,10 +191,17 @@ impl Upstream {
             return Err(ProxyError::Timeout);
         }
         let _load = self.set.start(i);
-        let t0 = Instant::now();
-        let result = match tokio::time::timeout(budget, self.exchange(endpoint, i, req, t0)).await {
+        // One clock read starts the attempt, its deadline and the pool's idle check.
+        let t0 = tokio::time::Instant::now();
+        // Built in the call: a future held in a local first is moved (copied) once more.
+        let result = match tokio::time::timeout_at(
+            t0 + budget,
+            self.exchange(endpoint, i, req, t0.into_std()),
+        )
+        .await
+        {
             Ok(Ok(response)) => {
-                let at = Instant::now();
+                let at = tokio::time::Instant::now();
                 Ok(Answer { response, latency: at.saturating_duration_since(t0), at })
             }
             Ok(Err(e)) => Err(e),

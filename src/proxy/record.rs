@@ -3,7 +3,7 @@
 //! error rates the autopilot and the health answer read, the request metrics, the access
 //! log).
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::{HeaderValue, Method, Request, Response};
 
@@ -57,17 +57,14 @@ impl Proxy {
         access: Option<Access>,
     ) {
         let status = resp.status();
-        // One clock read for both windows (tokio's clock, which tests pause).
-        let now = tokio::time::Instant::now();
+        // The answer's arrival, clocked already when it came from upstream, serves both
+        // windows and the latency; else one clock read (tokio's, which tests pause).
+        let now = outcome.answered.unwrap_or_else(Instant::now);
         self.metrics.rate.record_at(now, status.is_server_error());
         if !ctx.listener.is_peer() {
             self.metrics.source_rate.record_at(now, status.is_server_error());
         }
-        // The answer's arrival was clocked already when it came from upstream.
-        let elapsed = match outcome.answered {
-            Some(at) => at.saturating_duration_since(started),
-            None => started.elapsed(),
-        };
+        let elapsed = now.saturating_duration_since(started);
         self.request_metrics.observe(
             ctx.listener as usize,
             outcome.origin,

@@ -7,6 +7,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
+use crate::proxy::headers::field_name;
+
 /// Largest response head read: nginx's `proxy_buffer_size` is 4 or 8 KiB, so this is
 /// more generous; a longer head is an upstream protocol error.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -96,7 +98,7 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>,
     // What framing and keep-alive read, noted as the fields go in rather than looked up.
     let mut seen = Seen::default();
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Invalid)?;
+        let name = field_name(h.name.as_bytes()).map_err(|_| HeadError::Invalid)?;
         if seen.note(&name, h.value) {
             continue;
         }

@@ -23,7 +23,7 @@ use super::hop::HopInfo;
 use super::peer::{Path, PeerRegion};
 use super::pool::UpstreamResponse;
 use super::region_outlier::RegionOutliers;
-use super::request_body::{Kept, UpstreamBody, attempt_request};
+use super::request_body::{Kept, UpstreamBody};
 use super::retry::{self, Reason, RetryPolicy};
 use super::targets::Targets;
 use crate::metrics::Metrics;
@@ -280,20 +280,17 @@ impl Plan<'_> {
     /// The request of one attempt: the client's head as it is, but one to a peer region
     /// carries the next hop's fields (the time `upstream` may spend on it among them).
     fn request<'p>(
-        &self,
-        parts: &'p Parts,
+        &'p self,
+        head: &'p Parts,
         body: UpstreamBody,
         target: Target,
         upstream: &Upstream,
     ) -> Outgoing<'p> {
-        match target {
-            Target::Local => Outgoing::Head(parts, body, self.upgrade),
-            Target::Peer(_) => {
-                let mut req = attempt_request(parts, body);
-                self.hop.write_next(req.headers_mut(), upstream.budget(self.hop.deadline));
-                Outgoing::Made(Box::new(req))
-            }
-        }
+        let next_hop = match target {
+            Target::Local => None,
+            Target::Peer(_) => Some(self.hop.next(upstream.budget(self.hop.deadline))),
+        };
+        Outgoing::Head { head, body, upgrade: self.upgrade, next_hop }
     }
 
     /// Every attempt counts for the region it went to (a 500 retried elsewhere is still

@@ -231,10 +231,12 @@ impl Upstream {
             // The pool writes the head as `retarget` would leave it: origin-form, HTTP/1.1,
             // and the client's authority as `Host` when it sent none.
             let sent = match out {
-                Outgoing::Head(head, body, _) => pool.send(i, &endpoint, head, body, now).await,
+                Outgoing::Head { head, body, next_hop, .. } => {
+                    pool.send(i, &endpoint, head, body, next_hop, now).await
+                }
                 Outgoing::Made(req) => {
                     let (head, body) = (*req).into_parts();
-                    pool.send(i, &endpoint, &head, body, now).await
+                    pool.send(i, &endpoint, &head, body, None, now).await
                 }
             };
             return sent.map(|r| r.map(UpstreamResponse::Wire));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::headers::{X_FLOWGATE_DEADLINE_MS, X_FLOWGATE_HOPS, X_FLOWGATE_SOURCE_REGION};
 use super::listener::ListenerKind;
@@ -52,14 +52,94 @@ impl HopInfo {
         HopInfo { hops, source, local_only: hops >= max_hops, deadline }
     }
 
-    /// Writes the fields of the next hop on a request going to a peer region, which may
-    /// spend `budget` on it.
-    pub(crate) fn write_next(&self, h: &mut HeaderMap, budget: Duration) {
-        h.insert(&X_FLOWGATE_HOPS, HeaderValue::from(self.hops.saturating_add(1)));
+    /// The fields of the next hop of a request going to a peer region, which may spend
+    /// `budget` on it.
+    pub(crate) fn next(&self, budget: Duration) -> NextHop<'_> {
+        NextHop {
+            hops: self.hops.saturating_add(1),
+            source: &self.source,
+            deadline_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1),
+        }
+    }
+}
+
+/// The fleet fields a forward to a peer region carries, in place of any the request had.
+/// The own HTTP/1.1 pool writes them as bytes after the client's fields (no copy of the
+/// head, no map insert); a request made for hyper's clients gets them in its map.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NextHop<'a> {
+    hops: u32,
+    source: &'a HeaderValue,
+    deadline_ms: u64,
+}
+
+impl NextHop<'_> {
+    /// Whether `name` is one of the fields this replaces (left out of the client's).
+    pub(crate) fn replaces(name: &HeaderName) -> bool {
+        name == X_FLOWGATE_HOPS || name == X_FLOWGATE_SOURCE_REGION || name == X_FLOWGATE_DEADLINE_MS
+    }
+
+    /// Hands each field to `field` as name and value bytes.
+    pub(crate) fn each(&self, mut field: impl FnMut(&[u8], &[u8])) {
+        let (mut hops, mut deadline) = (itoa::Buffer::new(), itoa::Buffer::new());
+        field(X_FLOWGATE_HOPS.as_str().as_bytes(), hops.format(self.hops).as_bytes());
+        field(X_FLOWGATE_SOURCE_REGION.as_str().as_bytes(), self.source.as_bytes());
+        field(X_FLOWGATE_DEADLINE_MS.as_str().as_bytes(), deadline.format(self.deadline_ms).as_bytes());
+    }
+
+    /// Sets the fields in `h`, replacing any it had.
+    pub(crate) fn write(&self, h: &mut HeaderMap) {
+        h.insert(&X_FLOWGATE_HOPS, HeaderValue::from(self.hops));
         h.insert(&X_FLOWGATE_SOURCE_REGION, self.source.clone());
         // New on nearly every request: kept out of the HPACK table, like the request id.
-        let mut deadline = HeaderValue::from(budget.as_millis().max(1) as u64);
+        let mut deadline = HeaderValue::from(self.deadline_ms);
         deadline.set_sensitive(true);
         h.insert(&X_FLOWGATE_DEADLINE_MS, deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(hops: u32) -> HopInfo {
+        HopInfo { hops, source: HeaderValue::from_static("us-east"), local_only: false, deadline: None }
+    }
+
+    #[test]
+    fn the_next_hop_counts_one_more_and_carries_the_source_and_budget() {
+        let info = hop(1);
+        let next = info.next(Duration::from_millis(2500));
+        let mut seen = Vec::new();
+        next.each(|n, v| {
+            seen.push((String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned()))
+        });
+        let want = [
+            ("x-flowgate-hops", "2"),
+            ("x-flowgate-source-region", "us-east"),
+            ("x-flowgate-deadline-ms", "2500"),
+        ];
+        assert_eq!(seen, want.map(|(n, v)| (n.to_owned(), v.to_owned())));
+
+        let mut h = HeaderMap::new();
+        h.insert(&X_FLOWGATE_HOPS, HeaderValue::from_static("7"));
+        next.write(&mut h);
+        assert_eq!(h.len(), 3);
+        for (n, v) in want {
+            assert_eq!(h.get(n).map(|x| x.as_bytes()), Some(v.as_bytes()), "{n}");
+        }
+        assert!(h[&X_FLOWGATE_DEADLINE_MS].is_sensitive());
+    }
+
+    #[test]
+    fn a_spent_budget_still_asks_for_a_millisecond_and_the_count_never_wraps() {
+        let last = hop(u32::MAX);
+        let next = last.next(Duration::ZERO);
+        let mut h = HeaderMap::new();
+        next.write(&mut h);
+        assert_eq!(h[&X_FLOWGATE_DEADLINE_MS], "1");
+        assert_eq!(h[&X_FLOWGATE_HOPS], u32::MAX.to_string().as_str());
+        assert!(NextHop::replaces(&X_FLOWGATE_SOURCE_REGION));
+        assert!(!NextHop::replaces(&http::header::HOST));
     }
 }

@@ -34,6 +34,7 @@ use http::uri::Authority;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
+use super::hop::NextHop;
 use super::request_body::UpstreamBody;
 pub(crate) use body::{UpstreamResponse, WireBody};
 
@@ -112,8 +113,9 @@ impl H1Pool {
         }
     }
 
-    /// Sends the request `head` with `body` to endpoint `i` (in origin-form, as HTTP/1.1)
-    /// and waits for the response head. The body reads from the connection, which goes
+    /// Sends the request `head` with `body` to endpoint `i` (in origin-form, as HTTP/1.1,
+    /// with the fleet fields of `next_hop` in place of any it has) and waits for the
+    /// response head. The body reads from the connection, which goes
     /// back to the pool once it is read whole.
     pub(crate) async fn send(
         &self,
@@ -121,6 +123,7 @@ impl H1Pool {
         authority: &Authority,
         head: &Parts,
         body: UpstreamBody,
+        next_hop: Option<NextHop<'_>>,
         now: Instant,
     ) -> Result<Response<WireBody>, ProxyError> {
         let method = &head.method;
@@ -130,7 +133,7 @@ impl H1Pool {
             None => Box::pin(self.connect(i, authority)).await?,
         };
         let buf = conn.conn.as_mut().map(|c| std::mem::take(&mut c.wbuf)).unwrap_or_default();
-        let mut writer = wire::RequestWriter::new(buf, head, body, authority);
+        let mut writer = wire::RequestWriter::new(buf, head, body, authority, next_hop);
         loop {
             match exchange::exchange(&mut conn, &mut writer, method).await {
                 Ok((head, rest)) => {

@@ -1,9 +1,12 @@
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 
 use super::chunked::{ChunkError, Chunked, Step};
 use super::response::{self, Framing, HeadError, MAX_HEAD_BYTES, MAX_HEADERS};
 use super::wire::RequestWriter;
+use crate::proxy::hop::{HopInfo, NextHop};
 use crate::proxy::request_body::UpstreamBody;
 
 fn parse(text: &[u8]) -> Result<Option<response::Head>, HeadError> {
@@ -131,9 +134,31 @@ fn malformed_chunks_are_refused() {
 }
 
 fn written(req: Request<UpstreamBody>) -> String {
+    written_to(req, None)
+}
+
+fn written_to(req: Request<UpstreamBody>, next_hop: Option<NextHop<'_>>) -> String {
     let authority = "origin.internal:8080".parse().expect("authority");
     let (parts, body) = req.into_parts();
-    String::from_utf8_lossy(RequestWriter::new(Vec::new(), &parts, body, &authority).queued()).into_owned()
+    String::from_utf8_lossy(RequestWriter::new(Vec::new(), &parts, body, &authority, next_hop).queued())
+        .into_owned()
+}
+
+#[test]
+fn a_forward_to_a_peer_carries_the_next_hops_fields_in_place_of_the_heads() {
+    let mut req = Request::new(UpstreamBody::kept(Bytes::new()));
+    req.headers_mut().insert("host", "app.example".parse().expect("value"));
+    req.headers_mut().insert("x-flowgate-hops", "1".parse().expect("value"));
+    req.headers_mut().insert("x-flowgate-deadline-ms", "900".parse().expect("value"));
+    req.headers_mut().insert("x-a", "1".parse().expect("value"));
+    let hop =
+        HopInfo { hops: 1, source: HeaderValue::from_static("eu-west"), local_only: false, deadline: None };
+    let text = written_to(req, Some(hop.next(Duration::from_millis(750))));
+    assert_eq!(
+        text,
+        "GET / HTTP/1.1\r\nhost: app.example\r\nx-a: 1\r\nx-flowgate-hops: 2\r\n\
+         x-flowgate-source-region: eu-west\r\nx-flowgate-deadline-ms: 750\r\n\r\n"
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::proxy::client_body::ClientBody;
+use crate::proxy::hop::NextHop;
 use crate::proxy::request_body::{UpstreamBody, expects_continue};
 
 /// How long a request with `Expect: 100-continue` waits for the origin's `100 Continue`
@@ -61,16 +62,17 @@ enum Source {
 
 impl RequestWriter {
     /// Writes the head `parts` into `buf` (cleared first), in origin-form whatever form its
-    /// target has, and queues `body`.
+    /// target has, with the fields of `next_hop` in place of any it has, and queues `body`.
     pub(crate) fn new(
         mut buf: Vec<u8>,
         parts: &Parts,
         body: UpstreamBody,
         authority: &Authority,
+        next_hop: Option<NextHop<'_>>,
     ) -> RequestWriter {
         buf.clear();
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let had_length = head_line(&mut buf, parts, target, authority);
+        let had_length = head_line(&mut buf, parts, target, authority, next_hop);
         let mut w = RequestWriter {
             buf,
             pos: 0,
@@ -214,9 +216,16 @@ impl RequestWriter {
 /// The request line and the fields as the request path left them, but for the framing
 /// fields (written by the caller for the body actually sent); `Host` when absent: the
 /// client's authority when its target named one (an HTTP/2 client's, after the fields, as
-/// if added to them), else the endpoint's (first). Says whether the fields had a
-/// `Content-Length`. The fields are looked at in one pass, without a hashed look-up.
-fn head_line(buf: &mut Vec<u8>, parts: &Parts, target: &str, authority: &Authority) -> bool {
+/// if added to them), else the endpoint's (first); the fleet fields of `next_hop` after
+/// the others, in place of any they had. Says whether the fields had a `Content-Length`.
+/// The fields are looked at in one pass, without a hashed look-up.
+fn head_line(
+    buf: &mut Vec<u8>,
+    parts: &Parts,
+    target: &str,
+    authority: &Authority,
+    next_hop: Option<NextHop<'_>>,
+) -> bool {
     buf.extend_from_slice(parts.method.as_str().as_bytes());
     buf.push(b' ');
     buf.extend_from_slice(target.as_bytes());
@@ -228,11 +237,14 @@ fn head_line(buf: &mut Vec<u8>, parts: &Parts, target: &str, authority: &Authori
             length = true;
             continue;
         }
-        if name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || (next_hop.is_some() && NextHop::replaces(name)) {
             continue;
         }
         host |= name == HOST;
         field(buf, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(next) = next_hop {
+        next.each(|name, value| field(buf, name, value));
     }
     if !host {
         match parts.uri.authority() {

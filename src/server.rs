@@ -9,7 +9,6 @@
 mod accept;
 mod addr_file;
 mod h1;
-mod in_task;
 mod watched;
 
 use std::future::Future;

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod checks;
 pub(crate) mod html;
+pub(crate) mod in_task;
 pub mod out;
 pub mod priority;
 pub mod tls;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use support::admin::{HttpClient, wait_probed_and_healthy};
 use support::wait::wait_until;
-use support::{ProxyConfig, exchange, h1_client, origin, region_of};
+use support::{ProxyConfig, TestProxy, exchange, h1_client, origin, region_of};
 use tokio::net::{TcpListener, TcpStream};
 
 const A: &str = "us-east-1";
@@ -62,11 +62,18 @@ fn table(dir: &tempfile::TempDir) -> std::path::PathBuf {
     path
 }
 
-/// Two hundred requests one after another, with the health probes beside them, all go
-/// over a single h2c connection to the peer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sequential_requests_reuse_one_h2c_connection() {
-    let _turn = SERIAL.lock().await;
+/// Region A's proxy sends all its traffic to region B's over h2c, through a forwarder
+/// that counts the connections; both proxies probed and healthy.
+struct Link {
+    _dir: tempfile::TempDir,
+    origin_a: origin::Origin,
+    origin_b: origin::Origin,
+    proxy_a: TestProxy,
+    proxy_b: TestProxy,
+    fwd: Forwarder,
+}
+
+async fn link() -> Link {
     let dir = tempfile::tempdir().expect("tempdir");
     let (origin_a, origin_b) = (origin::start().await, origin::start().await);
     let proxy_b = ProxyConfig::new(B, origin_b.addr).health("200ms", "100ms").start().await;
@@ -78,6 +85,15 @@ async fn sequential_requests_reuse_one_h2c_connection() {
         .start()
         .await;
     wait_probed_and_healthy(&[proxy_a.addrs.admin, proxy_b.addrs.admin], Duration::from_secs(10)).await;
+    Link { _dir: dir, origin_a, origin_b, proxy_a, proxy_b, fwd }
+}
+
+/// Two hundred requests one after another, with the health probes beside them, all go
+/// over a single h2c connection to the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_requests_reuse_one_h2c_connection() {
+    let _turn = SERIAL.lock().await;
+    let Link { _dir, origin_a, origin_b: _origin_b, proxy_a, proxy_b, fwd } = link().await;
     let client = h1_client();
     for n in 0..200 {
         let (status, region, body) = one(&client, &proxy_a.url("/")).await.expect("answer");
@@ -90,22 +106,42 @@ async fn sequential_requests_reuse_one_h2c_connection() {
     proxy_b.stop().await;
 }
 
+/// A body too long to keep for retries streams to the peer over the h2c link, frame by
+/// frame, while the answer streams back; several at once share the one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_bodies_stream_both_ways_over_the_h2c_link() {
+    let _turn = SERIAL.lock().await;
+    let Link { _dir, origin_a, origin_b: _origin_b, proxy_a, proxy_b, fwd } = link().await;
+    let client = h1_client();
+    let sends = (0..4u8).map(|n| {
+        let (client, url) = (client.clone(), proxy_a.url("/echo"));
+        async move {
+            // 1 MiB, each one different, so that a mix-up between streams shows.
+            let body: Bytes = (0..1024 * 1024).map(|i: u32| (i % 251) as u8 ^ n).collect::<Vec<u8>>().into();
+            let req = http::Request::post(url).body(Full::new(body.clone())).expect("request");
+            let (status, headers, echoed) = exchange(&client, req).await.expect("answer");
+            assert_eq!((status.as_u16(), region_of(&headers).as_str()), (200, B), "upload {n}");
+            assert!(
+                echoed == body,
+                "upload {n}: {} bytes came back, not the {} sent",
+                echoed.len(),
+                body.len()
+            );
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    assert_eq!(fwd.accepted.load(Ordering::SeqCst), 1, "the uploads shared one connection");
+    assert_eq!(origin_a.hits.load(Ordering::SeqCst), 0);
+    proxy_a.stop().await;
+    proxy_b.stop().await;
+}
+
 /// The peer proxy stops (its connection closes) and another takes its place: the next
 /// requests open a new connection and are served by the peer region again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_peer_is_connected_to_again() {
     let _turn = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (origin_a, origin_b) = (origin::start().await, origin::start().await);
-    let proxy_b = ProxyConfig::new(B, origin_b.addr).health("200ms", "100ms").start().await;
-    let fwd = forwarder(proxy_b.addrs.peer.expect("peer listener")).await;
-    let proxy_a = ProxyConfig::new(A, origin_a.addr)
-        .table(&table(&dir))
-        .peer(B, &[fwd.addr])
-        .health("200ms", "100ms")
-        .start()
-        .await;
-    wait_probed_and_healthy(&[proxy_a.addrs.admin, proxy_b.addrs.admin], Duration::from_secs(10)).await;
+    let Link { _dir, origin_a: _origin_a, origin_b, proxy_a, proxy_b, fwd } = link().await;
     let client = h1_client();
     let (status, region, _) = one(&client, &proxy_a.url("/")).await.expect("answer");
     assert_eq!((status, region.as_str()), (200, B));

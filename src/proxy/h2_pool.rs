@@ -17,7 +17,9 @@ use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::vocab::in_task::{InTask, Streams};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -198,7 +200,9 @@ async fn handshake<T>(io: T, authority: &Authority) -> Result<SendRequest<Upstre
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    // Each request's wait for its response runs in the connection's task (`in_task`),
+    // not in a task hyper would spawn per request.
+    let mut builder = http2::Builder::new(InTask);
     builder
         .timer(TokioTimer::new())
         .keep_alive_interval(PING_INTERVAL)
@@ -211,7 +215,8 @@ where
     })?;
     let endpoint = authority.clone();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        let mut streams = Streams::default();
+        if let Err(e) = streams.drive(std::pin::pin!(conn)).await {
             tracing::debug!(error = %e, endpoint = %endpoint, "peer connection ended");
         }
     });

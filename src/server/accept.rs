@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::h1;
-use super::in_task::{InTask, Streams};
 use super::watched::Watched;
 use crate::config::Config;
 use crate::proxy::client_body::ClientBody;
 use crate::proxy::{ConnCtx, ListenerKind, Proxy};
 use crate::vocab::activity::{ConnActivity, Expired};
+use crate::vocab::in_task::{InTask, Streams};
 
 /// Everything a connection task needs, shared by all of them.
 pub(super) struct ConnShared {

@@ -1,14 +1,16 @@
-//! HTTP/2 streams run inside their connection's task rather than one task each.
+//! HTTP/2 streams run inside their connection's task rather than one task each, on both
+//! sides: client connections' streams (the listeners') and peer links' (the HTTP/2 pool).
 //!
-//! hyper hands every HTTP/2 stream to an executor. With tokio's, each stream is a task
-//! of its own: spawned, scheduled, and woken across tasks every time it and its
-//! connection hand each other a frame, which `bench/instructions.sh PROTO=h2` showed as a
-//! large share of an HTTP/2 request. [`InTask`] is an executor that gives the stream to
-//! the connection polling at that moment (hyper starts streams only from within its
-//! connection's poll), and [`Streams`] polls them beside the connection, in its task.
-//! Nothing changes for the streams themselves; what changes is that a connection's task
-//! lives until its last stream is done, so the drain (which tracks connection tasks)
-//! waits for in-flight HTTP/2 requests too, and the hard cut ends them with it.
+//! hyper hands every HTTP/2 stream to an executor (a server's request, a client's wait for
+//! its response). With tokio's, each stream is a task of its own: spawned, scheduled, and
+//! woken across tasks every time it and its connection hand each other a frame, which
+//! `bench/instructions.sh PROTO=h2` showed as a large share of an HTTP/2 request.
+//! [`InTask`] is an executor that gives the stream to the connection polling at that
+//! moment (hyper starts streams only from within its connection's poll), and [`Streams`]
+//! polls them beside the connection, in its task. Nothing changes for the streams
+//! themselves; what changes is that a connection's task lives until its last stream is
+//! done, so the drain (which tracks connection tasks) waits for in-flight HTTP/2 requests
+//! too, and the hard cut ends them with it.
 
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
@@ -24,10 +26,10 @@ thread_local! {
     static ADOPTING: RefCell<Option<Vec<Stream>>> = const { RefCell::new(None) };
 }
 
-/// hyper's executor for the server side: hands a stream to the connection polling it, or
+/// hyper's executor: hands a stream to the connection polling it, or
 /// (never expected: hyper starts streams only while its connection is polled) spawns it.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct InTask;
+pub(crate) struct InTask;
 
 impl<F> hyper::rt::Executor<F> for InTask
 where
@@ -49,7 +51,7 @@ where
 
 /// The streams of one connection, polled in its task.
 #[derive(Default)]
-pub(super) struct Streams {
+pub(crate) struct Streams {
     running: FuturesUnordered<Stream>,
     /// Kept between polls so that adopting streams allocates only when the set grows.
     started: Vec<Stream>,
@@ -58,7 +60,7 @@ pub(super) struct Streams {
 impl Streams {
     /// Drives `conn` and its streams; ready with the connection's result once the
     /// connection is over and its last stream done.
-    pub(super) fn drive<'a, C>(&'a mut self, mut conn: Pin<&'a mut C>) -> impl Future<Output = C::Output> + 'a
+    pub(crate) fn drive<'a, C>(&'a mut self, mut conn: Pin<&'a mut C>) -> impl Future<Output = C::Output> + 'a
     where
         C: Future,
     {

@@ -82,6 +82,7 @@ pub(crate) use listener::{ConnCtx, ListenerKind};
 use origin::OriginPool;
 use peer::PeerRegion;
 use pool::UpstreamResponse;
+pub(crate) use pool::{Fields, Relayed};
 use region_outlier::RegionOutliers;
 pub(crate) use request_body::KEEP_BODY_TIMEOUT;
 use retry::RetryPolicy;
@@ -244,8 +245,14 @@ impl Proxy {
     /// Handles one request from a client; never fails: errors become responses. The
     /// phases: the proxy's own answers and the filter, route, choose and attempt (in
     /// `forward` and the attempts' `Plan`), then respond and record (in [`record`]), which
-    /// every answer goes through whoever made it.
-    pub(crate) async fn handle(&self, ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<ProxyBody> {
+    /// every answer goes through whoever made it. `fields` says where an origin's answer
+    /// may keep its ordinary fields ([`ProxyBody::relayed`] with [`Fields::Bytes`]).
+    pub(crate) async fn handle(
+        &self,
+        ctx: &ConnCtx,
+        mut req: Request<ClientBody>,
+        fields: Fields,
+    ) -> Response<ProxyBody> {
         let mut guard = RequestGuard::new(ctx.activity.begin(), &self.inflight);
         let started = tokio::time::Instant::now();
         let access = self.access_log.then(|| record::Access::of(&req));
@@ -267,7 +274,7 @@ impl Proxy {
                     self.metrics.rate.record(true);
                     return resp;
                 }
-                match self.forward(ctx, req, &mut guard, &mut outcome).await {
+                match self.forward(ctx, req, fields, &mut guard, &mut outcome).await {
                     Ok(resp) => resp.map(|b| ProxyBody::upstream(b, guard)),
                     Err(e) => {
                         if e == ProxyError::OriginBusy {
@@ -300,6 +307,7 @@ impl Proxy {
         &self,
         ctx: &ConnCtx,
         mut req: Request<ClientBody>,
+        fields: Fields,
         guard: &mut RequestGuard,
         outcome: &mut Outcome,
     ) -> Result<Response<UpstreamResponse>, ProxyError> {
@@ -335,6 +343,7 @@ impl Proxy {
             // A protocol switch cannot ride an HTTP/2 link to a peer: serve it here.
             local_only: hop.local_only || upgrade,
             upgrade,
+            fields,
         };
         let mut resp = plan.run(req, guard, outcome, &mut ThreadRandom).await?;
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;

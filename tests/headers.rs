@@ -288,3 +288,64 @@ async fn no_route_is_a_404_made_by_the_proxy() {
     assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     p.stop().await;
 }
+
+/// An origin that gives every request on a connection the same `answer`, byte for byte.
+async fn fixed_origin(answer: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind raw origin");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Bounded by the connection: every round reads bytes or ends.
+                while let Ok(n) = s.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Every field of an origin's answer reaches the client but the hop-by-hop ones and the
+/// fleet's, whichever of the proxy's ways to carry them the answer took.
+#[tokio::test]
+async fn an_origins_answer_reaches_the_client_without_its_hop_by_hop_fields() {
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let plain = "HTTP/1.1 200 OK\r\nServer: Raw/1\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                 Set-Cookie: a=1\r\nX-Flowgate-Region: forged\r\nKeep-Alive: timeout=5\r\n\
+                 set-cookie: b=2\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+    let naming = "HTTP/1.1 200 OK\r\nX-Named: secret\r\nServer: Raw/1\r\nConnection: X-Named\r\n\
+                  Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+                  Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok";
+    for answer in [plain, naming] {
+        let origin = fixed_origin(answer).await;
+        let p = TestProxy::start(&config_text(origin, "")).await;
+        let resp =
+            raw_request(p.addrs.public, "GET /x HTTP/1.1\nHost: example.test\nConnection: close").await;
+        assert_eq!(resp.status, 200, "{answer:?}");
+        assert_eq!(resp.body, b"ok");
+        let all = |name: &str| -> Vec<&str> {
+            resp.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        };
+        assert_eq!(all("server"), ["Raw/1"], "{:?}", resp.headers);
+        assert_eq!(all("date"), [DATE], "{:?}", resp.headers);
+        assert_eq!(all("set-cookie"), ["a=1", "b=2"], "{:?}", resp.headers);
+        assert_eq!(all("x-flowgate-region"), ["us-east-1"], "{:?}", resp.headers);
+        assert_eq!(all("connection"), ["close"], "{:?}", resp.headers);
+        for name in ["keep-alive", "x-named"] {
+            assert!(all(name).is_empty(), "`{name}` reached the client: {:?}", resp.headers);
+        }
+        p.stop().await;
+    }
+}

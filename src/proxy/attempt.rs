@@ -21,7 +21,7 @@ use super::forward::{Answer, Outgoing, Upstream};
 use super::headers::{X_FLOWGATE_ERROR, X_FLOWGATE_REGION};
 use super::hop::HopInfo;
 use super::peer::{Path, PeerRegion};
-use super::pool::UpstreamResponse;
+use super::pool::{Fields, UpstreamResponse};
 use super::region_outlier::RegionOutliers;
 use super::request_body::{Kept, UpstreamBody};
 use super::retry::{self, Reason, RetryPolicy};
@@ -67,6 +67,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) local_only: bool,
     /// The request asks for a protocol switch (`headers::is_upgrade_request`).
     pub(crate) upgrade: bool,
+    /// Where the answer's ordinary fields go: the own HTTP/1.1 server path takes them
+    /// as bytes.
+    pub(crate) fields: Fields,
 }
 
 /// Where an attempt went: a target, the path to it, and the endpoint in that path's set.
@@ -290,7 +293,7 @@ impl Plan<'_> {
             Target::Local => None,
             Target::Peer(_) => Some(self.hop.next(upstream.budget(self.hop.deadline))),
         };
-        Outgoing::Head { head, body, upgrade: self.upgrade, next_hop }
+        Outgoing::Head { head, body, upgrade: self.upgrade, next_hop, fields: self.fields }
     }
 
     /// Every attempt counts for the region it went to (a 500 retried elsewhere is still

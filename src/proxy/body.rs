@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 
 use super::origin::OriginPermit;
-use super::pool::UpstreamResponse;
+use super::pool::{Relayed, UpstreamResponse};
 use super::shed::{Inflight, InflightSlot};
 use crate::vocab::activity::ActiveRequest;
 
@@ -50,6 +50,15 @@ impl ProxyBody {
 
     pub(crate) fn full(bytes: Bytes, guard: RequestGuard) -> ProxyBody {
         ProxyBody { inner: Either::Right(Full::new(bytes)), guard: Some(guard) }
+    }
+
+    /// The response's fields the head's map does not hold, as bytes to write after it:
+    /// only answers to a request that asked for [`super::pool::response::Fields::Bytes`].
+    pub(crate) fn relayed(&self) -> &Relayed {
+        match &self.inner {
+            Either::Left(up) => up.relayed(),
+            Either::Right(_) => Relayed::none(),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use super::error::ProxyError;
 use super::h2_pool::{H2Pool, PeerTls};
 use super::headers::X_FLOWGATE_REGION;
 pub(crate) use super::outgoing::Outgoing;
-use super::pool::{H1Pool, UpstreamResponse};
+use super::pool::{H1Pool, UpstreamResponse, Wants};
 use super::request_body::UpstreamBody;
 use crate::config::Protocol;
 
@@ -231,12 +231,12 @@ impl Upstream {
             // The pool writes the head as `retarget` would leave it: origin-form, HTTP/1.1,
             // and the client's authority as `Host` when it sent none.
             let sent = match out {
-                Outgoing::Head { head, body, next_hop, .. } => {
-                    pool.send(i, &endpoint, head, body, next_hop, now).await
+                Outgoing::Head { head, body, next_hop, fields, .. } => {
+                    pool.send(i, &endpoint, head, body, Wants { next_hop, fields }, now).await
                 }
                 Outgoing::Made(req) => {
                     let (head, body) = (*req).into_parts();
-                    pool.send(i, &endpoint, &head, body, None, now).await
+                    pool.send(i, &endpoint, &head, body, Wants::default(), now).await
                 }
             };
             return sent.map(|r| r.map(UpstreamResponse::Wire));

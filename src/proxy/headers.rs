@@ -14,7 +14,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// What every fleet field's name starts with.
-const FLOWGATE_PREFIX: &[u8] = b"x-flowgate-";
+pub(crate) const FLOWGATE_PREFIX: &[u8] = b"x-flowgate-";
 
 // === The fleet's fields: only proxies set them ===
 
@@ -66,7 +66,7 @@ pub(crate) fn field_name(raw: &[u8]) -> Result<HeaderName, http::header::Invalid
 /// control bytes, which the second test refuses. Without an early exit, so that it
 /// compiles to a few wide operations rather than a loop of byte comparisons
 /// (`eq_ignore_ascii_case` took about 200 instructions per name).
-fn spells(lower: &[u8], raw: &[u8]) -> bool {
+pub(crate) fn spells(lower: &[u8], raw: &[u8]) -> bool {
     lower.len() == raw.len()
         && raw.iter().zip(lower).fold(true, |ok, (&r, &l)| ok & (r | 0x20 == l) & (r > 0x20))
 }

@@ -9,6 +9,7 @@ use http::request::Parts;
 
 use super::headers::is_upgrade_request;
 use super::hop::NextHop;
+use super::pool::Fields;
 use super::request_body::{UpstreamBody, attempt_request};
 
 /// A made request is boxed: it is the rarer, and would make every attempt's future larger.
@@ -21,6 +22,9 @@ pub(crate) enum Outgoing<'a> {
         upgrade: bool,
         /// To a peer region: the fleet fields that replace any the head has.
         next_hop: Option<NextHop<'a>>,
+        /// Where the own HTTP/1.1 pool puts the answer's ordinary fields (hyper's
+        /// clients put them in the map).
+        fields: Fields,
     },
     Made(Box<Request<UpstreamBody>>),
 }

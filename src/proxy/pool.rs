@@ -37,6 +37,7 @@ use super::error::ProxyError;
 use super::hop::NextHop;
 use super::request_body::UpstreamBody;
 pub(crate) use body::{UpstreamResponse, WireBody};
+pub(crate) use response::{Fields, Relayed};
 
 /// TCP keep-alive on upstream connections, so a peer that vanished is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
@@ -66,6 +67,14 @@ struct Lists {
     generation: AtomicU64,
     idle_timeout: Duration,
     max_idle: usize,
+}
+
+/// What the request path asks of a send beside the client's head: the next hop's fleet
+/// fields (to a peer region), and where the answer's fields go.
+#[derive(Debug, Default)]
+pub(crate) struct Wants<'a> {
+    pub(crate) next_hop: Option<NextHop<'a>>,
+    pub(crate) fields: Fields,
 }
 
 /// The pool of one upstream set.
@@ -114,7 +123,7 @@ impl H1Pool {
     }
 
     /// Sends the request `head` with `body` to endpoint `i` (in origin-form, as HTTP/1.1,
-    /// with the fleet fields of `next_hop` in place of any it has) and waits for the
+    /// with the fleet fields of `wants.next_hop` in place of any it has) and waits for the
     /// response head. The body reads from the connection, which goes
     /// back to the pool once it is read whole.
     pub(crate) async fn send(
@@ -123,9 +132,10 @@ impl H1Pool {
         authority: &Authority,
         head: &Parts,
         body: UpstreamBody,
-        next_hop: Option<NextHop<'_>>,
+        wants: Wants<'_>,
         now: Instant,
     ) -> Result<Response<WireBody>, ProxyError> {
+        let Wants { next_hop, fields } = wants;
         let method = &head.method;
         let mut conn = match self.checkout(i, now) {
             Some(c) => c,
@@ -135,8 +145,8 @@ impl H1Pool {
         let buf = conn.conn.as_mut().map(|c| std::mem::take(&mut c.wbuf)).unwrap_or_default();
         let mut writer = wire::RequestWriter::new(buf, head, body, authority, next_hop);
         loop {
-            match exchange::exchange(&mut conn, &mut writer, method).await {
-                Ok((head, rest)) => {
+            match exchange::exchange(&mut conn, &mut writer, method, fields).await {
+                Ok((mut head, rest)) => {
                     let writer = match rest {
                         exchange::Rest::Written => {
                             if let Some(c) = conn.conn.as_mut() {
@@ -149,8 +159,8 @@ impl H1Pool {
                     };
                     // A request not written whole leaves the connection unfit for another.
                     let keep_alive = head.keep_alive && rest != exchange::Rest::Abandoned;
-                    let framing = head.framing;
-                    return Ok(head.into_response(WireBody::new(conn, framing, keep_alive, writer)));
+                    let (framing, relayed) = (head.framing, std::mem::take(&mut head.relayed));
+                    return Ok(head.into_response(WireBody::new(conn, framing, keep_alive, writer, relayed)));
                 }
                 // A kept connection the upstream closed as it was taken: the request went
                 // nowhere, so it goes out once more on a new connection.

@@ -19,7 +19,7 @@ use super::h1;
 use super::watched::Watched;
 use crate::config::Config;
 use crate::proxy::client_body::ClientBody;
-use crate::proxy::{ConnCtx, ListenerKind, Proxy};
+use crate::proxy::{ConnCtx, Fields, ListenerKind, Proxy};
 use crate::vocab::activity::{ConnActivity, Expired};
 use crate::vocab::in_task::{InTask, Streams};
 
@@ -182,7 +182,9 @@ where
         // Boxed: the request future is large, and hyper moves the service future into a
         // task per HTTP/2 stream; a box moves a pointer (about 6 % of an h2 request's
         // instructions, measured with `bench/instructions.sh PROTO=h2`).
-        async move { Ok::<_, Infallible>(Box::pin(proxy.handle(&ctx, req.map(ClientBody::from))).await) }
+        async move {
+            Ok::<_, Infallible>(Box::pin(proxy.handle(&ctx, req.map(ClientBody::from), Fields::Map)).await)
+        }
     });
     let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);

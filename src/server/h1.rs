@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::client_body::ClientBody;
-use crate::proxy::{ConnCtx, KEEP_BODY_TIMEOUT, Proxy, ProxyBody};
+use crate::proxy::{ConnCtx, Fields, KEEP_BODY_TIMEOUT, Proxy, ProxyBody};
 use crate::vocab::activity::Expired;
 use gate::Gated;
 use head::{Accepted, Decision, Limits};
@@ -162,7 +162,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             let head_request = encode::is_head(&parts.method);
             let close = self.accepted.close;
             let proxy = env.proxy.load_full();
-            let resp = proxy.handle(ctx, Request::from_parts(parts, ClientBody::bytes(body))).await;
+            let resp =
+                proxy.handle(ctx, Request::from_parts(parts, ClientBody::bytes(body)), Fields::Bytes).await;
             let close = close || env.graceful.is_cancelled();
             let kept = match self.respond(resp, head_request, close).await {
                 Ok(kept) => kept,
@@ -245,6 +246,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         let answer = encode::Answer {
             status: parts.status,
             headers: &parts.headers,
+            relayed: body.relayed(),
             head_request,
             empty: body.is_end_stream(),
             exact: body.size_hint().exact(),

@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::chunked::{ChunkError, Chunked, Step};
-use super::response::Framing;
+use super::response::{Framing, Relayed};
 use super::wire::RequestWriter;
 use super::{Conn, PooledConn};
 
@@ -44,6 +44,9 @@ pub(crate) struct WireBody {
     writer: Option<Box<RequestWriter>>,
     /// The connection may carry another request once this body is read whole.
     keep_alive: bool,
+    /// The head's fields kept as bytes ([`super::response::Fields::Bytes`]): they travel
+    /// with the body, since the response's extensions would cost two allocations.
+    relayed: Relayed,
 }
 
 impl WireBody {
@@ -52,6 +55,7 @@ impl WireBody {
         framing: Framing,
         keep_alive: bool,
         writer: Option<Box<RequestWriter>>,
+        relayed: Relayed,
     ) -> WireBody {
         let decoder = match framing {
             Framing::Empty | Framing::Length(0) => Decoder::Done,
@@ -60,7 +64,7 @@ impl WireBody {
             Framing::Close => Decoder::Close,
         };
         let keep_alive = keep_alive && framing != Framing::Close;
-        let mut body = WireBody { conn: Some(conn), decoder, writer, keep_alive };
+        let mut body = WireBody { conn: Some(conn), decoder, writer, keep_alive, relayed };
         if matches!(body.decoder, Decoder::Done) {
             body.finish();
         }
@@ -188,6 +192,16 @@ impl WireBody {
 pub(crate) enum UpstreamResponse {
     Hyper(Incoming),
     Wire(WireBody),
+}
+
+impl UpstreamResponse {
+    /// The head's fields that are not in its map, as the own HTTP/1.1 path writes them.
+    pub(crate) fn relayed(&self) -> &Relayed {
+        match self {
+            UpstreamResponse::Wire(b) => &b.relayed,
+            UpstreamResponse::Hyper(_) => Relayed::none(),
+        }
+    }
 }
 
 impl Body for UpstreamResponse {

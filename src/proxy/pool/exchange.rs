@@ -7,7 +7,7 @@ use std::task::Poll;
 use http::{Method, StatusCode};
 
 use super::PooledConn;
-use super::response::{self, Head};
+use super::response::{self, Fields, Head};
 use super::wire::{RequestWriter, WriteError};
 use crate::proxy::error::ProxyError;
 
@@ -35,6 +35,7 @@ pub(crate) async fn exchange(
     pooled: &mut PooledConn,
     writer: &mut RequestWriter,
     method: &Method,
+    fields: Fields,
 ) -> Result<(Head, Rest), Failure> {
     let Some(conn) = pooled.conn.as_mut() else {
         return Err(Failure { error: ProxyError::UpstreamReset, before_answer: true });
@@ -61,7 +62,7 @@ pub(crate) async fn exchange(
                     Poll::Pending => {}
                 }
             }
-            match response::parse(&mut conn.rbuf, method) {
+            match response::parse(&mut conn.rbuf, method, fields) {
                 Ok(Some(head)) if head.status == StatusCode::CONTINUE => writer.open_gate(),
                 // A protocol switch goes through hyper's client; one here was not asked for.
                 Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {

@@ -4,13 +4,13 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode};
 
 use super::chunked::{ChunkError, Chunked, Step};
-use super::response::{self, Framing, HeadError, MAX_HEAD_BYTES, MAX_HEADERS};
+use super::response::{self, Fields, Framing, HeadError, MAX_HEAD_BYTES, MAX_HEADERS};
 use super::wire::RequestWriter;
 use crate::proxy::hop::{HopInfo, NextHop};
 use crate::proxy::request_body::UpstreamBody;
 
 fn parse(text: &[u8]) -> Result<Option<response::Head>, HeadError> {
-    response::parse(&mut BytesMut::from(text), &Method::GET)
+    response::parse(&mut BytesMut::from(text), &Method::GET, Fields::Map)
 }
 
 fn framing(text: &str) -> Result<Framing, HeadError> {
@@ -21,13 +21,67 @@ fn framing(text: &str) -> Result<Framing, HeadError> {
 fn a_head_is_parsed_and_removed_from_the_buffer() {
     let mut buf =
         BytesMut::from(&b"HTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc"[..]);
-    let head = response::parse(&mut buf, &Method::GET).expect("valid").expect("complete");
+    let head = response::parse(&mut buf, &Method::GET, Fields::Map).expect("valid").expect("complete");
     assert_eq!(head.status, StatusCode::CREATED);
     assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
     assert_eq!(head.framing, Framing::Length(3));
     assert!(head.keep_alive);
     assert_eq!(&buf[..], b"abc");
     assert_eq!(head.into_response(()).version(), http::Version::HTTP_11);
+}
+
+fn parse_as_bytes(text: &str) -> response::Head {
+    response::parse(&mut BytesMut::from(text.as_bytes()), &Method::GET, Fields::Bytes)
+        .expect("valid")
+        .expect("complete")
+}
+
+#[test]
+fn ordinary_fields_kept_as_bytes_leave_the_map_what_is_read_later() {
+    let head = parse_as_bytes(
+        "HTTP/1.1 200 OK\r\nServer: Origin/1\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+         Set-Cookie: a=1\r\nset-cookie: b=2\r\nX-Flowgate-Region: eu\r\nTE: trailers\r\n\
+         Keep-Alive: timeout=5\r\nTrailer: x-t\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&head.relayed.bytes),
+        "server: Origin/1\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
+    );
+    assert!(head.relayed.date);
+    let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+    // The length is the body's, which the encoder writes.
+    assert_eq!(names, ["x-flowgate-region", "te", "keep-alive", "trailer"]);
+    assert_eq!(head.framing, Framing::Length(2));
+    assert!(head.keep_alive);
+    // A HEAD answer's length is the GET's: only the origin knows it.
+    let text = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nServer: o\r\n\r\n";
+    let head = response::parse(&mut BytesMut::from(text), &Method::HEAD, Fields::Bytes).expect("valid");
+    let head = head.expect("complete");
+    assert_eq!(head.relayed.bytes, b"server: o\r\ncontent-length: 9\r\n");
+    assert_eq!(head.framing, Framing::Empty);
+    // Two lengths are refused however they are kept.
+    let two = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\ncontent-length: 9\r\n\r\n";
+    let err = response::parse(&mut BytesMut::from(two), &Method::GET, Fields::Bytes).expect_err("ambiguous");
+    assert_eq!(err, HeadError::BadLength);
+    // Without a date among them, the encoder must add one.
+    assert!(!parse_as_bytes("HTTP/1.1 204 No Content\r\nServer: o\r\n\r\n").relayed.date);
+}
+
+#[test]
+fn a_connection_naming_fields_puts_every_field_in_the_map() {
+    for text in [
+        "HTTP/1.1 200 OK\r\nX-Named: secret\r\nContent-Length: 0\r\nServer: o\r\nConnection: close, X-Named\r\nDate: d\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nConnection: x-named\r\nX-Named: secret\r\nServer: o\r\nDate: d\r\n\r\n",
+    ] {
+        let head = parse_as_bytes(text);
+        assert!(head.relayed.bytes.is_empty() && !head.relayed.date, "{text:?}");
+        for name in ["x-named", "server", "connection", "date"] {
+            assert!(head.headers.contains_key(name), "`{name}` missing from the map of {text:?}");
+        }
+        assert_eq!(head.headers["x-named"], "secret");
+        assert_eq!(head.headers.get("content-length").is_some(), text.contains("Content-Length"), "{text:?}");
+        assert!(!head.keep_alive, "{text:?}");
+    }
 }
 
 #[test]
@@ -46,6 +100,7 @@ fn framing_follows_rfc_9112() {
     let head = response::parse(
         &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n"[..]),
         &Method::HEAD,
+        Fields::Map,
     );
     assert_eq!(head.expect("valid").expect("complete").framing, Framing::Empty);
 }
